@@ -1,0 +1,212 @@
+"""HTTP fetching for collection: limits, manual redirects, retries with backoff, opt-out checks."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from pixelforge import __version__
+from pixelforge.collect.netguard import GuardedConnector, PrivateNetworkBlocked
+from pixelforge.collect.optout import RobotsPolicy, header_opt_out
+from pixelforge.errors import ItemError
+
+DEFAULT_USER_AGENT = (f"pixelforge/{__version__} (image dataset collector; "
+                      "+https://github.com/pixelforge/pixelforge#for-site-owners)")
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0  # never sleep longer than this on a server's Retry-After
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least the first 500 KiB
+ROBOTS_CACHE_SIZE = 50_000  # origins whose robots.txt a worker process remembers across shards
+
+# origin -> policy, kept across shards of one worker process (RFC 9309 allows caching for 24 h)
+_robots_cache: "OrderedDict[str, RobotsPolicy]" = OrderedDict()
+_robots_cache_run: list[str] = [""]  # the run the cache belongs to; a new run starts it afresh
+
+
+class FetchError(ItemError):
+    """A URL that gave no image bytes; ``reason`` is a FAILURE_REASONS key."""
+
+    def __init__(self, reason: str, detail: str, status: int | None = None):
+        super().__init__(detail, reason=reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    timeout: float = 10.0
+    retries: int = 2
+    max_bytes: int = 20 * 1024 * 1024
+    max_redirects: int = 5
+    user_agent: str = DEFAULT_USER_AGENT
+    honour_opt_outs: bool = True
+    allow_private_networks: bool = False
+    concurrency: int = 64
+    per_host: int = 0
+
+
+@dataclass
+class Fetched:
+    url: str  # final URL after redirects
+    status: int
+    data: bytes
+    seconds: float
+
+
+def make_session(config: FetchConfig) -> aiohttp.ClientSession:
+    """One session per worker: the guarded connector, our user agent, no cookies kept."""
+    connector = GuardedConnector(limit=config.concurrency, limit_per_host=config.per_host,
+                                 allow_private=config.allow_private_networks, ttl_dns_cache=300,
+                                 enable_cleanup_closed=True)
+    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": config.user_agent},
+                                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True)
+
+
+class Fetcher:
+    """Fetches URLs for one worker, with a per-origin robots.txt cache."""
+
+    def __init__(self, session: aiohttp.ClientSession, config: FetchConfig, run_id: str = ""):
+        self.session, self.config = session, config
+        self._robots: dict[str, asyncio.Future[RobotsPolicy]] = {}
+        if _robots_cache_run[0] != run_id:
+            _robots_cache.clear()
+            _robots_cache_run[0] = run_id
+
+    async def fetch(self, url: str) -> Fetched:
+        """GET ``url`` within the limits; raise FetchError with a failure reason otherwise."""
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                status, data, final = await asyncio.wait_for(self._follow(url), timeout=self.config.timeout)
+                return Fetched(final, status, data, time.monotonic() - start)
+            except FetchError as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                if exc.status not in RETRY_STATUSES or attempt >= self.config.retries:
+                    raise
+                delay = min(retry_after, self.config.timeout) if retry_after is not None else self._backoff(attempt)
+            except asyncio.TimeoutError:
+                # not retried: a server that hangs costs one timeout, not (retries + 1) of them
+                raise FetchError("timeout", f"no complete answer within {self.config.timeout:g} s") from None
+            except PrivateNetworkBlocked as exc:
+                raise FetchError("private_network_blocked", str(exc)) from None
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+                if attempt >= self.config.retries:
+                    raise FetchError("connection_error", _describe(exc)) from None
+                delay = self._backoff(attempt)
+            except aiohttp.InvalidURL as exc:
+                raise FetchError("invalid_url", f"invalid URL: {exc}") from None
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return min(0.5 * 2 ** attempt, 8.0) * (0.5 + random.random() / 2)
+
+    async def _follow(self, url: str) -> tuple[int, bytes, str]:
+        current = url
+        seen = {url}
+        for _ in range(self.config.max_redirects + 1):
+            if self.config.honour_opt_outs:
+                await self._check_robots(current)
+            async with self.session.get(current, allow_redirects=False) as resp:
+                if resp.status in REDIRECT_STATUSES:
+                    location = resp.headers.get("Location")
+                    if not location:
+                        raise FetchError("http_4xx" if resp.status < 500 else "http_5xx",
+                                         f"redirect {resp.status} without Location", resp.status)
+                    nxt = urljoin(str(resp.url), location)
+                    if urlsplit(nxt).scheme not in ("http", "https"):
+                        raise FetchError("invalid_url", f"redirect to a non-http URL: {nxt[:200]}")
+                    if nxt in seen:
+                        raise FetchError("redirect_limit", f"redirect loop back to {nxt[:200]}")
+                    seen.add(nxt)
+                    current = nxt
+                    continue
+                return resp.status, await self._body(resp), current
+        raise FetchError("redirect_limit", f"more than {self.config.max_redirects} redirects")
+
+    async def _body(self, resp: aiohttp.ClientResponse) -> bytes:
+        if resp.status >= 400:
+            err = FetchError("http_4xx" if resp.status < 500 else "http_5xx", f"HTTP {resp.status}", resp.status)
+            err.retry_after = _retry_after(resp.headers.get("Retry-After"))  # type: ignore[attr-defined]
+            raise err
+        if self.config.honour_opt_outs:
+            why = header_opt_out(resp.headers)
+            if why:
+                raise FetchError("opt_out_header", why, resp.status)
+        limit = self.config.max_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            raise FetchError("too_large", f"Content-Length {declared} bytes is over --max-bytes {limit}")
+        # read one byte past the limit: a body that reaches it is too large (also when it lied
+        # about its length, streamed without one, or decompressed into a bomb)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = await resp.content.read(limit + 1 - size)  # returns what has arrived, up to n
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            raise FetchError("too_large", f"body is over --max-bytes {limit}")
+        encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        if declared is not None and not encoded and len(data) < declared:
+            raise FetchError("connection_error", f"body ended after {len(data)} of {declared} bytes")
+        return data
+
+    async def _check_robots(self, url: str) -> None:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        policy = _robots_cache.get(origin)
+        if policy is None:
+            # concurrent requests to one origin share a single robots.txt download
+            fut = self._robots.get(origin)
+            if fut is None:
+                fut = self._robots[origin] = asyncio.ensure_future(self._load_robots(origin))
+            policy = await fut
+            _robots_cache[origin] = policy
+            if len(_robots_cache) > ROBOTS_CACHE_SIZE:
+                _robots_cache.popitem(last=False)
+        if not policy.allows(url, self.config.user_agent):
+            raise FetchError("opt_out_robots", policy.why_not(url))
+
+    async def _load_robots(self, origin: str) -> RobotsPolicy:
+        status, body = None, None
+        try:
+            async with self.session.get(f"{origin}/robots.txt", allow_redirects=True, max_redirects=5,
+                                        timeout=aiohttp.ClientTimeout(total=self.config.timeout)) as resp:
+                status = resp.status
+                if 200 <= status < 300:
+                    body = await resp.content.read(ROBOTS_MAX_BYTES)
+        except PrivateNetworkBlocked as exc:
+            raise FetchError("private_network_blocked", str(exc)) from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            status = None
+        return RobotsPolicy.from_response(status, body)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, min(seconds, MAX_RETRY_AFTER))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

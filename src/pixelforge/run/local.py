@@ -1,0 +1,55 @@
+"""The local executor: a process pool with a bounded number of tasks in flight."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from pixelforge.errors import UsageError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_local(fn: Callable[[T], R], tasks: Iterable[T], processes: int = 2,
+              max_in_flight: int | None = None) -> Iterator[R]:
+    """Yield ``fn(task)`` for every task, in completion order.
+
+    Tasks are drawn lazily from ``tasks`` and at most ``max_in_flight`` (default 2 per process)
+    are submitted at once, so a stream of millions of tasks never sits in memory. With
+    ``processes <= 1`` everything runs in this process (simplest to debug). Workers are spawned,
+    not forked, so threads of the parent (progress bars, DuckDB) never leak into them.
+    """
+    if processes <= 1:
+        for task in tasks:
+            yield fn(task)
+        return
+    limit = max_in_flight or 2 * processes
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+        pending: set[Future[R]] = set()
+        it = iter(tasks)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < limit:
+                try:
+                    pending.add(pool.submit(fn, next(it)))
+                except StopIteration:
+                    exhausted = True
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+
+
+EXECUTORS = {"local": run_local}
+
+
+def run_tasks(fn: Callable[[T], R], tasks: Iterable[T], *, backend: str = "local", processes: int = 2,
+              max_in_flight: int | None = None) -> Iterator[R]:
+    """Run ``fn`` over ``tasks`` with the executor named ``backend``."""
+    if backend not in EXECUTORS:
+        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(EXECUTORS)}")
+    return EXECUTORS[backend](fn, tasks, processes=processes, max_in_flight=max_in_flight)

@@ -1,0 +1,1 @@
+"""Importers of curated datasets; IMPORTERS maps each `pixelforge import KIND` to its Source class."""

@@ -1,0 +1,193 @@
+"""The importer interface (Record / Failure items) and the one driver that turns items into a dataset."""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from pixelforge import media
+from pixelforge.errors import ItemError, UsageError
+from pixelforge.progress import track
+from pixelforge.store import Dataset, DatasetBuilder, Lineage, config_to_dict
+from pixelforge.store.schema import encode_meta
+
+
+@dataclass
+class Record:
+    """One sample as an importer reads it, before it is stored.
+
+    ``image`` is either encoded bytes (kept unchanged when they are JPEG, PNG or WebP) or a uint8
+    array HxW / HxWx3 (stored as lossless PNG). Licence fields left at None take the command's
+    ``--license/--license-url/--attribution``; what the source itself says wins over the flags.
+    """
+
+    source: str
+    image: bytes | np.ndarray
+    caption: str | None = None
+    caption_source: str | None = None
+    label: int | None = None
+    label_name: str | None = None
+    boxes: Sequence[dict[str, Any]] = ()
+    mask: np.ndarray | None = None  # HxW integer array (class or instance ids), stored as PNG
+    split: str | None = None
+    license: str | None = None
+    license_url: str | None = None
+    attribution: str | None = None
+    meta: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # values of the importer's extra_fields
+
+
+@dataclass
+class Failure:
+    """One input item that gives no sample: becomes a row in failures.parquet."""
+
+    source: str
+    reason: str  # a key of pixelforge.store.schema.FAILURE_REASONS
+    detail: str = ""
+
+
+class Source(Protocol):
+    """What every importer is: a config dataclass with a kind, extra columns and a record stream."""
+
+    kind: str  # the source_kind of its rows
+    extra_fields: tuple[pa.Field, ...]
+
+    def validate(self) -> None:
+        """Raise UsageError for a missing path or bad option, before any work."""
+
+    def records(self) -> Iterator[Record | Failure]:
+        """Yield items in a stable order; never raise for a bad item (yield a Failure)."""
+
+    def count(self) -> int | None:
+        """The number of items when cheap to know (for the progress bar), else None."""
+
+
+@dataclass
+class ImportOptions:
+    """Options every importer shares (the CLI's common flags)."""
+
+    out: str
+    license: str = "unknown"
+    license_url: str | None = None
+    attribution: str | None = None
+    samples_per_shard: int = 1000
+    overwrite: bool = False
+    max_pixels: int = media.MediaLimits.max_pixels
+    max_bytes: int = media.MediaLimits.max_bytes
+
+
+@dataclass
+class ImportResult:
+    out: str
+    kind: str
+    samples: int
+    failures: int
+    failure_reasons: dict[str, int]
+    seconds: float
+
+
+def mask_to_png(mask: np.ndarray) -> bytes:
+    """A label mask as a lossless PNG: 8-bit when ids fit, else 16-bit."""
+    from PIL import Image
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ItemError(f"mask must be 2-D, got shape {mask.shape}", reason="bad_annotation")
+    if mask.max(initial=0) < 256:
+        img = Image.fromarray(mask.astype(np.uint8), mode="L")
+    else:
+        img = Image.fromarray(mask.astype(np.uint16))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def store_image(image: bytes | np.ndarray, limits: media.MediaLimits) -> media.Processed:
+    """Checked, measured image ready to store: source bytes kept when they are jpg/png/webp."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ItemError(f"pixel array must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}",
+                            reason="bad_record")
+        return media.process(media.array_to_png(image), limits=limits)
+    return media.process(image, limits=limits)
+
+
+def run_import(source: Source, options: ImportOptions) -> ImportResult:
+    """Import ``source`` into a new dataset at ``options.out``; bad items become failure rows."""
+    source.validate()
+    if not options.license:
+        raise UsageError("--license must not be empty: pass an SPDX-like id or leave the default 'unknown'")
+    limits = media.MediaLimits(max_bytes=options.max_bytes, max_pixels=options.max_pixels)
+    builder = DatasetBuilder(options.out, samples_per_shard=options.samples_per_shard,
+                             extra_fields=source.extra_fields, overwrite=options.overwrite)
+    start = time.monotonic()
+    items = 0
+    try:
+        with track(f"import {source.kind}", total=source.count()) as bar:
+            for n, item in enumerate(source.records()):
+                items += 1
+                bar.advance()
+                if isinstance(item, Failure):
+                    builder.fail(row=n, source=item.source, reason=item.reason, detail=item.detail)
+                    continue
+                try:
+                    stored = store_image(item.image, limits)
+                    mask = mask_to_png(item.mask) if item.mask is not None else None
+                except ItemError as exc:
+                    builder.fail(row=n, source=item.source, reason=exc.reason, detail=exc.detail)
+                    continue
+                builder.add(_row(n, item, stored, source.kind, options), stored.data, stored.ext, mask)
+    except BaseException:
+        builder.abort()
+        raise
+    seconds = time.monotonic() - start
+    options_config = {k: v for k, v in config_to_dict(options).items() if k not in ("out", "overwrite")}
+    ds = builder.finish(
+        name=_name(options.out),
+        lineage=Lineage(command=f"import {source.kind}",
+                        config={"source": config_to_dict(source), "options": options_config}),
+        stats={"seconds": round(seconds, 3), "items": items},
+    )
+    return _result(ds, source.kind, seconds)
+
+
+def _row(n: int, item: Record, stored: media.Processed, kind: str, options: ImportOptions) -> dict[str, Any]:
+    row = {
+        "key": f"{n:09d}",
+        "source_kind": kind,
+        "source": item.source,
+        "caption": item.caption,
+        "caption_source": item.caption_source if item.caption is not None else None,
+        "label": item.label,
+        "label_name": item.label_name,
+        "boxes": list(item.boxes),
+        "license": item.license or options.license,
+        "license_url": item.license_url if item.license_url is not None else options.license_url,
+        "attribution": item.attribution if item.attribution is not None else options.attribution,
+        "width": stored.width,
+        "height": stored.height,
+        "orig_width": stored.orig_width,
+        "orig_height": stored.orig_height,
+        "format": stored.format,
+        "sha256": stored.sha256,
+        "phash": stored.phash,
+        "split": item.split,
+        "meta": encode_meta(item.meta),
+    }
+    row.update(item.extra)
+    return row
+
+
+def _name(out: str) -> str:
+    return str(out).rstrip("/").rsplit("/", 1)[-1] or "dataset"
+
+
+def _result(ds: Dataset, kind: str, seconds: float) -> ImportResult:
+    stats = ds.stats()
+    return ImportResult(out=ds.path, kind=kind, samples=ds.num_samples, failures=ds.info["num_failures"],
+                        failure_reasons=stats.get("failure_reasons", {}), seconds=seconds)

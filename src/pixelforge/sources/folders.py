@@ -1,0 +1,143 @@
+"""Importers for image folders: ImageNet-style class sub-folders, and captioned folders with sidecars."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import pyarrow as pa
+
+from pixelforge.errors import UsageError
+from pixelforge.sources.base import Failure, Record
+
+# Extensions read as images; anything else in the tree is not an image of the dataset.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
+SIDECAR_LICENCE_KEYS = ("license", "license_url", "attribution", "source_url")
+
+
+def _check_dir(path: str, flag: str) -> Path:
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"{flag} {path}: no such directory; pass the folder that holds the images")
+    return root
+
+
+def _images_under(root: Path) -> list[Path]:
+    """Image files below ``root`` in a stable (sorted) order, hidden files skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def _read(path: Path) -> bytes | Failure:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return Failure(str(path), "missing_file", f"cannot read: {exc.strerror or exc}")
+
+
+@dataclass
+class ImageFolderSource:
+    """ImageNet layout: ``ROOT/<class name>/<image>``; classes are the sorted sub-folder names.
+
+    Label ids follow torchvision's ImageFolder (sorted class names), so models trained elsewhere
+    on the same folder agree with ours.
+    """
+
+    root: str
+    kind: ClassVar[str] = "imagefolder"
+    extra_fields: ClassVar[tuple[pa.Field, ...]] = ()
+
+    def validate(self) -> None:
+        root = _check_dir(self.root, "imagefolder ROOT")
+        if not self.classes():
+            raise UsageError(f"imagefolder ROOT {self.root} has no class sub-folders: expected "
+                             "ROOT/<class>/<image>; use `pixelforge import folder` for a flat folder")
+
+    def classes(self) -> list[str]:
+        root = Path(self.root)
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def count(self) -> int | None:
+        return None
+
+    def records(self) -> Iterator[Record | Failure]:
+        for label, name in enumerate(self.classes()):
+            for path in _images_under(Path(self.root) / name):
+                data = _read(path)
+                if isinstance(data, Failure):
+                    yield data
+                    continue
+                yield Record(source=str(path), image=data, label=label, label_name=name)
+
+
+@dataclass
+class FolderSource:
+    """A folder of images, each with an optional same-name ``.txt`` caption and ``.json`` sidecar.
+
+    The sidecar's ``license``, ``license_url``, ``attribution`` and ``source_url`` fill those
+    columns; its other keys are kept in ``meta``. The usual layout of fine-tuning sets.
+    """
+
+    root: str
+    kind: ClassVar[str] = "folder"
+    extra_fields: ClassVar[tuple[pa.Field, ...]] = ()
+
+    def validate(self) -> None:
+        _check_dir(self.root, "folder ROOT")
+
+    def count(self) -> int | None:
+        return None
+
+    def records(self) -> Iterator[Record | Failure]:
+        for path in _images_under(Path(self.root)):
+            data = _read(path)
+            if isinstance(data, Failure):
+                yield data
+                continue
+            caption = _caption(path)
+            sidecar = _sidecar(path)
+            if isinstance(sidecar, Failure):
+                yield sidecar
+                continue
+            meta = {k: v for k, v in sidecar.items() if k not in SIDECAR_LICENCE_KEYS}
+            if sidecar.get("source_url"):
+                meta["source_url"] = sidecar["source_url"]
+            yield Record(
+                source=str(path), image=data, caption=caption,
+                caption_source="sidecar" if caption is not None else None,
+                license=_text(sidecar.get("license")), license_url=_text(sidecar.get("license_url")),
+                attribution=_text(sidecar.get("attribution")), meta=meta or None,
+            )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _caption(image: Path) -> str | None:
+    path = image.with_suffix(".txt")
+    if not path.is_file():
+        return None
+    text = path.read_bytes().decode("utf-8", errors="replace").strip()
+    return text or None
+
+
+def _sidecar(image: Path) -> dict[str, Any] | Failure:
+    path = image.with_suffix(".json")
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Failure(str(image), "bad_annotation", f"sidecar {path.name} is not valid JSON: {exc}")
+    if not isinstance(doc, dict):
+        return Failure(str(image), "bad_annotation", f"sidecar {path.name} must hold a JSON object")
+    return doc

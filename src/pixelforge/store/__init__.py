@@ -1,0 +1,14 @@
+"""The on-disk dataset: shards, index, failures, lineage — the only code that knows the layout."""
+
+from pixelforge.store.dataset import (
+    Dataset, DatasetBuilder, Lineage, Sample, completed_shards, config_to_dict, finalize,
+    prepare_output, remove_partial,
+)
+from pixelforge.store.query import query
+from pixelforge.store.schema import FAILURE_REASONS, index_schema
+from pixelforge.store.shards import ShardWriter
+
+__all__ = [
+    "Dataset", "DatasetBuilder", "FAILURE_REASONS", "Lineage", "Sample", "ShardWriter", "completed_shards",
+    "config_to_dict", "finalize", "index_schema", "prepare_output", "query", "remove_partial",
+]

@@ -1,0 +1,156 @@
+"""WebDataset tar shards: an atomic shard writer and a streaming shard reader."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixelforge.store import fs as fsutil
+from pixelforge.store.schema import FAILURE_SCHEMA, check_reason, check_row, rows_to_table
+
+SHARDS_DIR = "shards"
+WORK_DIR = ".work"  # per-shard rows and failures while a dataset is being written
+
+
+def shard_name(shard_id: int) -> str:
+    return f"{shard_id:06d}.tar"
+
+
+def shard_id_of(name: str) -> int:
+    return int(name.split(".", 1)[0])
+
+
+def key_of(member: str) -> str:
+    """A WebDataset key is the member name up to its first dot."""
+    return member.split(".", 1)[0]
+
+
+@dataclass
+class ShardResult:
+    name: str
+    samples: int
+    failures: int
+    bytes: int
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} in a sample's JSON")
+
+
+class ShardWriter:
+    """Write one shard: ``shards/NNNNNN.tar`` plus its rows and failures.
+
+    Members go to a temporary tar; :meth:`commit` first writes the shard's index rows and
+    failure rows under ``.work/``, then renames the tar to its final name. A shard is done
+    exactly when its tar exists under the final name, so a killed writer leaves nothing that
+    resume would mistake for finished work. Safe to use from a worker process.
+    """
+
+    def __init__(self, root: str, shard_id: int, schema: pa.Schema, fs=None):
+        if fs is None:
+            fs, root = fsutil.resolve(root)
+        self.fs, self.root, self.schema = fs, root, schema
+        self.name = shard_name(shard_id)
+        self.final_path = fsutil.join(root, SHARDS_DIR, self.name)
+        self.tmp_path = f"{self.final_path}.tmp-{os.getpid()}"
+        fs.makedirs(fsutil.join(root, SHARDS_DIR), exist_ok=True)
+        fs.makedirs(fsutil.join(root, WORK_DIR), exist_ok=True)
+        self._file = fs.open(self.tmp_path, "wb")
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+        self.rows: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+        self._keys: set[str] = set()
+        self._bytes = 0
+        self._mtime = int(time.time())
+
+    def _add(self, member: str, data: bytes) -> None:
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        info.mtime = self._mtime
+        info.mode = 0o644
+        self._tar.addfile(info, io.BytesIO(data))
+        self._bytes += len(data)
+
+    def write(self, row: dict[str, Any], image: bytes, ext: str, mask: bytes | None = None) -> dict[str, Any]:
+        """Add one sample. ``row`` must carry ``key``; ``shard``, ``member`` and ``mask`` are set here."""
+        key = row["key"]
+        if not key or "." in key or "/" in key:
+            raise ValueError(f"sample key {key!r} must be non-empty without '.' or '/'")
+        if key in self._keys:
+            raise ValueError(f"sample key {key!r} written twice to shard {self.name}")
+        self._keys.add(key)
+        row = dict(row, shard=self.name, member=f"{key}.{ext}", mask=f"{key}.mask.png" if mask else None)
+        check_row(row, self.schema)
+        self._add(row["member"], image)
+        if row.get("caption") is not None:
+            self._add(f"{key}.txt", row["caption"].encode("utf-8"))
+        if mask:
+            self._add(row["mask"], mask)
+        doc = {k: v for k, v in row.items() if v is not None}
+        self._add(f"{key}.json", json.dumps(doc, ensure_ascii=False, default=_json_default).encode("utf-8"))
+        self.rows.append(row)
+        return row
+
+    def fail(self, *, reason: str, detail: str = "", row: int | None = None, source: str | None = None,
+             url: str | None = None) -> None:
+        """Record one input that produced no sample."""
+        check_reason(reason)
+        self.failures.append({"row": row, "source": source, "url": url, "reason": reason, "detail": detail[:1000]})
+
+    def commit(self) -> ShardResult:
+        """Persist rows and failures, then make the shard visible under its final name."""
+        self._tar.close()
+        self._file.close()
+        stem = self.name.split(".", 1)[0]
+        _write_parquet(self.fs, fsutil.join(self.root, WORK_DIR, f"{stem}.rows.parquet"),
+                       rows_to_table(self.rows, self.schema))
+        _write_parquet(self.fs, fsutil.join(self.root, WORK_DIR, f"{stem}.failures.parquet"),
+                       rows_to_table(self.failures, FAILURE_SCHEMA))
+        self.fs.mv(self.tmp_path, self.final_path)
+        return ShardResult(self.name, len(self.rows), len(self.failures), self._bytes)
+
+    def abort(self) -> None:
+        try:
+            self._tar.close()
+            self._file.close()
+        finally:
+            if self.fs.exists(self.tmp_path):
+                self.fs.rm(self.tmp_path)
+
+
+def _write_parquet(fs, path: str, table: pa.Table) -> None:
+    tmp = f"{path}.tmp"
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(table, f)
+    fs.mv(tmp, path)
+
+
+def read_members(fs, path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Stream a shard: yield ``(key, {suffix: bytes})`` per sample, in tar order.
+
+    ``suffix`` is the member name after the key's dot (``jpg``, ``json``, ``txt``, ``mask.png``).
+    Reads sequentially, so memory holds one sample at a time.
+    """
+    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        key, files = None, {}
+        for info in tar:
+            if not info.isfile():
+                continue
+            k, _, suffix = info.name.partition(".")
+            if k != key and key is not None:
+                yield key, files
+                files = {}
+            key = k
+            files[suffix] = tar.extractfile(info).read()
+        if key is not None:
+            yield key, files
