@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import tarfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator, NamedTuple
@@ -101,11 +100,12 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
-def _int_list(value: Any, n: int | None, what: str) -> list[int]:
+def _int_list(value: Any, n: int, what: str) -> list[int]:
+    """``value`` (a list or 1-D array) as n Python ints; ValueError naming ``what`` otherwise."""
     arr = np.asarray(value)
-    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu") or (n is not None and arr.size != n):
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu") or arr.size != n:
         size = f"{arr.size} values" if arr.ndim == 1 else f"shape {arr.shape}"
-        raise ValueError(f"{what} has {size}" + (f", expected {n} integers" if n is not None else ""))
+        raise ValueError(f"{what} has {size}, expected {n} integers")
     return [int(v) for v in arr]
 
 
@@ -133,18 +133,12 @@ class _Files:
         # streamed out of the archive: nothing is extracted to disk
         return self.tar.extractfile(self.members[name])  # type: ignore[return-value]
 
-    def close(self) -> None:
+    def __enter__(self) -> "_Files":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         if self.tar is not None:
             self.tar.close()
-
-
-@contextmanager
-def _files(path: str, folder: str) -> Iterator[_Files]:
-    files = _Files(path, folder)
-    try:
-        yield files
-    finally:
-        files.close()
 
 
 @dataclass
@@ -179,15 +173,15 @@ class CifarSource:
         if Path(self.path).is_file() and not tarfile.is_tarfile(self.path):
             raise UsageError(f"{self.variant} {self.path}: not a tar archive; {expects}")
         try:
-            with _files(self.path, layout.folder) as files:
+            with _Files(self.path, layout.folder) as files:
                 found = set(files.sizes)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise UsageError(f"{self.variant} {self.path}: cannot read it ({exc}); {expects}") from None
         if not found & {name for name, _ in layout.batches}:
             other = next(k for k in LAYOUTS if k != self.variant)
-            hint = (f"; it looks like {LAYOUTS[other].title}: use `pixelforge import {other}`"
-                    if found & {name for name, _ in LAYOUTS[other].batches} and found & {LAYOUTS[other].meta}
-                    else "")
+            with _Files(self.path, LAYOUTS[other].folder) as files:  # the other variant is a common mix-up
+                theirs = set(files.sizes) & {LAYOUTS[other].meta, *(n for n, _ in LAYOUTS[other].batches)}
+            hint = f"; it looks like {LAYOUTS[other].title}: use `pixelforge import {other}`" if len(theirs) > 1 else ""
             raise UsageError(f"{self.variant} {self.path}: no {layout.title} batch found; {expects}{hint}")
 
     def count(self) -> int | None:
@@ -197,7 +191,7 @@ class CifarSource:
     def records(self) -> Iterator[Record | Failure]:
         """One Record per image; a whole batch becomes one Failure when it is unsafe or malformed."""
         layout = LAYOUTS[self.variant]
-        with _files(self.path, layout.folder) as files:
+        with _Files(self.path, layout.folder) as files:
             names: dict[str, list[str] | None] = {"fine": None, "coarse": None}
             meta = self._load(files, layout.meta)
             if isinstance(meta, Failure):

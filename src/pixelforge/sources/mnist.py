@@ -71,7 +71,8 @@ def _read_upto(f: IO[bytes], n: int) -> tuple[bytes, str | None]:
     parts, got = [], 0
     try:
         while got < n:
-            part = f.read(min(n - got, CHUNK_BYTES))
+            # read1, not read: a buffered read() that fails half way drops what it had already read
+            part = f.read1(min(n - got, CHUNK_BYTES))
             if not part:
                 break
             parts.append(part)

@@ -1,0 +1,131 @@
+"""Download speed and memory: `pixelforge collect urls` against img2dataset on the same URL list.
+
+Generates (once, cached in benchmarks/.cache/) a corpus of natural-looking JPEGs from 320x240 to
+1600x1200 plus some PNGs, serves it from 127.0.0.1 (nginx if installed, else a threaded Python
+server), and runs both tools with the same settings — 256 px center crop, jpg quality 95,
+2 processes, 64 downloads in flight per process, WebDataset output — alternating, in one run.
+Prints images/s and peak RSS (whole process tree) of each and the ratios.
+
+    .venv/bin/python benchmarks/collect_vs_img2dataset.py [--n 3000] [--rounds 2]
+
+img2dataset runs from its own venv (.venv-bench, created on first use) because its pins clash
+with ours; its telemetry and update checks are switched off (NO_ALBUMENTATIONS_UPDATE, WANDB_MODE).
+
+Where pixelforge's time goes (py-spy on one worker, this corpus): see PROFILE below, filled in
+from a measured run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+import tempfile
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CACHE, ROOT, StaticServer, reference_python, run_measured  # noqa: E402
+
+IMG2DATASET = "img2dataset==1.47.0"
+SIZES = [(320, 240), (480, 360), (640, 480), (800, 600), (1024, 768), (1280, 960), (1600, 1200)]
+
+
+def make_image(i: int) -> tuple[str, bytes]:
+    """A photo-like image: smooth colour field, a few shapes, sensor-like noise; every 12th a PNG."""
+    rng = np.random.default_rng(i)
+    w, h = SIZES[rng.integers(len(SIZES))]
+    if rng.random() < 0.5:
+        w, h = h, w
+    field = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+    draw = ImageDraw.Draw(field)
+    for _ in range(rng.integers(2, 7)):
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        x1, y1 = x0 + rng.integers(w // 10, w // 2), y0 + rng.integers(h // 10, h // 2)
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
+    arr = np.asarray(field, dtype=np.int16) + rng.normal(0, 6, (h, w, 1)).astype(np.int16)
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    buf = io.BytesIO()
+    if i % 12 == 11:
+        img.save(buf, "PNG", compress_level=6)
+        return f"{i:05d}.png", buf.getvalue()
+    img.save(buf, "JPEG", quality=int(rng.integers(75, 96)))
+    return f"{i:05d}.jpg", buf.getvalue()
+
+
+def corpus(n: int) -> Path:
+    folder = CACHE / f"corpus-{n}"
+    if (folder / "done").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with Pool(2) as pool:
+        for name, data in pool.imap_unordered(make_image, range(n), chunksize=16):
+            (folder / name).write_bytes(data)
+    (folder / "done").write_text(str(n))
+    return folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=64)
+    args = ap.parse_args()
+
+    ref_py = reference_python(IMG2DATASET)
+    folder = corpus(args.n)
+    names = sorted(p.name for p in folder.iterdir() if p.suffix in (".jpg", ".png"))
+    mb = sum((folder / n).stat().st_size for n in names) / 2**20
+    work = Path(tempfile.mkdtemp(prefix="pf-bench-collect-"))
+    results: dict[str, list[tuple[float, int, int]]] = {"img2dataset": [], "pixelforge": []}
+    with StaticServer(folder) as server:
+        lst = work / "urls.txt"
+        lst.write_text("".join(server.url(n) + "\n" for n in names))
+        print(f"corpus: {len(names)} images, {mb:.0f} MB, served by {server.kind} on 127.0.0.1:{server.port}")
+        for r in range(args.rounds):
+            for tool in ("img2dataset", "pixelforge") if r % 2 == 0 else ("pixelforge", "img2dataset"):
+                out = work / f"{tool}-{r}"
+                if tool == "img2dataset":
+                    cmd = [str(Path(ref_py).parent / "img2dataset"), "--url_list", str(lst), "--input_format", "txt",
+                           "--output_folder", str(out), "--output_format", "webdataset", "--image_size", "256",
+                           "--resize_mode", "center_crop", "--encode_format", "jpg", "--encode_quality", "95",
+                           "--processes_count", str(args.processes), "--thread_count", str(args.concurrency),
+                           "--number_sample_per_shard", "1000", "--enable_wandb", "False", "--timeout", "10",
+                           "--retries", "0", "--incremental_mode", "overwrite"]
+                else:
+                    cmd = [str(ROOT / ".venv" / "bin" / "pixelforge"), "collect", "urls", str(lst), "--out", str(out),
+                           "--image-size", "256", "--resize-mode", "center_crop", "--encode", "jpg",
+                           "--quality", "95", "--processes", str(args.processes), "--concurrency",
+                           str(args.concurrency), "--samples-per-shard", "1000", "--allow-private-networks",
+                           "--retries", "0"]
+                seconds, peak, code = run_measured(cmd)
+                ok = count_ok(tool, out)
+                results[tool].append((seconds, peak, ok))
+                print(f"round {r} {tool:12s} {ok} images in {seconds:6.1f} s = {ok / seconds:6.1f} images/s, "
+                      f"peak RSS {peak / 2**20:6.0f} MB{'  (exit ' + str(code) + ')' if code else ''}")
+                shutil.rmtree(out, ignore_errors=True)
+    best = {t: max(ok / s for s, _, ok in rs) for t, rs in results.items()}
+    peak = {t: max(p for _, p, _ in rs) for t, rs in results.items()}
+    print(f"\nimg2dataset {best['img2dataset']:.1f} images/s, peak {peak['img2dataset'] / 2**20:.0f} MB")
+    print(f"pixelforge  {best['pixelforge']:.1f} images/s, peak {peak['pixelforge'] / 2**20:.0f} MB")
+    print(f"speed ratio pixelforge / img2dataset = {best['pixelforge'] / best['img2dataset']:.2f}x; "
+          f"memory ratio = {peak['pixelforge'] / peak['img2dataset']:.2f}x")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def count_ok(tool: str, out: Path) -> int:
+    if tool == "pixelforge":
+        meta = out / "dataset.json"
+        return json.loads(meta.read_text())["num_samples"] if meta.exists() else 0
+    return sum(json.loads(p.read_text()).get("successes", 0) for p in out.glob("*_stats.json"))
+
+
+if __name__ == "__main__":
+    main()
