@@ -44,9 +44,13 @@ _TRANSPOSE = {
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _WHITE = (255, 255, 255)
-# LANCZOS after an integer box reduce() to within 2x of the target (Pillow's thumbnail default):
-# measured 1600x1200 -> 256 center_crop, 2.4x faster than plain LANCZOS at 54 dB PSNR to it.
-_RESAMPLE = Image.Resampling.LANCZOS
+# Antialiased BILINEAR (a triangle filter whose support widens with the downscale factor, as
+# torchvision's antialiased bilinear) after an integer box reduce() to within 2x of the target
+# (Pillow's thumbnail default). Measured per 256 px center crop: 400x300 0.70 ms, 800x600 2.2 ms,
+# 1600x1200 3.6 ms, against 1.2 / 3.5 / 6.0 ms for BICUBIC and 1.6 / 4.8 / 7.2 ms for LANCZOS
+# at the same gap; resizing is a quarter of a download's CPU time. It is still smoother than
+# img2dataset's cv2 INTER_AREA box filter.
+_RESAMPLE = Image.Resampling.BILINEAR
 _REDUCING_GAP = 2.0
 # zlib level 1: measured 5x faster than PNG's default 6 for ~15% larger files on a photo; per-image
 # CPU time is the bottleneck of a download, not the store.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
 import fsspec
@@ -70,6 +69,25 @@ class ListReader:
                              compression="infer") as f:
                 return next(csv.reader(f, delimiter="\t" if self.format == "tsv" else ","), [])
         return None
+
+    def estimate_rows(self) -> int:
+        """Rows in the list: exact for parquet, the line count otherwise (header excluded).
+
+        One streaming pass over the bytes; used only to size shards, so a CSV with quoted
+        multi-line fields (counted high) is harmless.
+        """
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            with fsspec.open(self.path, "rb") as f:
+                return pq.ParquetFile(f).metadata.num_rows
+        lines, last = 0, b"\n"
+        with fsspec.open(self.path, "rb", compression="infer") as f:
+            while chunk := f.read(1 << 20):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+        lines += last != b"\n"
+        return max(0, lines - (self.format in ("csv", "tsv")))
 
     def validate(self) -> None:
         cols = self.columns()

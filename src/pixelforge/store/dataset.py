@@ -92,6 +92,26 @@ def prepare_output(path: str, *, overwrite: bool = False, resume: bool = False) 
     return fs, root
 
 
+PLAN = "plan.json"  # under .work/: decisions a resumed run must repeat exactly (shard size, ...)
+
+
+def read_plan(path: str) -> dict[str, Any] | None:
+    """The plan a stopped run recorded, or None."""
+    fs, root = fsutil.resolve(path)
+    p = fsutil.join(root, WORK_DIR, PLAN)
+    if not fs.exists(p):
+        return None
+    with fs.open(p, "rb") as f:
+        return json.load(f)
+
+
+def write_plan(path: str, plan: dict[str, Any]) -> None:
+    """Record a run's plan before its first shard, so ``--resume`` cuts the input the same way."""
+    fs, root = fsutil.resolve(path)
+    fs.makedirs(fsutil.join(root, WORK_DIR), exist_ok=True)
+    fsutil.atomic_write_bytes(fs, fsutil.join(root, WORK_DIR, PLAN), json.dumps(plan, indent=2).encode())
+
+
 def completed_shards(path: str) -> list[str]:
     """Shard names that exist under their final name (the unit of resume)."""
     fs, root = fsutil.resolve(path)

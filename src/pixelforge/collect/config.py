@@ -1,0 +1,59 @@
+"""The options of `collect urls` as one dataclass, checked before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pixelforge import media
+from pixelforge.collect.fetch import DEFAULT_USER_AGENT, FetchConfig
+from pixelforge.errors import UsageError
+
+
+@dataclass
+class CollectConfig:
+    """Options of `pixelforge collect urls` (every CLI flag maps to one field)."""
+
+    url_col: str = "url"
+    caption_col: str | None = "caption"
+    keep_cols: tuple[str, ...] = ()
+    image_size: int = 256
+    resize_mode: str = "center_crop"
+    encode: str = "jpg"
+    quality: int = 95
+    min_side: int = 0
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 100_000_000
+    timeout: float = 10.0
+    retries: int = 2
+    processes: int = 2
+    concurrency: int = 64
+    per_host: int = 0
+    user_agent: str = DEFAULT_USER_AGENT
+    samples_per_shard: int = 1000
+    ignore_opt_outs: bool = False
+    allow_private_networks: bool = False
+    license: str = "unknown"
+    backend: str = "local"
+
+    def validate(self) -> None:
+        media.check_resize_mode(self.resize_mode)
+        self.encode = media.check_encoding(self.encode)
+        checks = [("--image-size", self.image_size, 8), ("--samples-per-shard", self.samples_per_shard, 1),
+                  ("--processes", self.processes, 1), ("--concurrency", self.concurrency, 1),
+                  ("--max-bytes", self.max_bytes, 1), ("--max-pixels", self.max_pixels, 1)]
+        for flag, value, low in checks:
+            if value < low:
+                raise UsageError(f"{flag} {value}: must be at least {low}")
+        for flag, value in (("--min-side", self.min_side), ("--retries", self.retries), ("--per-host", self.per_host)):
+            if value < 0:
+                raise UsageError(f"{flag} {value}: must be 0 or more")
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality {self.quality}: choose a value from 1 to 100")
+        if self.timeout <= 0:
+            raise UsageError(f"--timeout {self.timeout}: must be more than 0 seconds")
+
+    def fetch_config(self) -> FetchConfig:
+        return FetchConfig(timeout=self.timeout, retries=self.retries, max_bytes=self.max_bytes,
+                           user_agent=self.user_agent, honour_opt_outs=not self.ignore_opt_outs,
+                           allow_private_networks=self.allow_private_networks,
+                           concurrency=self.concurrency, per_host=self.per_host)
