@@ -203,7 +203,7 @@ def test_kill_9_then_resume(tmp_path, server):
     lst = _write_list(tmp_path / "l.parquet", urls)
     out = str(tmp_path / "out")
     args = [sys.executable, "-m", "pixelforge.cli", "collect", "urls", lst, "--out", out, "--processes", "2",
-            "--samples-per-shard", "10", "--timeout", "1.5", "--retries", "0", "--image-size", "32",
+            "--samples-per-shard", "10", "--timeout", "2.5", "--retries", "0", "--image-size", "32",
             "--allow-private-networks"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -220,9 +220,9 @@ def test_kill_9_then_resume(tmp_path, server):
     assert not (tmp_path / "out" / "dataset.json").exists()
     with pytest.raises(Exception, match="partly written"):
         Dataset.open(out)
-    assert main(["collect", "urls", lst, "--out", out, "--samples-per-shard", "10", "--timeout", "1.5",
+    assert main(["collect", "urls", lst, "--out", out, "--samples-per-shard", "10", "--timeout", "2.5",
                  "--retries", "0", "--image-size", "32", "--allow-private-networks", "--processes", "1"]) == 2
-    code = main(["collect", "urls", lst, "--out", out, "--samples-per-shard", "10", "--timeout", "1.5",
+    code = main(["collect", "urls", lst, "--out", out, "--samples-per-shard", "10", "--timeout", "2.5",
                  "--retries", "0", "--image-size", "32", "--allow-private-networks", "--processes", "2", "--resume"])
     assert code == 0
     ds = Dataset.open(out)

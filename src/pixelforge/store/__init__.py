@@ -14,7 +14,7 @@ __all__ = [
 
 
 def query(ds: Dataset, sql: str):
-    """DuckDB ``sql`` over the dataset (see store.query); DuckDB loads only when a query runs."""
-    from pixelforge.store.query import query as run_query
+    """DuckDB ``sql`` over the dataset (see store.sql); DuckDB loads only when a query runs."""
+    from pixelforge.store.sql import query as run_query
 
     return run_query(ds, sql)

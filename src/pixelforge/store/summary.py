@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pixelforge.store.dataset import Dataset
-from pixelforge.store.query import connect
+from pixelforge.store.sql import connect
 
 TOP = 10
 
