@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pixelforge import __version__
 from pixelforge.errors import PixelforgeError, UsageError
+from pixelforge.sources import make_source
 
 app = typer.Typer(help="pixelforge: the data behind image models, with every sample's origin kept.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -97,9 +98,7 @@ def import_imagefolder(
     max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False,
 ) -> None:
     """Import ROOT/<class>/<image> (ImageNet layout): class folders become labels."""
-    from pixelforge.sources.folders import ImageFolderSource
-
-    _run_import(ImageFolderSource(root), out, license, license_url, attribution, samples_per_shard, overwrite,
+    _run_import(make_source("imagefolder", root=root), out, license, license_url, attribution, samples_per_shard, overwrite,
                 max_pixels, max_bytes, as_json)
 
 
@@ -111,9 +110,7 @@ def import_folder(
     max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False,
 ) -> None:
     """Import a folder of images (recursively) with same-name .txt captions and .json licence sidecars."""
-    from pixelforge.sources.folders import FolderSource
-
-    _run_import(FolderSource(root), out, license, license_url, attribution, samples_per_shard, overwrite,
+    _run_import(make_source("folder", root=root), out, license, license_url, attribution, samples_per_shard, overwrite,
                 max_pixels, max_bytes, as_json)
 
 
@@ -130,9 +127,7 @@ def import_coco(
     max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False,
 ) -> None:
     """Import a COCO detection set: boxes, category ids, captions, licences and optional masks."""
-    from pixelforge.sources.coco import CocoSource
-
-    _run_import(CocoSource(images=images, annotations=annotations, captions=captions, masks=masks), out, license,
+    _run_import(make_source("coco", images=images, annotations=annotations, captions=captions, masks=masks), out, license,
                 license_url, attribution, samples_per_shard, overwrite, max_pixels, max_bytes, as_json)
 
 
@@ -143,9 +138,7 @@ def import_cifar10(
     samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
 ) -> None:
     """Import CIFAR-10 (python version): labels, label names, train/test split. Pickles are read safely."""
-    from pixelforge.sources.cifar import CifarSource
-
-    _run_import(CifarSource(path, variant="cifar10"), out, license, license_url, attribution, samples_per_shard,
+    _run_import(make_source("cifar10", path=path), out, license, license_url, attribution, samples_per_shard,
                 overwrite, 100_000_000, 20 * 2**20, as_json)
 
 
@@ -156,9 +149,7 @@ def import_cifar100(
     samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
 ) -> None:
     """Import CIFAR-100 (python version): fine and coarse labels and names, train/test split."""
-    from pixelforge.sources.cifar import CifarSource
-
-    _run_import(CifarSource(path, variant="cifar100"), out, license, license_url, attribution, samples_per_shard,
+    _run_import(make_source("cifar100", path=path), out, license, license_url, attribution, samples_per_shard,
                 overwrite, 100_000_000, 20 * 2**20, as_json)
 
 
@@ -172,9 +163,7 @@ def import_mnist(
     samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
 ) -> None:
     """Import MNIST or Fashion-MNIST IDX files: labels and train/test split."""
-    from pixelforge.sources.mnist import MnistSource
-
-    _run_import(MnistSource(path, label_names=label_names), out, license, license_url, attribution,
+    _run_import(make_source("mnist", path=path, label_names=label_names), out, license, license_url, attribution,
                 samples_per_shard, overwrite, 100_000_000, 20 * 2**20, as_json)
 
 
@@ -185,9 +174,7 @@ def import_digits(
     samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
 ) -> None:
     """Import scikit-learn's bundled 1,797 handwritten digits (real data, no download)."""
-    from pixelforge.sources.digits import DigitsSource
-
-    _run_import(DigitsSource(size=size), out, "unknown", None, None, samples_per_shard, overwrite,
+    _run_import(make_source("digits", size=size), out, "unknown", None, None, samples_per_shard, overwrite,
                 100_000_000, 20 * 2**20, as_json)
 
 
@@ -201,9 +188,7 @@ def import_shapes(
     samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
 ) -> None:
     """Generate the synthetic shapes set: coloured shapes with captions stating exactly what is drawn."""
-    from pixelforge.sources.shapes import ShapesSource
-
-    _run_import(ShapesSource(n=n, size=size, seed=seed, max_shapes=max_shapes), out, "unknown", None, None,
+    _run_import(make_source("shapes", n=n, size=size, seed=seed, max_shapes=max_shapes), out, "unknown", None, None,
                 samples_per_shard, overwrite, 100_000_000, 20 * 2**20, as_json)
 
 

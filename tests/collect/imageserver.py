@@ -80,6 +80,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(self.server.robots_status, b"", "text/plain")
         if head in ("img", "private", "robots-only"):
             return self._send(200, jpeg(num))
+        if head == "concurrent":  # holds each request briefly and records the most at once
+            with self.server.lock:
+                self.server.active += 1
+                self.server.max_active = max(self.server.max_active, self.server.active)
+            time.sleep(0.15)
+            with self.server.lock:
+                self.server.active -= 1
+            return self._send(200, jpeg(num))
         if head == "big":
             return self._send(200, jpeg(num, 1600, 1200))
         if head == "png":
@@ -183,6 +191,7 @@ class ImageServer(ThreadingHTTPServer):
         self.max_stall = max_stall  # upper bound on how long a stalling route keeps a thread
         self.robots_status = 200
         self.hits: dict[str, int] = {}
+        self.active = self.max_active = 0
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 

@@ -37,6 +37,9 @@ def _reasons(ds):
 
 
 def test_every_failure_reason(tmp_path, server):
+    from tests.collect.imageserver import jpeg
+
+    jpeg(3, 1600, 1200)  # made once before the run, so a busy machine cannot turn too_large into timeout
     routes = {
         "ok": "/img/1.jpg",
         "png": "/png/2.png",
@@ -142,6 +145,17 @@ def test_redirect_to_private_address_blocked(tmp_path, server, monkeypatch):
     (fail,) = ds.failures().to_pylist()
     assert fail["row"] == 0 and fail["reason"] == "private_network_blocked" and "127.0.0.2" in fail["detail"]
     assert ds.num_samples == 1
+
+
+@pytest.mark.parametrize("per_host", [2, 0])
+def test_per_host_cap(tmp_path, server, per_host):
+    lst = _write_list(tmp_path / "l.parquet", [server.url(f"/concurrent/{i}.jpg") for i in range(12)])
+    ds = Dataset.open(collect_urls(lst, str(tmp_path / "out"), _cfg(per_host=per_host, concurrency=16)).out)
+    assert ds.num_samples == 12
+    if per_host:
+        assert server.max_active == 2  # the cap is reached and never passed
+    else:
+        assert server.max_active > 2  # without it, requests to the one host overlap freely
 
 
 @pytest.mark.parametrize("fmt", ["txt", "csv", "tsv", "jsonl"])
