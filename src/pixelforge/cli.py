@@ -358,6 +358,23 @@ def export(
     _print_result(run_export(_open(path), out, format, overwrite=overwrite), as_json)
 
 
+# Stages whose commands live beside their code: each module has register(app) adding its commands.
+STAGE_COMMANDS = (
+    "pixelforge.curate.commands",
+    "pixelforge.evaluate.commands",
+)
+
+
+def _register_stages() -> None:
+    import importlib
+
+    for name in STAGE_COMMANDS:
+        importlib.import_module(name).register(app)
+
+
+_register_stages()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: PixelforgeError becomes one line on stderr and exit code 2 (``--debug``: traceback)."""
     try:

@@ -1,0 +1,1 @@
+"""Offline preparation of images: resize, denoise, augment (the same SPEC strings the trainer uses)."""
