@@ -362,6 +362,8 @@ def export(
 STAGE_COMMANDS = (
     "pixelforge.curate.commands",
     "pixelforge.evaluate.commands",
+    "pixelforge.train.commands",
+    "pixelforge.generate.commands",
 )
 
 

@@ -1,9 +1,127 @@
-"""CLI commands of the curate stage, registered on the main app by pixelforge.cli."""
+"""CLI commands of the curate stage (curate, split) and of prepare, registered on the main app by pixelforge.cli."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Optional
+
 import typer
+
+Out = Annotated[str, typer.Option("--out", "-o", help="New dataset directory to write (the input is never modified).")]
+Overwrite = Annotated[bool, typer.Option(help="Replace --out if it already holds a dataset.")]
+Processes = Annotated[int, typer.Option(help="Worker processes for the per-shard work.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+In = Annotated[str, typer.Argument(metavar="IN", help="Input dataset directory.")]
+
+
+def _print(result: Any, as_json: bool) -> None:
+    from pixelforge.cli import _print_result  # the CLI's one result printer (table or --json)
+
+    _print_result(result, as_json)
+
+
+def curate_command(
+    inp: In,
+    out: Out,
+    where: Annotated[Optional[str], typer.Option(help="Keep only rows where this DuckDB condition holds "
+                                                      "(any column, such as \"q_entropy > 3 AND label = 2\").")] = None,
+    min_side: Annotated[Optional[int], typer.Option(help="Drop images whose shorter side is under N px.")] = None,
+    max_blur: Annotated[Optional[float], typer.Option(help="Drop images blurrier than this: q_blur (variance of "
+                                                           "the Laplacian) under V.")] = None,
+    max_watermark: Annotated[Optional[float], typer.Option(help="Drop images whose q_watermark is over P.")] = None,
+    drop_duplicates: Annotated[bool, typer.Option(help="Keep one row per duplicate group (dup_keep).")] = False,
+    drop_bad_captions: Annotated[bool, typer.Option(help="Drop rows with any caption flag (c_flags).")] = False,
+    drop_opt_out: Annotated[bool, typer.Option(help="Drop rows whose owner opted out (opt_out set).")] = True,
+    hamming: Annotated[int, typer.Option(help="phash radius (bits) of a near duplicate.")] = 8,
+    dhash_hamming: Annotated[int, typer.Option(help="dhash radius (bits) of the second vote; 64 turns it off.")] = 14,
+    check_leakage: Annotated[bool, typer.Option(help="Report duplicate pairs that straddle splits.")] = False,
+    watermark: Annotated[bool, typer.Option(help="Score watermarks with the shipped CNN (q_watermark).")] = True,
+    min_words: Annotated[int, typer.Option(help="Captions with fewer words are flagged too_short.")] = 3,
+    max_words: Annotated[int, typer.Option(help="Captions with more words are flagged too_long.")] = 60,
+    processes: Processes = 2,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Score quality, watermarks, captions and duplicates; drop what the presets say; write a new dataset.
+
+    Every row keeps its columns and gains q_*, c_* and dup_* columns; curation.json in OUT tells
+    how many rows each rule removed, with example keys.
+
+    Example:
+
+        pixelforge curate data/web --out data/web-clean --min-side 64 --max-watermark 0.5 --drop-duplicates
+    """
+    from pixelforge.curate.stage import CurateConfig, curate
+
+    config = CurateConfig(where=where, min_side=min_side, max_blur=max_blur, max_watermark=max_watermark,
+                          drop_duplicates=drop_duplicates, drop_bad_captions=drop_bad_captions,
+                          drop_opt_out=drop_opt_out, hamming=hamming,
+                          dhash_hamming=None if dhash_hamming >= 64 else dhash_hamming,
+                          check_leakage=check_leakage, watermark=watermark, min_words=min_words,
+                          max_words=max_words, processes=processes)
+    _print(curate(inp, out, config, overwrite=overwrite), as_json)
+
+
+def split_command(
+    inp: In,
+    out: Out,
+    val: Annotated[float, typer.Option(help="Fraction of rows for validation.")] = 0.1,
+    test: Annotated[float, typer.Option(help="Fraction of rows for test.")] = 0.1,
+    stratify: Annotated[Optional[str], typer.Option(help="Column whose proportions every split keeps (such as "
+                                                         "label).")] = None,
+    group: Annotated[str, typer.Option(help="Column whose equal values share a split; 'auto' = dup_group if "
+                                            "curated, else phash groups; 'none'.")] = "auto",
+    hamming: Annotated[int, typer.Option(help="phash radius of the groups 'auto' computes on uncurated input.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same split.")] = 0,
+    processes: Processes = 2,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Assign train/val/test so that duplicates never straddle splits (group-aware, optionally stratified).
+
+    Example:
+
+        pixelforge split data/clean --out data/split --val 0.1 --test 0.1 --stratify label --group dup_group --seed 0
+    """
+    from pixelforge.curate.split import SplitConfig, split_dataset
+
+    config = SplitConfig(val=val, test=test, stratify=stratify, group=group, hamming=hamming, seed=seed,
+                         processes=processes)
+    _print(split_dataset(inp, out, config, overwrite=overwrite), as_json)
+
+
+def prepare_command(
+    inp: In,
+    out: Out,
+    size: Annotated[int, typer.Option(help="Side of the output images in pixels.")] = 64,
+    resize_mode: Annotated[str, typer.Option(help="center_crop, keep_ratio, pad or none.")] = "center_crop",
+    denoise: Annotated[str, typer.Option(help="none, median (3x3, OpenCV) or nlm (non-local means, OpenCV).")]
+    = "none",
+    augment: Annotated[Optional[str], typer.Option(help="Augmentation SPEC such as "
+                                                        "'hflip,rotate=10,crop=0.9,brightness=0.2' (docs/curate.md).")]
+    = None,
+    copies: Annotated[int, typer.Option(help="Augmented copies per train/unsplit sample (needs --augment).")] = 0,
+    encoding: Annotated[str, typer.Option(help="Stored encoding: png, jpg or webp.")] = "png",
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
+    seed: Annotated[int, typer.Option(help="Seed of the augmented copies.")] = 0,
+    processes: Processes = 2,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Resize every image to one size, optionally denoise, and add augmented copies of training samples.
+
+    Example:
+
+        pixelforge prepare data/split --out data/train64 --size 64 --resize-mode center_crop --augment hflip,rotate=10 --copies 2
+    """
+    from pixelforge.prepare.stage import PrepareConfig, prepare
+
+    config = PrepareConfig(size=size, resize_mode=resize_mode, denoise=denoise, augment=augment, copies=copies,
+                           encoding=encoding, quality=quality, seed=seed, processes=processes)
+    _print(prepare(inp, out, config, overwrite=overwrite), as_json)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to ``app``."""
+    """Add this stage's commands (curate, split, prepare) to ``app``."""
+    app.command("curate")(curate_command)
+    app.command("split")(split_command)
+    app.command("prepare")(prepare_command)

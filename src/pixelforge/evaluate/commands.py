@@ -2,8 +2,194 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Annotated, Any, Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from pixelforge.errors import UsageError
+
+out = Console()
+err = Console(stderr=True)
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+N = Annotated[Optional[int], typer.Option("--n", help="Use the first N images of each input (default: all).")]
+BatchSize = Annotated[int, typer.Option(help="Images per forward pass (results do not depend on it).")]
+Workers = Annotated[int, typer.Option(help="Image-decoding processes (0: decode in the main process).")]
+Weights = Annotated[Optional[str], typer.Option(
+    "--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (else $PIXELFORGE_INCEPTION_WEIGHTS, "
+    "else the torch hub cache).")]
+Download = Annotated[bool, typer.Option(help="Download the Inception weights into the torch hub cache if missing.")]
+Dims = Annotated[int, typer.Option(help="Inception feature layer: 64, 192, 768 or 2048.")]
+FidImpl = Annotated[str, typer.Option(help="torch-fidelity (TensorFlow-exact resize, default) or pytorch-fid.")]
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"Warning: {line}", file=sys.stderr)
+
+
+def _metrics(ctx: typer.Context, real: Optional[str], fake: Optional[str], metrics: str, features: str, dims: int,
+             fid_impl: str, n: Optional[int], batch_size: int, workers: int, inception_weights: Optional[str],
+             download: bool, kid_subset_size: int, cache: bool, as_json: bool) -> None:
+    """FID, KID, Inception Score and precision/recall of --fake against --real, from one feature pass.
+
+    --real and --fake are pixelforge datasets or plain image folders. Defaults reproduce
+    torch-fidelity; --fid-impl pytorch-fid reproduces pytorch-fid. The real set's features are
+    cached under DATASET/.cache/ (plain folders: ~/.cache/pixelforge/evaluate/).
+
+    Example:
+
+        pixelforge evaluate --real data/shapes --fake out/generated --metrics fid,kid,is --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not fake:
+        raise UsageError("--fake is needed: the generated images to evaluate (a dataset or a folder); "
+                         "see `pixelforge evaluate --help`")
+    from pixelforge.evaluate.quality import EvaluateConfig, evaluate
+
+    config = EvaluateConfig(metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()), features=features,
+                            dims=dims, fid_impl=fid_impl, n=n, batch_size=batch_size, workers=workers,
+                            inception_weights=inception_weights, download=download, kid_subset_size=kid_subset_size,
+                            cache=cache)
+    result = evaluate(real, fake, config)
+    _warn(result.warnings)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    t = Table(title=f"{fake} vs {real}", show_header=False)
+    for key, value in result.to_json().items():
+        t.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    out.print(t)
+
+
+def _conditional(
+    fake: Annotated[str, typer.Option(help="Generated dataset (its rows hold the prompt or class).")],
+    classifier: Annotated[list[str], typer.Option(help="Classifier run judging an attribute; repeat it, one per "
+                                                       "--attribute, in the same order.")],
+    attribute: Annotated[Optional[str], typer.Option(help="Comma-separated attributes the classifiers judge "
+                                                          "(index columns such as shape,colour, or label).")] = None,
+    n: N = None, batch_size: BatchSize = 64, workers: Workers = 2, as_json: AsJson = False,
+) -> None:
+    """Judge whether each generated image shows what was asked: accuracy per attribute and class, confusion matrix.
+
+    The target of a row is its own column (shape, colour, label_name), else the first class name
+    the prompt mentions.
+
+    Example:
+
+        pixelforge evaluate conditional --fake out/generated --classifier runs/shape --classifier runs/colour --attribute shape,colour
+    """
+    from pixelforge.evaluate.conditional import ConditionalConfig, evaluate_conditional
+    from pixelforge.evaluate.features import load_classifier
+
+    attributes = [a.strip() for a in attribute.split(",") if a.strip()] if attribute else []
+    judges_runs = list(classifier)
+    if not attributes:
+        attributes = [_trained_label(run) for run in judges_runs]
+    if len(attributes) != len(judges_runs):
+        raise UsageError(f"--attribute names {len(attributes)} attributes but {len(judges_runs)} --classifier runs "
+                         "were given: pass one classifier per attribute, in the same order")
+    judges = {a: load_classifier(run) for a, run in zip(attributes, judges_runs)}
+    result = evaluate_conditional(fake, judges, ConditionalConfig(n=n, batch_size=batch_size, workers=workers))
+    if as_json:
+        import dataclasses
+
+        _print_json(dataclasses.asdict(result))
+        return
+    for name, acc in result.attributes.items():
+        t = Table(title=f"{name}: accuracy {acc.accuracy if acc.accuracy is None else f'{acc.accuracy:.3f}'} "
+                        f"({acc.correct}/{acc.judged}, {acc.unjudged} without a target)")
+        t.add_column("asked \\ seen")
+        for label in acc.labels:
+            t.add_column(label, justify="right")
+        for label, row in zip(acc.labels, acc.confusion):
+            t.add_row(label, *map(str, row))
+        out.print(t)
+    if len(result.attributes) > 1:
+        out.print(f"all attributes right: {result.all_correct} over {result.n_all} images")
+
+
+def _trained_label(run: str) -> str:
+    """The column a classifier run was trained on (its config's 'label'), else 'label'."""
+    from pathlib import Path
+
+    path = Path(run) / "config.json"
+    try:
+        return str(json.loads(path.read_text()).get("label") or "label")
+    except (OSError, ValueError):
+        return "label"
+
+
+def _memorization(
+    train: Annotated[str, typer.Option(help="Training dataset or folder.")],
+    fake: Annotated[str, typer.Option(help="Generated dataset or folder.")],
+    threshold: Annotated[float, typer.Option(help="Carlini et al.'s delta on the relative l2 of pixels.")] = 1 / 3,
+    feature_threshold: Annotated[float, typer.Option(help="The same relative test on feature cosine distance.")]
+    = 1 / 3,
+    features: Annotated[str, typer.Option(help="pixels (only), inception or classifier:RUN (adds features).")]
+    = "pixels",
+    neighbours: Annotated[int, typer.Option(help="n nearest training images the distance is compared with.")] = 50,
+    pixel_size: Annotated[int, typer.Option(help="Side images are resized to for the pixel distance.")] = 32,
+    top: Annotated[int, typer.Option(help="Closest pairs listed for the report.")] = 20,
+    n: N = None, batch_size: BatchSize = 64, workers: Workers = 2, dims: Dims = 2048, fid_impl: FidImpl = "torch-fidelity",
+    inception_weights: Weights = None, download: Download = False, as_json: AsJson = False,
+) -> None:
+    """Find generated images that copy a training image (Carlini et al. 2023's relative l2, and features).
+
+    Example:
+
+        pixelforge evaluate memorization --train data/shapes --fake out/generated --features classifier:runs/shape --json
+    """
+    from pixelforge.evaluate.memorization import MemorizationConfig, find_memorized
+
+    config = MemorizationConfig(features=features, threshold=threshold, feature_threshold=feature_threshold,
+                                neighbours=neighbours, pixel_size=pixel_size, top=top, n=n, batch_size=batch_size,
+                                workers=workers, dims=dims, fid_impl=fid_impl, inception_weights=inception_weights,
+                                download=download)
+    result = find_memorized(train, fake, config)
+    _warn(result.warnings)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    out.print(f"{result.n_flagged} of {result.n_fake} generated images copy a training image "
+              f"(share {result.share:.4f}; {result.n_train} training images)")
+    t = Table("fake", "train", "score", "by")
+    for p in result.flagged[:top]:
+        t.add_row(p["fake"], p["train"], f"{p['score']:.4f}", p["by"])
+    out.print(t)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to ``app``."""
+    """Add this stage's commands to ``app``: `evaluate` (the metrics) with `conditional` and `memorization`."""
+    group = typer.Typer(help=_metrics.__doc__, invoke_without_command=True, no_args_is_help=False)
+
+    @group.callback(invoke_without_command=True, help=_metrics.__doc__)
+    def evaluate_metrics(
+        ctx: typer.Context,
+        real: Annotated[Optional[str], typer.Option(help="Real images: dataset or folder.")] = None,
+        fake: Annotated[Optional[str], typer.Option(help="Generated images: dataset or folder.")] = None,
+        metrics: Annotated[str, typer.Option(help="Comma-separated: fid,kid,is,precision,recall.")]
+        = "fid,kid,is,precision,recall",
+        features: Annotated[str, typer.Option(help="inception, or classifier:RUN (domain features; not comparable "
+                                                   "to Inception FID).")] = "inception",
+        dims: Dims = 2048, fid_impl: FidImpl = "torch-fidelity", n: N = None, batch_size: BatchSize = 50,
+        workers: Workers = 2, inception_weights: Weights = None, download: Download = False,
+        kid_subset_size: Annotated[int, typer.Option(help="Images per KID subset (100 subsets).")] = 1000,
+        cache: Annotated[bool, typer.Option(help="Cache the real set's features.")] = True,
+        as_json: AsJson = False,
+    ) -> None:
+        _metrics(ctx, real, fake, metrics, features, dims, fid_impl, n, batch_size, workers, inception_weights,
+                 download, kid_subset_size, cache, as_json)
+
+    group.command("conditional")(_conditional)
+    group.command("memorization")(_memorization)
+    app.add_typer(group, name="evaluate")

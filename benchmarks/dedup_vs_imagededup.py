@@ -1,0 +1,266 @@
+"""Duplicate detection quality and speed: `pixelforge curate` against imagededup's PHash (and cleanvision).
+
+Builds (once, cached in benchmarks/.cache/dedup-N/) N distinct base images — shapes composited on
+scenes, handwritten digits on textures, and natural-looking scenes/textures/landscapes from
+pixelforge.curate.synth — and one near-copy of a random half of them: resize (0.5-0.8x), JPEG
+re-encode (q30-90), 5-10% crop, brightness +-20%, small rotation (2-5 degrees) or added text.
+Ground truth: each base with its copy is a duplicate pair; everything else is distinct.
+
+Runs, on the same folder, alternating:
+  pixelforge: `pixelforge import folder` then `pixelforge curate --no-watermark` (2 processes);
+              groups read from dup_group. Timed twice: import + curate (end to end) and curate alone.
+  imagededup: PHash().find_duplicates(folder, max_distance_threshold=10) in its own venv.
+  cleanvision: Imagelab(...).find_issues({"near_duplicates": {}}) when it installs.
+Prints pair precision/recall and wall time of each and the ratios; then the scale check:
+hashes_to_groups on 1,000,000 random 64-bit hashes with 100,000 planted near pairs.
+
+    nice -n 10 .venv/bin/python benchmarks/dedup_vs_imagededup.py [--n 2000] [--skip-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CACHE, QUIET_ENV, ROOT, reference_python, run_measured  # noqa: E402
+
+from pixelforge.curate import synth  # noqa: E402
+from pixelforge.sources.shapes import SHAPE_COLOURS, SHAPES, ShapeSpec, render  # noqa: E402
+
+IMAGEDEDUP = "imagededup==0.3.3.post2"
+CLEANVISION = "cleanvision==0.3.7"
+PF = str(ROOT / ".venv" / "bin" / "pixelforge")
+COPY_KINDS = ("resize", "jpeg", "crop", "brightness", "rotate", "text")
+
+
+def base_image(i: int) -> Image.Image:
+    """Base i: shapes on a scene (20%), a digit on a texture (15%) or a scene/texture/landscape."""
+    rng = np.random.default_rng(i)
+    r = rng.random()
+    if r < 0.2:
+        bg = synth.clean_photo(rng).resize((256, 256))
+        positions = list(rng.permutation(["top left", "top right", "bottom left", "bottom right", "center"]))
+        specs = [ShapeSpec(str(rng.choice(SHAPES)), str(rng.choice(SHAPE_COLOURS)), str(rng.choice(["small", "large"])),
+                           str(positions[k])) for k in range(int(rng.integers(2, 4)))]
+        fg = Image.fromarray(render(specs, "black", 256))
+        mask = Image.fromarray((np.asarray(fg).max(axis=2) > 40).astype(np.uint8) * 255)
+        bg.paste(fg, (0, 0), mask)
+        return bg
+    if r < 0.35:
+        digit = synth.clean_digit(rng).convert("L").resize((256, 256))
+        bg = synth.clean_photo(rng).resize((256, 256))
+        ink = Image.new("RGB", (256, 256), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        bg.paste(ink, (0, 0), digit)
+        return bg
+    img = synth.clean_photo(rng)
+    return img if min(img.size) >= 128 else img.resize((256, 256))
+
+
+def near_copy(img: Image.Image, i: int) -> tuple[Image.Image, str, int]:
+    """One random near-copy transform of base i: (image, kind, JPEG quality to save at)."""
+    rng = np.random.default_rng(1_000_000 + i)
+    kind = COPY_KINDS[int(rng.integers(len(COPY_KINDS)))]
+    w, h = img.size
+    quality = 92
+    if kind == "resize":
+        s = rng.uniform(0.5, 0.8)
+        img = img.resize((max(8, int(w * s)), max(8, int(h * s))), Image.Resampling.BICUBIC)
+    elif kind == "jpeg":
+        quality = int(rng.integers(30, 91))
+    elif kind == "crop":
+        f = rng.uniform(0.05, 0.10)
+        dx, dy = int(w * f * rng.random()), int(h * f * rng.random())
+        img = img.crop((dx, dy, dx + int(w * (1 - f)), dy + int(h * (1 - f))))
+    elif kind == "brightness":
+        img = ImageEnhance.Brightness(img).enhance(1 + rng.choice([-1, 1]) * rng.uniform(0.1, 0.2))
+    elif kind == "rotate":
+        img = img.rotate(float(rng.choice([-1, 1]) * rng.uniform(2, 5)), resample=Image.Resampling.BICUBIC,
+                         expand=False)
+    else:
+        draw = ImageDraw.Draw(img)
+        font = synth.pick_font(rng, max(10, min(w, h) // 12))
+        draw.text((int(w * rng.uniform(0.05, 0.5)), int(h * rng.uniform(0.05, 0.85))),
+                  str(rng.choice(["SALE 50%", "hello world", "© 2024", "New!", "caption here"])), font=font,
+                  fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return img, kind, quality
+
+
+def _make(args: tuple[int, str, bool]) -> tuple[str, str | None, str | None]:
+    i, folder, copy = args
+    img = base_image(i)
+    name = f"b{i:05d}.jpg"
+    img.save(Path(folder) / name, "JPEG", quality=95)
+    if not copy:
+        return name, None, None
+    dup, kind, quality = near_copy(img.copy(), i)
+    dup_name = f"c{i:05d}.jpg"
+    dup.save(Path(folder) / dup_name, "JPEG", quality=quality)
+    return name, dup_name, kind
+
+
+def corpus(n: int) -> tuple[Path, list[tuple[str, str, str]]]:
+    """The folder of n bases + n/2 copies, and the true pairs (base, copy, kind); cached."""
+    folder = CACHE / f"dedup-{n}"
+    truth_file = folder.with_suffix(".json")
+    if truth_file.exists():
+        return folder / "images", [tuple(p) for p in json.loads(truth_file.read_text())]
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    copy = np.zeros(n, bool)
+    copy[np.random.default_rng(0).choice(n, n // 2, replace=False)] = True
+    with Pool(2) as pool:
+        made = pool.map(_make, [(i, str(images), bool(copy[i])) for i in range(n)], chunksize=32)
+    truth = [(b, c, k) for b, c, k in made if c]
+    truth_file.write_text(json.dumps(truth))
+    return images, truth
+
+
+def pairs_from_groups(groups: dict[str, str]) -> set[frozenset]:
+    """Every pair of files sharing a group id."""
+    by: dict[str, list[str]] = {}
+    for f, g in groups.items():
+        by.setdefault(g, []).append(f)
+    return {frozenset((a, b)) for members in by.values() for i, a in enumerate(members) for b in members[i + 1:]}
+
+
+def score(pred: set[frozenset], truth: list[tuple[str, str, str]]) -> dict:
+    true = {frozenset((b, c)) for b, c, _ in truth}
+    tp = len(pred & true)
+    per_kind = {}
+    for kind in COPY_KINDS:
+        ks = [frozenset((b, c)) for b, c, k in truth if k == kind]
+        per_kind[kind] = round(sum(p in pred for p in ks) / max(1, len(ks)), 3)
+    return {"precision": round(tp / max(1, len(pred)), 4), "recall": round(tp / max(1, len(true)), 4),
+            "pairs": len(pred), "recall_by_kind": per_kind}
+
+
+IMAGEDEDUP_SCRIPT = """
+import json, sys
+from imagededup.methods import PHash
+dups = PHash(verbose=False).find_duplicates(image_dir=sys.argv[1], max_distance_threshold=int(sys.argv[3]))
+json.dump(dups, open(sys.argv[2], "w"))
+"""
+CLEANVISION_SCRIPT = """
+import json, sys
+from cleanvision import Imagelab
+lab = Imagelab(data_path=sys.argv[1])
+lab.find_issues({"near_duplicates": {}, "exact_duplicates": {}}, verbose=False)
+sets = lab.info["near_duplicates"]["sets"] + lab.info["exact_duplicates"]["sets"]
+json.dump([[p.rsplit("/", 1)[-1] for p in s] for s in sets], open(sys.argv[2], "w"))
+"""
+
+
+def run_pixelforge(images: Path, work: Path, extra: list[str]) -> tuple[float, float, dict[str, str]]:
+    """(import + curate seconds, curate seconds, file -> group)."""
+    ds, cur = work / "ds", work / "cur"
+    shutil.rmtree(ds, ignore_errors=True)
+    shutil.rmtree(cur, ignore_errors=True)
+    t_import, _, rc = run_measured([PF, "import", "folder", str(images), "--out", str(ds)])
+    assert rc == 0, "pixelforge import failed"
+    t_curate, _, rc = run_measured([PF, "curate", str(ds), "--out", str(cur), "--no-watermark", *extra])
+    assert rc == 0, "pixelforge curate failed"
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(cur / "index.parquet", columns=["source", "dup_group"]).to_pylist()
+    return t_import + t_curate, t_curate, {Path(r["source"]).name: r["dup_group"] for r in t}
+
+
+def run_imagededup(images: Path, work: Path, threshold: int) -> tuple[float, set[frozenset]] | None:
+    py = reference_python(IMAGEDEDUP)
+    script, out = work / "idd.py", work / "idd.json"
+    script.write_text(IMAGEDEDUP_SCRIPT)
+    seconds, _, rc = run_measured([py, str(script), str(images), str(out), str(threshold)])
+    if rc:
+        return None
+    dups = json.loads(out.read_text())
+    return seconds, {frozenset((a, b)) for a, bs in dups.items() for b in bs}
+
+
+def run_cleanvision(images: Path, work: Path) -> tuple[float, set[frozenset]] | None:
+    try:
+        py = reference_python(CLEANVISION)
+    except subprocess.CalledProcessError:
+        return None
+    script, out = work / "cv.py", work / "cv.json"
+    script.write_text(CLEANVISION_SCRIPT)
+    seconds, _, rc = run_measured([py, str(script), str(images), str(out)])
+    if rc:
+        return None
+    sets = json.loads(out.read_text())
+    return seconds, {frozenset((a, b)) for s in sets for i, a in enumerate(s) for b in s[i + 1:]}
+
+
+def scale_check(n: int = 1_000_000, planted: int = 100_000, radius: int = 8) -> dict:
+    """hashes_to_groups on n random phash/dhash pairs with `planted` copies within the radii."""
+    from pixelforge.curate.dedup import hashes_to_groups
+    from pixelforge.curate.stage import DEFAULT_DHASH_HAMMING
+
+    rng = np.random.default_rng(0)
+    ph = rng.integers(0, 2**64, n, dtype=np.uint64)
+    dh = rng.integers(0, 2**64, n, dtype=np.uint64)
+    src = rng.choice(n, 2 * planted, replace=False)
+    a, b = src[:planted], src[planted:]
+    bits = np.uint64(1) << rng.integers(0, 64, (planted, radius)).astype(np.uint64)
+    keep = rng.random((planted, radius)) < rng.uniform(0, 1, (planted, 1))  # 0..radius flips (repeats cancel)
+    ph[b] = ph[a] ^ np.bitwise_xor.reduce(np.where(keep, bits, np.uint64(0)), axis=1)
+    dh[b] = dh[a] ^ (np.uint64(1) << rng.integers(0, 64, planted).astype(np.uint64))
+    start = time.perf_counter()
+    dups = hashes_to_groups([None] * n, ph, dh, radius, DEFAULT_DHASH_HAMMING)
+    seconds = time.perf_counter() - start
+    found = int((dups.groups[a] == dups.groups[b]).sum())
+    return {"hashes": n, "planted_pairs": planted, "found": found, "radius": radius,
+            "pairs_within_radius": int(len(dups.near)), "seconds": round(seconds, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--idd-threshold", type=int, default=10, help="imagededup max_distance_threshold (its default)")
+    p.add_argument("--skip-scale", action="store_true")
+    p.add_argument("--skip-cleanvision", action="store_true")
+    args = p.parse_args()
+    images, truth = corpus(args.n)
+    print(f"corpus: {len(list(images.iterdir()))} files, {len(truth)} true pairs", file=sys.stderr)
+    work = Path(tempfile.mkdtemp(prefix="pf-dedup-"))
+    results: dict[str, dict] = {}
+    try:
+        for _ in range(args.rounds):
+            total, cur_s, groups = run_pixelforge(images, work, [])
+            r = results.setdefault("pixelforge", score(pairs_from_groups(groups), truth))
+            r["seconds"] = min(r.get("seconds", 1e9), round(total, 2))
+            r["curate_seconds"] = min(r.get("curate_seconds", 1e9), round(cur_s, 2))
+            got = run_imagededup(images, work, args.idd_threshold)
+            if got:
+                r = results.setdefault("imagededup", score(got[1], truth))
+                r["seconds"] = min(r.get("seconds", 1e9), round(got[0], 2))
+        if not args.skip_cleanvision:
+            got = run_cleanvision(images, work)
+            if got:
+                results["cleanvision"] = dict(score(got[1], truth), seconds=round(got[0], 2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if "imagededup" in results:
+        pf, idd = results["pixelforge"], results["imagededup"]
+        results["ratios"] = {"recall_pf_minus_idd": round(pf["recall"] - idd["recall"], 4),
+                             "speedup_end_to_end": round(idd["seconds"] / pf["seconds"], 2),
+                             "speedup_curate_only": round(idd["seconds"] / pf["curate_seconds"], 2)}
+    if not args.skip_scale:
+        results["scale"] = scale_check()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Audits of datasets: representation, licences, opt-outs, and the checks training runs first."""

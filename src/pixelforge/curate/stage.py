@@ -1,0 +1,250 @@
+"""`pixelforge curate`: score every sample, find duplicates, check captions, filter, write a new dataset."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pixelforge.curate import columns
+from pixelforge.curate.captions import CAPTION_FLAGS, CaptionRules, caption_flags, count_words
+from pixelforge.curate.columns import CURATE_FIELDS, SCORE_FIELDS
+from pixelforge.curate.dedup import MAX_RADIUS, Duplicates, hashes_to_groups
+from pixelforge.curate.rules import EXAMPLES_PER_RULE, apply_rules, check_where
+from pixelforge.curate.shards import copy_shards, name_of, open_input, output_schema
+from pixelforge.errors import UsageError
+from pixelforge.progress import track
+from pixelforge.run import EXECUTORS, run_tasks
+from pixelforge.store import Dataset, Lineage, config_to_dict, finalize
+from pixelforge.store import fs as fsutil
+
+CURATION_JSON = "curation.json"
+# Chosen from benchmarks/dedup_vs_imagededup.py (docs/curate.md): the largest phash radius the
+# exact index keeps fast at 1M hashes, with dhash confirming; see the benchmark for the sweep.
+DEFAULT_HAMMING = 8
+DEFAULT_DHASH_HAMMING = 14
+
+@dataclass
+class CurateConfig:
+    """What `pixelforge curate` scores and which rows it drops (every preset is recorded)."""
+
+    where: str | None = None  # keep rows for which this DuckDB expression is true
+    min_side: int | None = None  # drop rows whose shorter side is under this many pixels
+    max_blur: float | None = None  # drop rows whose q_blur (variance of Laplacian) is under this
+    max_watermark: float | None = None  # drop rows whose q_watermark is over this
+    drop_duplicates: bool = False  # keep one row (dup_keep) per duplicate group
+    drop_bad_captions: bool = False  # drop rows with any caption flag
+    drop_opt_out: bool = True  # drop rows whose owner opted out (opt_out not null)
+    hamming: int = DEFAULT_HAMMING  # phash radius of a near duplicate
+    dhash_hamming: int | None = DEFAULT_DHASH_HAMMING  # dhash radius of the second vote (None: no vote)
+    check_leakage: bool = False  # report duplicate pairs that straddle splits
+    watermark: bool = True  # run the watermark CNN (q_watermark null when off)
+    min_words: int = 3
+    max_words: int = 60
+    processes: int = 2
+    backend: str = "local"
+
+    def validate(self) -> None:
+        """Raise UsageError naming the bad flag and its allowed values, before any work."""
+        if self.min_side is not None and self.min_side < 1:
+            raise UsageError(f"--min-side {self.min_side}: choose a positive number of pixels")
+        if self.max_blur is not None and self.max_blur < 0:
+            raise UsageError(f"--max-blur {self.max_blur}: choose a variance >= 0 (q_blur below it is dropped)")
+        if self.max_watermark is not None and not 0 <= self.max_watermark <= 1:
+            raise UsageError(f"--max-watermark {self.max_watermark}: choose a probability from 0 to 1")
+        if self.max_watermark is not None and not self.watermark:
+            raise UsageError("--max-watermark needs the watermark scores: drop --no-watermark")
+        for flag, value in (("--hamming", self.hamming), ("--dhash-hamming", self.dhash_hamming)):
+            if value is not None and not 0 <= value <= (MAX_RADIUS if flag == "--hamming" else 64):
+                raise UsageError(f"{flag} {value}: choose 0..{MAX_RADIUS if flag == '--hamming' else 64} bits")
+        if not 0 <= self.min_words <= self.max_words:
+            raise UsageError(f"--min-words {self.min_words} / --max-words {self.max_words}: need 0 <= min <= max")
+        if self.processes < 1:
+            raise UsageError(f"--processes {self.processes}: choose at least 1")
+        if self.backend not in EXECUTORS:
+            raise UsageError(f"--backend {self.backend!r}: choose one of {', '.join(EXECUTORS)}")
+        if self.where is not None and not self.where.strip():
+            raise UsageError("--where is empty: give a DuckDB condition such as \"q_min_side >= 64\"")
+
+
+@dataclass
+class CurateResult:
+    out: str
+    input_samples: int
+    samples: int
+    failures: int
+    removed: dict[str, int]
+    duplicate_groups: int
+    duplicate_rows: int
+    caption_flags: dict[str, int]
+    leakage_pairs: int | None
+    seconds: float
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def keep_best(groups: np.ndarray, alive: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """One True per group among ``alive`` rows: the row with the smallest ``rank`` (a total order)."""
+    keep = np.zeros(len(groups), dtype=bool)
+    idx = np.flatnonzero(alive)
+    if not len(idx):
+        return keep
+    order = idx[np.lexsort((rank[idx], groups[idx]))]  # by group, then best first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = groups[order][1:] != groups[order][:-1]
+    keep[order[first]] = True
+    return keep
+
+
+def quality_rank(table: pa.Table) -> np.ndarray:
+    """Rank of every row as a group representative: largest original, then best quality, then key."""
+    def col(name: str, fill: float) -> np.ndarray:
+        return pc.fill_null(table.column(name), fill).to_numpy(zero_copy_only=False).astype(np.float64)
+
+    area = np.maximum(col("orig_width", 0) * col("orig_height", 0), col("width", 0) * col("height", 0))
+    keys = table.column("key").to_numpy(zero_copy_only=False)
+    # lexsort: last key is primary. Lossless (null JPEG quality) counts as best; less watermark,
+    # then sharper, is better; the key breaks every remaining tie, so the choice is deterministic.
+    order = np.lexsort((keys, -col("q_blur", 0), col("q_watermark", 0), -col("q_jpeg_quality", 101), -area))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def leakage(table: pa.Table, groups: np.ndarray) -> dict[str, Any]:
+    """Duplicate pairs whose members sit in different splits, counted over duplicate groups."""
+    splits = table.column("split").to_pylist()
+    keys = table.column("key").to_pylist()
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups.tolist()):
+        if splits[i] is not None:
+            members.setdefault(g, []).append(i)
+    pairs, leaky, examples = 0, 0, []
+    for rows in members.values():
+        per_split = Counter(splits[i] for i in rows)
+        if len(per_split) < 2:
+            continue
+        leaky += 1
+        counts = list(per_split.values())
+        pairs += (sum(counts) ** 2 - sum(c * c for c in counts)) // 2
+        for a in rows:
+            for b in rows:
+                if a < b and splits[a] != splits[b] and len(examples) < EXAMPLES_PER_RULE:
+                    examples.append({"a": keys[a], "a_split": splits[a], "b": keys[b], "b_split": splits[b]})
+    return {"cross_split_pairs": int(pairs), "groups": leaky, "examples": examples}
+
+
+def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False) -> CurateResult:
+    """Score, deduplicate, check and filter dataset ``inp`` into a new dataset ``out``.
+
+    Every output row keeps all input columns and gains CURATE_FIELDS. Samples whose image cannot
+    be decoded become failure rows (reason from FAILURE_REASONS). ``out``/curation.json records
+    how many rows each rule removed with example keys; dataset.json's lineage holds ``config``.
+    """
+    config.validate()
+    ds, fs, root = open_input(inp, out, overwrite)
+    schema = output_schema(ds, CURATE_FIELDS)
+    if config.where:
+        check_where(config.where, schema)
+    start = time.monotonic()
+    table, failures = _score(ds, config)
+    table = _add_captions(table, CaptionRules(config.min_words, config.max_words))
+    dups = hashes_to_groups(table.column("sha256").to_pylist(),
+                            table.column("phash").to_numpy(zero_copy_only=False).astype(np.uint64),
+                            table.column("dhash").to_numpy(zero_copy_only=False).astype(np.uint64),
+                            config.hamming, config.dhash_hamming)
+    rank = quality_rank(table)
+    table = _add_dup_columns(table, dups, rank)
+    report_leak = leakage(table, dups.groups) if config.check_leakage else None
+    table, alive, outcomes = apply_rules(table, config, rekeep=lambda a: keep_best(dups.groups, a, rank))
+    kept = table.filter(pa.array(alive)).cast(schema)
+    copy_shards(ds, out, kept, failures, schema, config, label="curate write")
+
+    sizes = np.bincount(dups.groups)
+    flag_counts = Counter(f for flags in table.column("c_flags").to_pylist() for f in flags)
+    report = {
+        "input": inp, "input_samples": ds.num_samples, "scored": table.num_rows, "output_samples": kept.num_rows,
+        "failures": dict(Counter(f["reason"] for f in failures)),
+        "rules": [o.to_json() for o in outcomes],
+        "duplicates": {"hamming": config.hamming, "dhash_hamming": config.dhash_hamming,
+                       "exact_pairs": int(len(dups.exact)), "near_pairs": int(len(dups.near)),
+                       "phash_candidate_pairs": dups.candidates, "groups": int((sizes > 1).sum()),
+                       "rows_in_groups": int(sizes[sizes > 1].sum()),
+                       "rows_not_representative": int((sizes[sizes > 1] - 1).sum())},
+        "caption_flags": {f: flag_counts.get(f, 0) for f in CAPTION_FLAGS},
+    }
+    if report_leak is not None:
+        report["leakage"] = report_leak
+    fsutil.atomic_write_bytes(fs, fsutil.join(root, CURATION_JSON), json.dumps(report, indent=2).encode())
+    seconds = time.monotonic() - start
+    result_ds = finalize(out, name=name_of(out), schema=schema,
+                         lineage=Lineage(command="curate", config=config_to_dict(config), inputs=[inp]),
+                         stats={"seconds": round(seconds, 3), "removed": {o.rule: o.removed for o in outcomes}})
+    return CurateResult(
+        out=out, input_samples=ds.num_samples, samples=result_ds.num_samples, failures=len(failures),
+        removed={o.rule: o.removed for o in outcomes}, duplicate_groups=report["duplicates"]["groups"],
+        duplicate_rows=report["duplicates"]["rows_not_representative"],
+        caption_flags={k: v for k, v in report["caption_flags"].items() if v},
+        leakage_pairs=report_leak["cross_split_pairs"] if report_leak else None, seconds=round(seconds, 3),
+        failure_reasons=report["failures"])
+
+
+def _score(ds: Dataset, config: CurateConfig) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Run score_shard over every shard; return the input rows that scored (with scores) and failures."""
+    from pixelforge.curate.worker import ScoreTask, score_shard
+
+    tables, failures = [], []
+    tasks = [ScoreTask(ds.path, shard, watermark=config.watermark) for shard in ds.shards()]
+    with track("curate score", total=ds.num_samples) as bar:
+        for res in run_tasks(score_shard, tasks, backend=config.backend, processes=config.processes):
+            tables.append(res.table)
+            failures.extend(res.failures)
+            bar.advance(res.table.num_rows + len(res.failures))
+    scores = pa.concat_tables(tables) if tables else None
+    index = ds.index()
+    drop = [c.name for c in CURATE_FIELDS if c.name in index.column_names]
+    index = index.drop_columns(drop)  # re-curating a curated dataset recomputes its columns
+    if scores is None or not scores.num_rows:
+        return _empty_scored(index), failures
+    pos = {k: i for i, k in enumerate(scores.column("key").to_pylist())}
+    at = [pos.get(k, -1) for k in index.column("key").to_pylist()]
+    ok = np.array(at) >= 0
+    index = index.filter(pa.array(ok))
+    scores = scores.take(pa.array(np.array(at)[ok]))
+    phash = pc.coalesce(index.column("phash"), scores.column("phash"))
+    index = index.set_column(index.schema.get_field_index("phash"), "phash", phash)
+    for name in scores.column_names:
+        if name not in ("key", "phash"):
+            index = index.append_column(name, scores.column(name))
+    return index, failures
+
+
+def _empty_scored(index: pa.Table) -> pa.Table:
+    index = index.slice(0, 0)
+    for f in SCORE_FIELDS:
+        index = index.append_column(f, pa.nulls(0, f.type))
+    return index
+
+
+def _add_captions(table: pa.Table, rules: CaptionRules) -> pa.Table:
+    captions = table.column("caption").to_pylist()
+    table = table.append_column(columns.field("c_words"), pa.array([count_words(c) for c in captions], pa.int32()))
+    return table.append_column(columns.field("c_flags"), pa.array([caption_flags(c, rules) for c in captions],
+                                                           pa.list_(pa.string())))
+
+
+def _add_dup_columns(table: pa.Table, dups: Duplicates, rank: np.ndarray) -> pa.Table:
+    """dup_group: key of the group's best row over all scored rows; dup_count; dup_keep (all alive)."""
+    keep = keep_best(dups.groups, np.ones(table.num_rows, dtype=bool), rank)
+    keys = table.column("key").to_numpy(zero_copy_only=False)
+    rep = np.empty(int(dups.groups.max()) + 1 if len(dups.groups) else 0, dtype=object)
+    rep[dups.groups[keep]] = keys[keep]
+    counts = np.bincount(dups.groups) if len(dups.groups) else np.zeros(0, np.int64)
+    table = table.append_column(columns.field("dup_group"), pa.array(rep[dups.groups].tolist(), pa.string()))
+    table = table.append_column(columns.field("dup_count"), pa.array(counts[dups.groups].astype(np.int32)))
+    return table.append_column(columns.field("dup_keep"), pa.array(keep, pa.bool_()))

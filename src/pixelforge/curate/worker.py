@@ -1,0 +1,140 @@
+"""The per-shard work of curate: score one input shard, and write one output shard of kept samples.
+
+Runs in worker processes: it imports what the work needs (media, cv2, torch for the watermark
+CNN) and nothing of the CLI or DuckDB.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from pixelforge import media
+from pixelforge.curate.columns import SCORE_FIELDS
+from pixelforge.curate.quality import dhash64, quality_scores
+from pixelforge.curate.watermark import WEIGHTS, detector, to_input
+from pixelforge.errors import ItemError
+from pixelforge.store import Dataset
+from pixelforge.store import fs as fsutil
+from pixelforge.store.shards import SHARDS_DIR, ShardWriter, read_members
+
+# One torch thread per worker: the executor already runs one process per core.
+torch.set_num_threads(1)
+
+# A stored image is trusted more than a download, but still bounded: a damaged shard must not
+# make a worker allocate without limit.
+LIMITS = media.MediaLimits(max_bytes=512 * 2**20, max_pixels=400_000_000)
+
+
+DRAFT_SIDE = 256  # = quality.BLUR_SIDE, and above the detector's 128 px input
+
+
+@dataclass
+class ScoreTask:
+    """Score every sample of one input shard."""
+
+    dataset: str
+    shard: str
+    watermark: bool = True
+    weights: str = str(WEIGHTS)
+
+
+@dataclass
+class ShardScores:
+    """What scoring one shard gave: a score table (one row per readable sample) and its failures."""
+
+    shard: str
+    table: pa.Table  # key + SCORE_FIELDS (+ phash for rows whose input had none)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # key, source, reason, detail
+    seconds: float = 0.0
+
+
+def score_shard(task: ScoreTask) -> ShardScores:
+    """Decode each sample of ``task.shard`` (through media), compute q_* and dhash, batch the CNN."""
+    start = time.monotonic()
+    ds = Dataset.open(task.dataset)
+    rows = ds.index(columns=["key", "member", "source", "phash"], filters=[("shard", "=", task.shard)]).to_pylist()
+    wanted = {r["key"]: r for r in rows}
+    out: dict[str, list] = {"key": [], "phash": [], **{f.name: [] for f in SCORE_FIELDS}}
+    failures: list[dict[str, Any]] = []
+    inputs: list[np.ndarray] = []
+    det = detector(task.weights) if task.watermark else None
+    seen: set[str] = set()
+    for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard)):
+        row = wanted.get(key)
+        if row is None:
+            continue
+        seen.add(key)
+        data = files.get(row["member"].partition(".")[2])
+        try:
+            if data is None:
+                raise ItemError(f"member {row['member']} is not in shard {task.shard}", reason="missing_file")
+            info = media.probe(data, LIMITS)
+            # every score needs at most a 256 px copy: JPEGs decode at 1/2..1/8 scale (much faster)
+            img = media.decode(data, LIMITS, draft_size=(DRAFT_SIDE, DRAFT_SIDE))
+            scores = quality_scores(img, data, (info.width, info.height))
+            dh = dhash64(img)
+            ph = row["phash"] if row["phash"] is not None else media.phash64(img)
+        except ItemError as exc:
+            failures.append({"key": key, "source": row["source"], "reason": exc.reason, "detail": exc.detail})
+            continue
+        except Exception as exc:  # a decoder bug on one hostile file must not stop the stage
+            failures.append({"key": key, "source": row["source"], "reason": "decode_error",
+                             "detail": f"{type(exc).__name__}: {exc}"})
+            continue
+        out["key"].append(key)
+        out["phash"].append(ph)
+        for name, value in scores.items():
+            out[name].append(value)
+        out["dhash"].append(dh)
+        if det is not None:
+            inputs.append(to_input(img, det.config.input_size))
+    for key in wanted.keys() - seen:
+        failures.append({"key": key, "source": wanted[key]["source"], "reason": "missing_file",
+                         "detail": f"sample {key} is in the index but not in shard {task.shard}"})
+    if det is not None and inputs:
+        out["q_watermark"] = det.score_arrays(np.stack(inputs)).tolist()
+    else:
+        out["q_watermark"] = [None] * len(out["key"])
+    schema = pa.schema([pa.field("key", pa.string()), pa.field("phash", pa.uint64()), *SCORE_FIELDS])
+    return ShardScores(task.shard, pa.Table.from_pydict(out, schema=schema), failures, time.monotonic() - start)
+
+
+@dataclass
+class WriteTask:
+    """Copy the kept samples of one input shard, with their new rows, into one output shard."""
+
+    dataset: str
+    shard: str
+    out: str
+    shard_id: int
+    rows: list[dict[str, Any]]  # output rows of kept samples, in input order
+    failures: list[dict[str, Any]]
+    schema: pa.Schema
+
+
+def write_shard(task: WriteTask) -> int:
+    """Write the output shard: kept samples' bytes unchanged (image, mask, caption) with new rows."""
+    ds = Dataset.open(task.dataset)
+    writer = ShardWriter(task.out, task.shard_id, task.schema)
+    try:
+        rows = {r["key"]: r for r in task.rows}
+        if rows:
+            for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard)):
+                row = rows.get(key)
+                if row is None:
+                    continue
+                ext = row["member"].partition(".")[2]
+                writer.write(row, files[ext], ext, files.get("mask.png") if row.get("mask") else None)
+        for f in task.failures:
+            writer.fail(**f)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return len(writer.rows)

@@ -1,0 +1,1 @@
+"""Sampling from trained runs, provenance marking (watermark + metadata) and verification."""

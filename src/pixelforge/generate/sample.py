@@ -1,0 +1,45 @@
+"""The diffusion sampling loop: noise refined step by step, with classifier-free guidance."""
+
+from __future__ import annotations
+
+import torch
+
+from pixelforge.models.diffusion import DiffusionConfig, denoise, sampler
+
+
+@torch.inference_mode()
+def sample_diffusion(unet: torch.nn.Module, cfg: DiffusionConfig, cond: torch.Tensor | None,
+                     uncond: torch.Tensor | None, *, steps: int = 50, sampler_name: str = "ddim",
+                     guidance: float = 3.0, generator: torch.Generator, device: torch.device,
+                     n: int | None = None) -> torch.Tensor:
+    """Images in [-1, 1], (B, 3, S, S), for a batch of conditions.
+
+    ``cond``: (B, L, D) text embeddings, (B,) class ids, or None (unconditional: ``n`` images); ``uncond`` the
+    matching "no condition" (the empty caption's embedding, or the null class id). Noise comes
+    from ``generator`` on the CPU, so a seed gives the same images on every device.
+    """
+    sched = sampler(sampler_name, cfg)
+    sched.set_timesteps(steps)
+    b = cond.shape[0] if cond is not None else (n or 1)
+    size = cfg.image_size
+    # 1. x_T ~ N(0, I)   x: (B, 3, S, S)
+    x = torch.randn((b, 3, size, size), generator=generator).to(device) * sched.init_noise_sigma
+    guided = cond is not None and uncond is not None and guidance != 1.0
+    both = torch.cat([uncond, cond]).to(device) if guided else (cond.to(device) if cond is not None else None)
+    for t in sched.timesteps:
+        # 2. predict noise / velocity, both halves in one batch when guiding
+        inp = sched.scale_model_input(torch.cat([x, x]) if guided else x, t)
+        tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
+        out = denoise(unet, cfg, inp, tt, both)
+        if guided:
+            # 3. classifier-free guidance: u + w (c - u)
+            u, c = out.chunk(2)
+            out = u + guidance * (c - u)
+        # 4. one reverse step x_t -> x_{t-1}
+        x = sched.step(out, t, x, generator=generator).prev_sample
+    return x.clamp(-1, 1)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats (B, 3, H, W) -> uint8 (B, H, W, 3) on the CPU."""
+    return ((x.float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)

@@ -1,0 +1,1 @@
+"""Model architectures (diffusion UNets, text encoders, ...): built from configs, no training code."""

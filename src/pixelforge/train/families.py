@@ -1,0 +1,130 @@
+"""Model families on the shared loop: how each builds its modules, computes its loss and samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pixelforge.errors import UsageError
+from pixelforge.generate.sample import sample_diffusion
+from pixelforge.models.diffusion import DiffusionConfig, build_unet, denoise, train_scheduler
+from pixelforge.models.text import CaptionCache, text_encoder
+from pixelforge.train.data import ImageTable
+
+
+class DiffusionFamily:
+    """DDPM training (epsilon or v prediction) of a diffusers UNet, conditioned on nothing, a class or text."""
+
+    name = "diffusion"
+    config_cls = DiffusionConfig
+
+    def __init__(self, cfg: DiffusionConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.noise = train_scheduler(cfg)
+        self.alphas = self.noise.alphas_cumprod.to(device)
+        self.captions: CaptionCache | None = None
+        self.sample_conds: list[Any] = []
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def prepare(self, train: ImageTable, val: ImageTable) -> None:
+        """Check the data carries the condition; embed every caption once."""
+        cfg = self.cfg
+        if cfg.condition == "class":
+            if (train.labels < 0).any():
+                raise UsageError("--condition class: some samples have no label; curate them out or use "
+                                 "--condition text|none")
+            cfg.num_classes = len(train.label_names)
+            self.sample_conds = list(range(cfg.num_classes))
+        if cfg.condition == "text":
+            if any(c is None for c in train.captions):
+                raise UsageError("--condition text: some samples have no caption; curate them out "
+                                 "(pixelforge curate --where 'caption IS NOT NULL') or use --condition class|none")
+            self.captions = CaptionCache(text_encoder(cfg.text_encoder, cfg.text_tokens))
+            self.captions.add([""] + list(train.captions) + [c for c in val.captions if c])
+            cfg.text_dim = self.captions.encoder.dim
+            self.sample_conds = sorted({c for c in val.captions if c})[:16] or sorted(set(train.captions))[:16]
+
+    def build(self) -> dict[str, torch.nn.Module]:
+        return {"unet": build_unet(self.cfg).to(self.device, memory_format=torch.channels_last)}
+
+    def meta(self) -> dict[str, Any]:
+        return {"sample_conditions": self.sample_conds}
+
+    # -- conditions ------------------------------------------------------------------------------
+    def condition(self, labels: torch.Tensor, captions: list[str | None], drop: torch.Tensor | None):
+        """The model's condition for a batch; ``drop`` (B,) bool replaces it by "no condition"."""
+        cfg = self.cfg
+        if cfg.condition == "class":
+            ids = labels.clone()
+            if drop is not None:
+                ids[drop] = cfg.num_classes
+            return ids.to(self.device)
+        if cfg.condition == "text":
+            texts = [("" if drop is not None and drop[i] else c) for i, c in enumerate(captions)]
+            return self.captions(texts).to(self.device)
+        return None
+
+    def null_condition(self, n: int):
+        if self.cfg.condition == "class":
+            return torch.full((n,), self.cfg.num_classes, dtype=torch.long)
+        if self.cfg.condition == "text":
+            return self.captions([""] * n)
+        return None
+
+    # -- training --------------------------------------------------------------------------------
+    def loss(self, modules: dict[str, torch.nn.Module], x0: torch.Tensor, labels: torch.Tensor,
+             captions: list[str | None], gen: torch.Generator, train: bool = True) -> torch.Tensor:
+        """DDPM loss on a batch x0 (B, 3, S, S) in [-1, 1]; all randomness from ``gen`` (CPU)."""
+        cfg = self.cfg
+        b = x0.shape[0]
+        # 1. eps ~ N(0, I), t ~ U{0, T-1}, and which conditions are dropped (classifier-free guidance)
+        eps = torch.randn(x0.shape, generator=gen).to(self.device)
+        t = torch.randint(0, cfg.timesteps, (b,), generator=gen).to(self.device)
+        drop = torch.rand(b, generator=gen) < cfg.cond_drop if train and cfg.condition != "none" else None
+        x0 = x0.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        # 2. x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps   (eq. 4 of Ho et al. 2020)
+        a = self.alphas[t].view(b, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        # 3. target: eps, or v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022)
+        target = eps if cfg.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+        pred = denoise(modules["unet"], cfg, xt, t, self.condition(labels, captions, drop))
+        return F.mse_loss(pred.float(), target.float())
+
+    def samples(self, modules: dict[str, torch.nn.Module], gen: torch.Generator, steps: int = 25,
+                guidance: float = 3.0) -> tuple[torch.Tensor, list[str]]:
+        """A grid's worth of images (one per sample condition) and their titles."""
+        conds = self.sample_conds or [None] * 16
+        n = len(conds)
+        if self.cfg.condition == "class":
+            cond = torch.tensor(conds, dtype=torch.long)
+        elif self.cfg.condition == "text":
+            cond = self.captions(conds)
+        else:
+            cond = None
+        imgs = sample_diffusion(modules["unet"], self.cfg, cond, self.null_condition(n) if cond is not None else None,
+                                steps=steps, guidance=guidance, generator=gen, device=self.device, n=n)
+        return imgs, [str(c) for c in conds]
+
+
+FAMILIES = {"diffusion": DiffusionFamily}
+
+
+def family_for(name: str):
+    if name not in FAMILIES:
+        raise UsageError(f"model family {name!r}: choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def save_caption_cache(run: Path, family: DiffusionFamily) -> None:
+    """Keep the run's caption embeddings beside it (generation reuses the same encoder)."""
+    if family.captions is None:
+        return
+    from safetensors.torch import save_file
+
+    table = family.captions.table
+    keys = sorted(table)
+    save_file({"embeddings": torch.stack([table[k] for k in keys])}, str(run / "text_cache.safetensors"),
+              metadata={"captions": "\n".join(k.replace("\n", " ") for k in keys)})
