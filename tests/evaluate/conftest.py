@@ -6,7 +6,7 @@ import pytest
 
 from tests.evaluate.fixtures import make_weights, smooth_images, write_folder
 
-N_IMAGES = 72  # more than the 64 feature dimensions the parity tests use
+N_IMAGES = 66  # more than the 64 feature dimensions the parity tests use
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +17,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def folders(tmp_path_factory):
-    """(real, fake) folders of 72 PNGs, 32 px: smooth noise at two different smoothness levels."""
+    """(real, fake) folders of 66 PNGs, 32 px: smooth noise at two different smoothness levels."""
     root = tmp_path_factory.mktemp("images")
     real = write_folder(root / "real", smooth_images(N_IMAGES, 32, seed=1, grid=5))
     fake = write_folder(root / "fake", smooth_images(N_IMAGES, 32, seed=2, grid=3))

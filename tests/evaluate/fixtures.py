@@ -99,3 +99,14 @@ def generated_dataset(path: Path, images: np.ndarray, rows: list[dict]) -> Path:
                     media.array_to_png(a), "png")
     builder.finish(name="generated", lineage=Lineage(command="test"))
     return path
+
+
+class PooledJudge(ColourJudge):
+    """ColourJudge whose penultimate features are a centred 4 x 4 average-pooled image (B, 48).
+
+    Coarse layout features, as a small CNN's pooled activations are: enough to tell random smooth
+    images apart, blind to pixel noise and JPEG artefacts.
+    """
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 4).flatten(1) - 0.5

@@ -61,16 +61,17 @@ def test_frechet_stays_real_and_exact_when_singular():
     # 40 samples of 64-d: rank-39 covariances, where sqrt of the product has no stable real form
     x = relu_features(40, 64, seed=5)
     mu, sigma = features_to_statistics(x)
-    assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-9 * np.trace(sigma)
+    # (the square root turns rounding of the ~24 zero eigenvalues, ~1e-16, into ~1e-8 each)
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-6 * np.trace(sigma)
     # sigma2 = c^2 sigma1 exactly: d^2 = |mu1 - mu2|^2 + (1 - c)^2 tr(sigma1)
     c, shift = 1.7, np.full(64, 0.25)
     expected = shift @ shift + (1 - c) ** 2 * np.trace(sigma)
-    assert frechet_distance(mu, sigma, mu + shift, c * c * sigma) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(mu, sigma, mu + shift, c * c * sigma) == pytest.approx(expected, rel=1e-7)
     # a dead (all-zero) feature and duplicated features do not break it either
     x[:, 3] = 0
     x[:, 10] = x[:, 11]
     mu, sigma = features_to_statistics(x)
-    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0, abs=1e-9 * np.trace(sigma))
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0, abs=1e-6 * np.trace(sigma))
 
 
 def test_kid_equals_torch_fidelity():

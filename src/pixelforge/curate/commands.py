@@ -31,8 +31,9 @@ def curate_command(
     drop_duplicates: Annotated[bool, typer.Option(help="Keep one row per duplicate group (dup_keep).")] = False,
     drop_bad_captions: Annotated[bool, typer.Option(help="Drop rows with any caption flag (c_flags).")] = False,
     drop_opt_out: Annotated[bool, typer.Option(help="Drop rows whose owner opted out (opt_out set).")] = True,
-    hamming: Annotated[int, typer.Option(help="phash radius (bits) of a near duplicate.")] = 8,
-    dhash_hamming: Annotated[int, typer.Option(help="dhash radius (bits) of the second vote; 64 turns it off.")] = 14,
+    hamming: Annotated[int, typer.Option(help="phash or dhash within N bits nominates a near-duplicate pair.")] = 8,
+    combined: Annotated[int, typer.Option(help="A nominated pair counts when phash + dhash distance <= N "
+                                               "(128: no check).")] = 24,
     check_leakage: Annotated[bool, typer.Option(help="Report duplicate pairs that straddle splits.")] = False,
     watermark: Annotated[bool, typer.Option(help="Score watermarks with the shipped CNN (q_watermark).")] = True,
     min_words: Annotated[int, typer.Option(help="Captions with fewer words are flagged too_short.")] = 3,
@@ -55,7 +56,7 @@ def curate_command(
     config = CurateConfig(where=where, min_side=min_side, max_blur=max_blur, max_watermark=max_watermark,
                           drop_duplicates=drop_duplicates, drop_bad_captions=drop_bad_captions,
                           drop_opt_out=drop_opt_out, hamming=hamming,
-                          dhash_hamming=None if dhash_hamming >= 64 else dhash_hamming,
+                          combined=None if combined >= 128 else combined,
                           check_leakage=check_leakage, watermark=watermark, min_words=min_words,
                           max_words=max_words, processes=processes)
     _print(curate(inp, out, config, overwrite=overwrite), as_json)
@@ -111,7 +112,7 @@ def prepare_command(
 
     Example:
 
-        pixelforge prepare data/split --out data/train64 --size 64 --resize-mode center_crop --augment hflip,rotate=10 --copies 2
+        pixelforge prepare data/split --out data/train64 --size 64 --augment hflip,rotate=10 --copies 2
     """
     from pixelforge.prepare.stage import PrepareConfig, prepare
 

@@ -101,6 +101,7 @@ class _ChunkTable:
         self.order = np.argsort(keys, kind="stable")
         self.keys = keys[self.order]  # ascending
         self.h = h[self.order]  # hashes in the same order: candidate checks read nearby memory
+        self._side: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # top bit -> (positions, keys) with it clear
         self.direct = width <= _DIRECT_BITS
         if self.direct:
             self.starts = np.zeros((1 << width) + 1, dtype=np.int64)
@@ -125,15 +126,21 @@ class _ChunkTable:
             pos = pos[pos + k < self.n]
         return np.concatenate(out) if out else np.zeros(0, np.int64)
 
+    def _clear_side(self, bit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions whose key has ``bit`` clear, and their keys; cached (a chunk has few top bits)."""
+        if bit not in self._side:  # two threads may both compute it: same value, no harm
+            src = np.flatnonzero((self.keys & np.uint64(1 << bit)) == 0)
+            self._side[bit] = (src, self.keys[src])
+        return self._side[bit]
+
     def flipped(self, masks: np.ndarray) -> np.ndarray:
         """Candidates whose chunk values differ by exactly one of ``masks`` (all non-zero)."""
         out = []
         for mask in masks:
             # a pair differing by `mask` is met from both sides; query only from the side whose
             # key has the mask's highest bit clear, which halves the work and finds each once
-            top = np.uint64(1 << (int(mask).bit_length() - 1))
-            src = np.flatnonzero((self.keys & top) == 0)
-            q = self.keys[src] ^ mask
+            src, src_keys = self._clear_side(int(mask).bit_length() - 1)
+            q = src_keys ^ mask
             if self.direct:
                 qi = q.astype(np.int64)
                 lo = self.starts[qi]
@@ -180,22 +187,32 @@ class Duplicates:
 
     groups: np.ndarray  # (N,) component id per item
     exact: np.ndarray  # (P1, 2) exact-duplicate pairs (same sha256)
-    near: np.ndarray  # (P2, 2) near pairs that passed both votes
-    candidates: int  # phash pairs within the radius before the dhash vote
+    near: np.ndarray  # (P2, 2) near pairs that passed the vote
+    candidates: int  # pairs nominated by either hash before the combined check
 
 
 def hashes_to_groups(sha256: list[str | None], phash: np.ndarray, dhash: np.ndarray | None,
-                     radius: int, dhash_radius: int | None) -> Duplicates:
-    """Group items that are byte-identical, or whose phash is within ``radius`` bits and whose
-    dhash (second vote, when given) is within ``dhash_radius`` bits.
+                     radius: int, combined: int | None) -> Duplicates:
+    """Group items that are byte-identical or near duplicates, by two votes.
 
-    ``phash``/``dhash``: uint64 (N,). Items with no phash must be given a value that cannot
-    match (the caller drops them first).
+    Nomination: phash within ``radius`` bits, OR dhash within ``radius`` bits (each from its
+    own multi-index search). Confirmation: phash distance + dhash distance <= ``combined``.
+    Either hash alone may be thrown off by one edit (a crop moves phash's low frequencies,
+    a brightness ramp flips dhash's gradients), so either may nominate; requiring the two to
+    agree in sum keeps chance matches out (benchmarks/dedup_vs_imagededup.py: at radius 8 and
+    combined 24: recall 0.838 at precision 0.990, against imagededup's PHash at its default
+    threshold 10: recall 0.832 at precision 0.971).
+    Without ``dhash`` (or with ``combined`` None) a pair is phash within ``radius``.
     """
     n = len(phash)
     exact = exact_pairs(sha256)
-    cand = near_pairs(phash, radius)
-    near = cand
-    if dhash is not None and dhash_radius is not None and len(cand):
-        near = cand[hamming(dhash[cand[:, 0]], dhash[cand[:, 1]]) <= dhash_radius]
+    if dhash is None or combined is None:
+        near = near_pairs(phash, radius)
+        return Duplicates(pairs_to_groups(n, exact, near), exact, near, int(len(near)))
+    cand = np.concatenate([near_pairs(phash, radius), near_pairs(dhash, radius)])
+    if len(cand):
+        code = np.unique(cand[:, 0] * n + cand[:, 1])
+        cand = np.stack([code // n, code % n], axis=1)
+    dist = hamming(phash[cand[:, 0]], phash[cand[:, 1]]) + hamming(dhash[cand[:, 0]], dhash[cand[:, 1]])
+    near = cand[dist <= combined]
     return Duplicates(pairs_to_groups(n, exact, near), exact, near, int(len(cand)))

@@ -94,12 +94,35 @@ def dhash64(img: Image.Image) -> int:
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
+THUMB_SIDE = 128  # whole-image statistics, dhash and the detector input come from one thumbnail
+
+
+def letterbox(img: Image.Image, size: int) -> np.ndarray:
+    """``img`` fitted into size x size on black (media.resize "pad"), RGB uint8 (size, size, 3)."""
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(media.resize(img, size, "pad"), dtype=np.uint8)
+
+
+def image_signals(img: Image.Image, data: bytes, size: tuple[int, int] | None = None,
+                  ) -> tuple[dict[str, float | int | bool | None], int, Image.Image]:
+    """The q_* scores, the dhash and a 128 px thumbnail (aspect kept) of one decoded image.
+
+    Whole-image statistics are measured on the thumbnail and blur on a 256 px grey crop, so the
+    cost per image hardly depends on its resolution.
+    """
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    thumb = media.resize(rgb, THUMB_SIDE, "keep_ratio")
+    return quality_scores(rgb, data, size, thumb), dhash64(thumb), thumb
+
+
 def quality_scores(img: Image.Image, data: bytes, size: tuple[int, int] | None = None,
-                   ) -> dict[str, float | int | bool | None]:
+                   thumb: Image.Image | None = None) -> dict[str, float | int | bool | None]:
     """The q_* columns of one decoded image (``data``: its stored bytes, for the JPEG tables).
 
     ``size`` is the image's true (width, height) when ``img`` was decoded at reduced scale
-    (JPEG draft decoding): sizes come from it, pixel statistics from ``img``.
+    (JPEG draft decoding): sizes come from it, pixel statistics from ``img``. ``thumb``, a
+    smaller copy of the whole image, is used for the statistics when given (faster).
 
     q_min_side: shorter side (px). q_aspect: longer / shorter side (>= 1). q_blur: variance of
     the Laplacian of a 256x256 grey copy (lower is blurrier; flat images score ~0). q_brightness:
@@ -108,19 +131,20 @@ def quality_scores(img: Image.Image, data: bytes, size: tuple[int, int] | None =
     the colour channels agree within GREY_CHROMA on average. q_jpeg_quality: see jpeg_quality.
     """
     w, h = size or img.size
-    rgb = np.asarray(img.convert("RGB") if img.mode != "RGB" else img, dtype=np.float32)  # (H, W, 3)
-    grey_full = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as PIL's "L"
-    chroma = float(np.abs(rgb - grey_full[..., None]).mean())
-    grey = np.asarray(media.resize(img, BLUR_SIDE, "center_crop").convert("L"), dtype=np.float32)
+    small = thumb if thumb is not None else img
+    rgb = np.asarray(small if small.mode == "RGB" else small.convert("RGB"), dtype=np.float32)  # (h, w, 3)
+    grey_small = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as PIL's "L"
+    chroma = float(np.abs(rgb - grey_small[..., None]).mean())
+    grey = np.asarray(media.resize(img.convert("L"), BLUR_SIDE, "center_crop"), dtype=np.float32)
     lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)
-    hist = np.bincount(np.clip(grey_full, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+    hist = np.bincount(np.clip(grey_small + 0.5, 0, 255).astype(np.uint8).ravel(), minlength=256)
     p = hist[hist > 0] / hist.sum()
     return {
         "q_min_side": int(min(w, h)),
         "q_aspect": float(max(w, h) / max(1, min(w, h))),
         "q_blur": float(lap.var()),
-        "q_brightness": float(grey_full.mean() / 255.0),
-        "q_contrast": float(grey_full.std() / 255.0),
+        "q_brightness": float(grey_small.mean() / 255.0),
+        "q_contrast": float(grey_small.std() / 255.0),
         "q_entropy": float(-(p * np.log2(p)).sum()),
         "q_grayscale": bool(chroma < GREY_CHROMA),
         "q_jpeg_quality": jpeg_quality(data),

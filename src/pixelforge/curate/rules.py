@@ -142,7 +142,9 @@ def apply_rules(table: pa.Table, config: Any,
             table = _set_keep(table, rekeep(alive))
         drop = predicate(table, setting)
         removed = drop & alive
-        outcomes.append(RuleOutcome(rule, setting, int(drop.sum()), int(removed.sum()),
+        # dup_keep is only defined among the rows still alive: on its own the rule matches what it removes
+        matched = removed if rule == "duplicates" else drop
+        outcomes.append(RuleOutcome(rule, setting, int(matched.sum()), int(removed.sum()),
                                     [str(k) for k in keys[removed][:EXAMPLES_PER_RULE]]))
         alive &= ~drop
     if rekeep is not None:

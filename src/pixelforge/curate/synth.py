@@ -170,7 +170,8 @@ def _stamp_logo(rng: np.random.Generator, size: int, opacity: float) -> Image.Im
     elif kind == 2:
         draw.rounded_rectangle(box, radius=size // 5, outline=fill, width=width)
     else:
-        draw.polygon([(size / 2, width), (size - width, size - width), (width, size - width)], outline=fill, width=width)
+        corners = [(size / 2, width), (size - width, size - width), (width, size - width)]
+        draw.polygon(corners, outline=fill, width=width)
     if rng.random() < 0.75:
         letters = "".join(rng.choice(list(string.ascii_uppercase), size=int(rng.integers(1, 4))))
         font = pick_font(rng, max(6, size // (len(letters) + 1)))

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pixelforge import media
+from pixelforge.curate.quality import letterbox
 from pixelforge.errors import UsageError
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "watermark_detector.safetensors"
@@ -54,9 +54,7 @@ class WatermarkNet(nn.Module):
 
 def to_input(img: Image.Image, size: int) -> np.ndarray:
     """One image as the detector sees it: RGB letterboxed to size x size, uint8 (size, size, 3)."""
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return np.asarray(media.resize(img, size, "pad"), dtype=np.uint8)
+    return letterbox(img, size)
 
 
 def batch_to_tensor(batch: np.ndarray) -> torch.Tensor:

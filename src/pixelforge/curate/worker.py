@@ -1,7 +1,7 @@
 """The per-shard work of curate: score one input shard, and write one output shard of kept samples.
 
-Runs in worker processes: it imports what the work needs (media, cv2, torch for the watermark
-CNN) and nothing of the CLI or DuckDB.
+Runs in worker processes: it imports what the work needs (media, cv2; torch only when the
+watermark CNN runs) and nothing of the CLI or DuckDB.
 """
 
 from __future__ import annotations
@@ -12,19 +12,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from pixelforge import media
 from pixelforge.curate.columns import SCORE_FIELDS
-from pixelforge.curate.quality import dhash64, quality_scores
-from pixelforge.curate.watermark import WEIGHTS, detector, to_input
+from pixelforge.curate.quality import image_signals, letterbox
 from pixelforge.errors import ItemError
 from pixelforge.store import Dataset
 from pixelforge.store import fs as fsutil
 from pixelforge.store.shards import SHARDS_DIR, ShardWriter, read_members
-
-# One torch thread per worker: the executor already runs one process per core.
-torch.set_num_threads(1)
 
 # A stored image is trusted more than a download, but still bounded: a damaged shard must not
 # make a worker allocate without limit.
@@ -41,7 +36,7 @@ class ScoreTask:
     dataset: str
     shard: str
     watermark: bool = True
-    weights: str = str(WEIGHTS)
+    weights: str | None = None  # None: the shipped detector
 
 
 @dataclass
@@ -63,7 +58,7 @@ def score_shard(task: ScoreTask) -> ShardScores:
     out: dict[str, list] = {"key": [], "phash": [], **{f.name: [] for f in SCORE_FIELDS}}
     failures: list[dict[str, Any]] = []
     inputs: list[np.ndarray] = []
-    det = detector(task.weights) if task.watermark else None
+    det = _detector(task.weights) if task.watermark else None
     seen: set[str] = set()
     for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard)):
         row = wanted.get(key)
@@ -77,8 +72,7 @@ def score_shard(task: ScoreTask) -> ShardScores:
             info = media.probe(data, LIMITS)
             # every score needs at most a 256 px copy: JPEGs decode at 1/2..1/8 scale (much faster)
             img = media.decode(data, LIMITS, draft_size=(DRAFT_SIDE, DRAFT_SIDE))
-            scores = quality_scores(img, data, (info.width, info.height))
-            dh = dhash64(img)
+            scores, dh, thumb = image_signals(img, data, (info.width, info.height))
             ph = row["phash"] if row["phash"] is not None else media.phash64(img)
         except ItemError as exc:
             failures.append({"key": key, "source": row["source"], "reason": exc.reason, "detail": exc.detail})
@@ -93,7 +87,8 @@ def score_shard(task: ScoreTask) -> ShardScores:
             out[name].append(value)
         out["dhash"].append(dh)
         if det is not None:
-            inputs.append(to_input(img, det.config.input_size))
+            # the thumbnail fits in 128 px already: letterboxing it is a paste, not a resize
+            inputs.append(letterbox(thumb if det.config.input_size == 128 else img, det.config.input_size))
     for key in wanted.keys() - seen:
         failures.append({"key": key, "source": wanted[key]["source"], "reason": "missing_file",
                          "detail": f"sample {key} is in the index but not in shard {task.shard}"})
@@ -103,6 +98,15 @@ def score_shard(task: ScoreTask) -> ShardScores:
         out["q_watermark"] = [None] * len(out["key"])
     schema = pa.schema([pa.field("key", pa.string()), pa.field("phash", pa.uint64()), *SCORE_FIELDS])
     return ShardScores(task.shard, pa.Table.from_pydict(out, schema=schema), failures, time.monotonic() - start)
+
+
+def _detector(weights: str | None):
+    import torch
+
+    from pixelforge.curate.watermark import WEIGHTS, detector
+
+    torch.set_num_threads(1)  # one process per core already
+    return detector(weights or WEIGHTS)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The real-set feature cache: `{content_hash}-{extractor}-{layer}.npz` under the dataset's .cache/ (or a user cache)."""
+"""The real-set feature cache: `{content_hash}-{extractor}-{layer}.npz` in DATASET/.cache/ or a user cache."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from rich.table import Table
 from pixelforge.errors import UsageError
 
 out = Console()
-err = Console(stderr=True)
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
 N = Annotated[Optional[int], typer.Option("--n", help="Use the first N images of each input (default: all).")]
@@ -27,8 +26,23 @@ Dims = Annotated[int, typer.Option(help="Inception feature layer: 64, 192, 768 o
 FidImpl = Annotated[str, typer.Option(help="torch-fidelity (TensorFlow-exact resize, default) or pytorch-fid.")]
 
 
+OutFile = Annotated[Optional[str], typer.Option("--out", help="Also write the result, with the command's "
+                                                            "config, to this JSON file (for `pixelforge report`).")]
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
+
+
+def _save(path: Optional[str], command: str, config: Any, result: dict[str, Any]) -> None:
+    """Write {command, config, result} to ``path``: the evaluation output the report reads."""
+    if not path:
+        return
+    import dataclasses
+    from pathlib import Path
+
+    doc = {"command": command, "config": dataclasses.asdict(config), "result": result}
+    Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def _warn(lines: list[str]) -> None:
@@ -38,12 +52,14 @@ def _warn(lines: list[str]) -> None:
 
 def _metrics(ctx: typer.Context, real: Optional[str], fake: Optional[str], metrics: str, features: str, dims: int,
              fid_impl: str, n: Optional[int], batch_size: int, workers: int, inception_weights: Optional[str],
-             download: bool, kid_subset_size: int, cache: bool, as_json: bool) -> None:
+             download: bool, kid_subset_size: int, cache: bool, out_file: Optional[str], as_json: bool) -> None:
     """FID, KID, Inception Score and precision/recall of --fake against --real, from one feature pass.
 
-    --real and --fake are pixelforge datasets or plain image folders. Defaults reproduce
-    torch-fidelity; --fid-impl pytorch-fid reproduces pytorch-fid. The real set's features are
-    cached under DATASET/.cache/ (plain folders: ~/.cache/pixelforge/evaluate/).
+    --real and --fake are pixelforge datasets or plain image folders.
+
+    Defaults reproduce torch-fidelity; --fid-impl pytorch-fid reproduces pytorch-fid.
+
+    The real set's features are cached under DATASET/.cache/ (folders: ~/.cache/pixelforge/evaluate/).
 
     Example:
 
@@ -62,6 +78,7 @@ def _metrics(ctx: typer.Context, real: Optional[str], fake: Optional[str], metri
                             cache=cache)
     result = evaluate(real, fake, config)
     _warn(result.warnings)
+    _save(out_file, "evaluate", config, {**result.to_json(), "real": real, "fake": fake, "failed": result.failed})
     if as_json:
         _print_json(result.to_json())
         return
@@ -77,12 +94,11 @@ def _conditional(
                                                        "--attribute, in the same order.")],
     attribute: Annotated[Optional[str], typer.Option(help="Comma-separated attributes the classifiers judge "
                                                           "(index columns such as shape,colour, or label).")] = None,
-    n: N = None, batch_size: BatchSize = 64, workers: Workers = 2, as_json: AsJson = False,
+    n: N = None, batch_size: BatchSize = 64, workers: Workers = 2, out_file: OutFile = None, as_json: AsJson = False,
 ) -> None:
     """Judge whether each generated image shows what was asked: accuracy per attribute and class, confusion matrix.
 
-    The target of a row is its own column (shape, colour, label_name), else the first class name
-    the prompt mentions.
+    A row's target is its own column (shape, colour, label_name), else the first class its prompt names.
 
     Example:
 
@@ -99,11 +115,15 @@ def _conditional(
         raise UsageError(f"--attribute names {len(attributes)} attributes but {len(judges_runs)} --classifier runs "
                          "were given: pass one classifier per attribute, in the same order")
     judges = {a: load_classifier(run) for a, run in zip(attributes, judges_runs)}
-    result = evaluate_conditional(fake, judges, ConditionalConfig(n=n, batch_size=batch_size, workers=workers))
-    if as_json:
-        import dataclasses
+    import dataclasses
 
-        _print_json(dataclasses.asdict(result))
+    config = ConditionalConfig(n=n, batch_size=batch_size, workers=workers)
+    result = evaluate_conditional(fake, judges, config)
+    doc = dataclasses.asdict(result)
+    _save(out_file, "evaluate conditional", config,
+          {**doc, "fake": fake, "classifiers": dict(zip(attributes, judges_runs))})
+    if as_json:
+        _print_json(doc)
         return
     for name, acc in result.attributes.items():
         t = Table(title=f"{name}: accuracy {acc.accuracy if acc.accuracy is None else f'{acc.accuracy:.3f}'} "
@@ -140,8 +160,9 @@ def _memorization(
     neighbours: Annotated[int, typer.Option(help="n nearest training images the distance is compared with.")] = 50,
     pixel_size: Annotated[int, typer.Option(help="Side images are resized to for the pixel distance.")] = 32,
     top: Annotated[int, typer.Option(help="Closest pairs listed for the report.")] = 20,
-    n: N = None, batch_size: BatchSize = 64, workers: Workers = 2, dims: Dims = 2048, fid_impl: FidImpl = "torch-fidelity",
-    inception_weights: Weights = None, download: Download = False, as_json: AsJson = False,
+    n: N = None, batch_size: BatchSize = 64, workers: Workers = 2, dims: Dims = 2048,
+    fid_impl: FidImpl = "torch-fidelity", inception_weights: Weights = None, download: Download = False,
+    out_file: OutFile = None, as_json: AsJson = False,
 ) -> None:
     """Find generated images that copy a training image (Carlini et al. 2023's relative l2, and features).
 
@@ -157,6 +178,7 @@ def _memorization(
                                 download=download)
     result = find_memorized(train, fake, config)
     _warn(result.warnings)
+    _save(out_file, "evaluate memorization", config, {**result.to_json(), "train": train, "fake": fake})
     if as_json:
         _print_json(result.to_json())
         return
@@ -185,10 +207,10 @@ def register(app: typer.Typer) -> None:
         workers: Workers = 2, inception_weights: Weights = None, download: Download = False,
         kid_subset_size: Annotated[int, typer.Option(help="Images per KID subset (100 subsets).")] = 1000,
         cache: Annotated[bool, typer.Option(help="Cache the real set's features.")] = True,
-        as_json: AsJson = False,
+        out_file: OutFile = None, as_json: AsJson = False,
     ) -> None:
         _metrics(ctx, real, fake, metrics, features, dims, fid_impl, n, batch_size, workers, inception_weights,
-                 download, kid_subset_size, cache, as_json)
+                 download, kid_subset_size, cache, out_file, as_json)
 
     group.command("conditional")(_conditional)
     group.command("memorization")(_memorization)

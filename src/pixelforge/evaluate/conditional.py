@@ -81,7 +81,8 @@ def target_of(row: dict[str, Any], attribute: str, labels: list[str]) -> str | N
     return value if value in labels else None
 
 
-def accuracy_of(attribute: str, labels: list[str], targets: list[str | None], predicted: list[str]) -> AttributeAccuracy:
+def accuracy_of(attribute: str, labels: list[str], targets: list[str | None],
+                predicted: list[str]) -> AttributeAccuracy:
     """Accuracy, per-class accuracy and confusion matrix of one judge's ``predicted`` against ``targets``."""
     index = {name: i for i, name in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
@@ -93,7 +94,7 @@ def accuracy_of(attribute: str, labels: list[str], targets: list[str | None], pr
     for name, i in index.items():
         n = int(confusion[i].sum())
         if n:
-            per_class[name] = {"n": n, "correct": int(confusion[i, i]), "accuracy": confusion[i, i] / n}
+            per_class[name] = {"n": n, "correct": int(confusion[i, i]), "accuracy": float(confusion[i, i] / n)}
     return AttributeAccuracy(attribute=attribute, labels=labels, judged=judged, correct=correct,
                              accuracy=correct / judged if judged else None, unjudged=len(targets) - judged,
                              per_class=per_class, confusion=confusion.tolist())

@@ -106,7 +106,10 @@ class _ImageStream(IterableDataset):
     def __init__(self, images: ImageSet, batch_size: int):
         self.images, self.batch_size = images, batch_size
         if images.kind == "dataset":
-            self.units = list(dict.fromkeys(images.shards))
+            self.positions: dict[str, dict[str, int]] = {}  # shard -> {key: position in the set}
+            for pos, (key, shard) in enumerate(zip(images.keys, images.shards)):
+                self.positions.setdefault(shard, {})[key] = pos
+            self.units = list(self.positions)
         else:
             self.units = [range(i, min(i + FOLDER_CHUNK, len(images))) for i in range(0, len(images), FOLDER_CHUNK)]
 
@@ -118,7 +121,7 @@ class _ImageStream(IterableDataset):
                 except OSError as e:
                     yield pos, None, f"missing_file: {e.strerror or e}"
             return
-        wanted = {k: i for i, (k, s) in enumerate(zip(self.images.keys, self.images.shards)) if s == unit}
+        wanted = self.positions[unit]
         for sample in self.images.dataset.iter_samples(shards=[unit]):
             pos = wanted.get(sample.key)
             if pos is not None:

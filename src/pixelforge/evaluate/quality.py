@@ -1,4 +1,4 @@
-"""`pixelforge evaluate`: FID, KID, Inception Score and precision/recall of fake images against real ones, from one feature pass."""
+"""`pixelforge evaluate`: FID, KID, Inception Score and precision/recall of fakes against reals, in one pass."""
 
 from __future__ import annotations
 
@@ -111,8 +111,8 @@ def evaluate(real: str | None, fake: str, config: EvaluateConfig | None = None,
     if real_set is not None:
         real_x, real_stats, real_cache = _real_features(real_set, model, config)
         failed += [{"input": "real", "key": k, "reason": r} for k, r in real_x.failed]
-    fake_x = extract(fake_set, model, batch_size=config.batch_size, workers=config.workers, logits="is" in config.metrics,
-                     label="fake images")
+    fake_x = extract(fake_set, model, batch_size=config.batch_size, workers=config.workers,
+                     logits="is" in config.metrics, label="fake images")
     failed += [{"input": "fake", "key": k, "reason": r} for k, r in fake_x.failed]
     if failed:
         warnings.append(f"{len(failed)} images could not be decoded and were left out (first: "

@@ -56,7 +56,8 @@ class PrepareConfig:
         if self.augment:
             parse_spec(self.augment)
             if not self.copies:
-                raise UsageError("--augment needs --copies K (augmented copies per training sample), such as --copies 2")
+                raise UsageError("--augment needs --copies K (augmented copies per training sample), "
+                                 "such as --copies 2")
         if self.processes < 1:
             raise UsageError(f"--processes {self.processes}: choose at least 1")
         if self.backend not in EXECUTORS:
