@@ -113,3 +113,16 @@ def test_refuses_opted_out_samples(tmp_path, capsys):
     assert "holds 3 opted-out samples" in err and "pass --allow-opt-out" in err
     assert main(args + ["--allow-opt-out"]) == 0
     assert json.loads((tmp_path / "r" / "config.json").read_text())["opt_out_samples_used"] == 3
+
+
+def test_on_the_fly_augmentation_is_deterministic(digits, tmp_path):
+    args = ["--max-steps", "3", *BASE, "--augment", "hflip,rotate=10,brightness=0.2"]
+    assert main(["train", "diffusion", "--data", digits, "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["train", "diffusion", "--data", digits, "--out", str(tmp_path / "b"), *args]) == 0
+    plain = tmp_path / "plain"
+    assert main(["train", "diffusion", "--data", digits, "--out", str(plain), "--max-steps", "3", *BASE]) == 0
+    a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert a == b and sorted(a) == [1, 2, 3]  # workers seed augmentation per step
+    assert a != _losses(plain)  # and it does change what the model sees
+    assert main(["train", "diffusion", "--data", digits, "--out", str(tmp_path / "c"), "--max-steps", "1", *BASE,
+                 "--augment", "sharpen=2"]) == 2
