@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,7 +13,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from pixelforge import media
 from pixelforge.errors import DatasetError, ItemError, UsageError
 from pixelforge.progress import track
-from pixelforge.sources.folders import IMAGE_EXTENSIONS
+from pixelforge.sources.folders import IMAGE_EXTENSIONS, images_under
 from pixelforge.store import Dataset
 
 FOLDER_CHUNK = 64  # files per unit of work handed to a loader worker
@@ -47,17 +46,6 @@ class ImageSet:
         return [by_key[k] for k in self.keys]
 
 
-def _folder_images(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursively, hidden entries skipped), sorted by relative path."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / name)
-    return found
-
-
 def open_images(path: str, flag: str, n: int | None = None) -> ImageSet:
     """Open ``path`` as a pixelforge dataset (it has dataset.json) or else a plain image folder.
 
@@ -73,7 +61,7 @@ def open_images(path: str, flag: str, n: int | None = None) -> ImageSet:
     except DatasetError as e:
         if "://" in path or not local.is_dir() or (local / ".work").exists():
             raise UsageError(f"{flag} {path}: {e}") from None
-        files = _folder_images(local)[:n]
+        files = images_under(local)[:n]
         if not files:
             raise UsageError(f"{flag} {path}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
         return ImageSet(path, "folder", [str(p.relative_to(local)) for p in files], files=files)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -33,11 +34,28 @@ def features_to_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray
     2. Xc = X - mu                           Xc: (N, D)
     3. sigma = Xc^T Xc / (N - 1)             sigma: (D, D)  (np.cov's estimator, as both reference tools)
     """
-    x = torch.from_numpy(np.ascontiguousarray(features)).to(torch.float64)
-    mu = x.mean(dim=0)
+    x = np.asarray(features, dtype=np.float64)
+    mu = x.mean(axis=0)
     xc = x - mu
+    # numpy sees Xc.T @ Xc and calls BLAS syrk: half the work of a general product (0.8 s vs 1.2 s
+    # for 10,000 x 2,048 here)
     sigma = (xc.T @ xc) / max(len(x) - 1, 1)
-    return mu.numpy(), sigma.numpy()
+    return mu, sigma
+
+
+@contextmanager
+def _single_thread() -> Iterator[None]:
+    """Run LAPACK's symmetric eigensolvers on one thread.
+
+    Their tridiagonal reduction synchronises threads once per column; with another process on
+    one of the two cores, a 2,048-d eigvalsh took 2.8 s on two threads and 0.38 s on one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -65,12 +83,15 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     # 1. a factor of sigma1
     factor, info = torch.linalg.cholesky_ex(s1)
     if int(info) != 0:
-        lam, u = torch.linalg.eigh(s1)
+        with _single_thread():
+            lam, u = torch.linalg.eigh(s1)
         factor = u * lam.clamp(min=0).sqrt()
     # 2.-3. the symmetric product and its eigenvalues
     m = factor.T @ s2 @ factor
     m = (m + m.T) / 2
-    tr_covmean = torch.linalg.eigvalsh(m).clamp(min=0).sqrt().sum().item()
+    with _single_thread():
+        eigenvalues = torch.linalg.eigvalsh(m)
+    tr_covmean = eigenvalues.clamp(min=0).sqrt().sum().item()
     # 4.
     diff = m1 - m2
     return float(diff @ diff + torch.trace(s1).item() + torch.trace(s2).item() - 2 * tr_covmean)

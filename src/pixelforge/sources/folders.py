@@ -25,7 +25,7 @@ def _check_dir(path: str, flag: str) -> Path:
     return root
 
 
-def _images_under(root: Path) -> list[Path]:
+def images_under(root: Path) -> list[Path]:
     """Image files below ``root`` in a stable (sorted) order, hidden files skipped."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -70,7 +70,7 @@ class ImageFolderSource:
 
     def records(self) -> Iterator[Record | Failure]:
         for label, name in enumerate(self.classes()):
-            for path in _images_under(Path(self.root) / name):
+            for path in images_under(Path(self.root) / name):
                 data = _read(path)
                 if isinstance(data, Failure):
                     yield data
@@ -97,7 +97,7 @@ class FolderSource:
         return None
 
     def records(self) -> Iterator[Record | Failure]:
-        for path in _images_under(Path(self.root)):
+        for path in images_under(Path(self.root)):
             data = _read(path)
             if isinstance(data, Failure):
                 yield data
