@@ -14,7 +14,17 @@ Runs, on the same folder, alternating:
 Prints pair precision/recall and wall time of each and the ratios; then the scale check:
 hashes_to_groups on 1,000,000 random 64-bit hashes with 100,000 planted near pairs.
 
-    nice -n 10 .venv/bin/python benchmarks/dedup_vs_imagededup.py [--n 2000] [--skip-scale]
+    nice -n 10 .venv/bin/python benchmarks/dedup_vs_imagededup.py [--n 2000] [--rounds 2] [--skip-scale]
+
+imagededup and cleanvision run from the shared reference venv (.venv-bench, benchmarks/common.py).
+
+Measured here (2 cores shared with other jobs, load average 2-3, best of 2 alternating rounds):
+pixelforge precision 0.991, recall 0.838 in 10.9 s (import 5.1 s + curate 5.8 s); imagededup 0.3.3
+PHash (threshold 10) precision 0.971, recall 0.832 in 10.5 s; cleanvision 0.3.7 precision 1.000,
+recall 0.459 in 10.1 s. Recall +0.006 at precision >= 0.98 holds; speed is 0.97x end to end and
+1.8x for the curate step alone, short of the 3x target (curate also computes every q_* score and
+rewrites the dataset; the folder import decodes every file once more, on one process). Scale
+check: 1,000,000 hashes with 100,000 planted pairs grouped in 37.0 s, all planted pairs found.
 """
 
 from __future__ import annotations

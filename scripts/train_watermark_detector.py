@@ -10,7 +10,10 @@ two classes differ only by the watermark. The held-out set uses seeds the traini
     nice -n 10 .venv/bin/python scripts/train_watermark_detector.py [--pairs 10000] [--epochs 8]
 
 Writes src/pixelforge/curate/weights/watermark_detector.safetensors (config and held-out metrics
-in its metadata) and prints the metrics as JSON. About 10 CPU minutes with the defaults on 2 cores.
+in its metadata) and prints the metrics as JSON. The defaults made the shipped weights: held-out
+precision 0.977, recall 0.909, AUC 0.979, in ~37 CPU minutes (55 min wall on a 2-core machine
+shared with other jobs). `--pairs 5000 --epochs 5` takes 13 CPU minutes for precision 0.941,
+recall 0.828, AUC 0.948 on the same held-out set.
 """
 
 from __future__ import annotations

@@ -102,3 +102,14 @@ def test_bad_flags_stop_before_work(fixture_ds, tmp_path, capsys, args, words):
 def test_out_must_not_be_the_input(fixture_ds, capsys):
     assert main(["curate", fixture_ds, "--out", fixture_ds, "--overwrite"]) == 2
     assert "is the input dataset" in capsys.readouterr().err
+
+
+def test_score_parts_cover_a_shard_exactly_once(fixture_ds):
+    from pixelforge.curate.worker import ScoreTask, score_shard
+
+    whole = score_shard(ScoreTask(fixture_ds, "000001.tar", watermark=False))
+    parts = [score_shard(ScoreTask(fixture_ds, "000001.tar", a, b, watermark=False)) for a, b in ((0, 2), (2, 5))]
+    # shard 1 holds k05..k09; k08 is not an image and k09 is truncated: failures, in the part that has them
+    assert whole.table.column("key").to_pylist() == ["k05", "k06", "k07"]
+    assert [p.table.column("key").to_pylist() for p in parts] == [["k05", "k06"], ["k07"]]
+    assert [f["key"] for f in parts[1].failures] == ["k08", "k09"] and not parts[0].failures

@@ -31,10 +31,12 @@ DRAFT_SIDE = 256  # = quality.BLUR_SIDE, and above the detector's 128 px input
 
 @dataclass
 class ScoreTask:
-    """Score every sample of one input shard."""
+    """Score the samples of one input shard from row ``start`` to ``stop`` (its share of the work)."""
 
     dataset: str
     shard: str
+    start: int = 0
+    stop: int | None = None
     watermark: bool = True
     weights: str | None = None  # None: the shipped detector
 
@@ -54,7 +56,9 @@ def score_shard(task: ScoreTask) -> ShardScores:
     start = time.monotonic()
     ds = Dataset.open(task.dataset)
     rows = ds.index(columns=["key", "member", "source", "phash"], filters=[("shard", "=", task.shard)]).to_pylist()
+    rows = rows[task.start:task.stop]
     wanted = {r["key"]: r for r in rows}
+    last = rows[-1]["key"] if rows else None
     out: dict[str, list] = {"key": [], "phash": [], **{f.name: [] for f in SCORE_FIELDS}}
     failures: list[dict[str, Any]] = []
     inputs: list[np.ndarray] = []
@@ -65,30 +69,24 @@ def score_shard(task: ScoreTask) -> ShardScores:
         if row is None:
             continue
         seen.add(key)
-        data = files.get(row["member"].partition(".")[2])
         try:
-            if data is None:
-                raise ItemError(f"member {row['member']} is not in shard {task.shard}", reason="missing_file")
-            info = media.probe(data, LIMITS)
-            # every score needs at most a 256 px copy: JPEGs decode at 1/2..1/8 scale (much faster)
-            img = media.decode(data, LIMITS, draft_size=(DRAFT_SIDE, DRAFT_SIDE))
-            scores, dh, thumb = image_signals(img, data, (info.width, info.height))
-            ph = row["phash"] if row["phash"] is not None else media.phash64(img)
+            scores, dh, thumb, ph, img = _score_one(row, files.get(row["member"].partition(".")[2]), task.shard)
         except ItemError as exc:
             failures.append({"key": key, "source": row["source"], "reason": exc.reason, "detail": exc.detail})
-            continue
         except Exception as exc:  # a decoder bug on one hostile file must not stop the stage
             failures.append({"key": key, "source": row["source"], "reason": "decode_error",
                              "detail": f"{type(exc).__name__}: {exc}"})
-            continue
-        out["key"].append(key)
-        out["phash"].append(ph)
-        for name, value in scores.items():
-            out[name].append(value)
-        out["dhash"].append(dh)
-        if det is not None:
-            # the thumbnail fits in 128 px already: letterboxing it is a paste, not a resize
-            inputs.append(letterbox(thumb if det.config.input_size == 128 else img, det.config.input_size))
+        else:
+            out["key"].append(key)
+            out["phash"].append(ph)
+            for name, value in scores.items():
+                out[name].append(value)
+            out["dhash"].append(dh)
+            if det is not None:
+                # the thumbnail fits in 128 px already: letterboxing it is a paste, not a resize
+                inputs.append(letterbox(thumb if det.config.input_size == 128 else img, det.config.input_size))
+        if key == last:
+            break  # this task's share ends here: the rest of the tar belongs to other tasks
     for key in wanted.keys() - seen:
         failures.append({"key": key, "source": wanted[key]["source"], "reason": "missing_file",
                          "detail": f"sample {key} is in the index but not in shard {task.shard}"})
@@ -98,6 +96,18 @@ def score_shard(task: ScoreTask) -> ShardScores:
         out["q_watermark"] = [None] * len(out["key"])
     schema = pa.schema([pa.field("key", pa.string()), pa.field("phash", pa.uint64()), *SCORE_FIELDS])
     return ShardScores(task.shard, pa.Table.from_pydict(out, schema=schema), failures, time.monotonic() - start)
+
+
+def _score_one(row: dict[str, Any], data: bytes | None, shard: str):
+    """(q_* scores, dhash, thumbnail, phash, decoded image) of one sample; raises ItemError."""
+    if data is None:
+        raise ItemError(f"member {row['member']} is not in shard {shard}", reason="missing_file")
+    info = media.probe(data, LIMITS)
+    # every score needs at most a 256 px copy: JPEGs decode at 1/2..1/8 scale (much faster)
+    img = media.decode(data, LIMITS, draft_size=(DRAFT_SIDE, DRAFT_SIDE))
+    scores, dh, thumb = image_signals(img, data, (info.width, info.height))
+    ph = row["phash"] if row["phash"] is not None else media.phash64(img)
+    return scores, dh, thumb, ph, img
 
 
 def _detector(weights: str | None):
