@@ -19,7 +19,7 @@ from pixelforge.store.schema import (
     FAILURE_SCHEMA, SCHEMA_VERSION, extra_fields_of, index_schema,
 )
 from pixelforge.store.shards import (
-    SHARDS_DIR, WORK_DIR, ShardResult, ShardWriter, read_members, shard_id_of,
+    SHARDS_DIR, WORK_DIR, ShardResult, ShardWriter, read_members,
 )
 
 DATASET_JSON = "dataset.json"
@@ -369,6 +369,3 @@ class Dataset:
                 return Sample(row=row, image=image, mask=mask)
         raise DatasetError(f"{self.path}: sample {row['key']} is in the index but not in shard "
                            f"{row['shard']}: the dataset is damaged; rebuild it")
-
-    def shard_ids(self) -> list[int]:
-        return [shard_id_of(s) for s in self.shards()]

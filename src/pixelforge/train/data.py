@@ -108,9 +108,6 @@ class Batches:
         perm = torch.randperm(len(self.table), generator=g)
         return perm[b * self.batch_size:(b + 1) * self.batch_size]
 
-    def epoch_of(self, step: int) -> int:
-        return step // self.per_epoch
-
     def iterate(self, start_step: int):
         """Yield (step, images float [-1, 1] (B, 3, S, S), labels, captions) from ``start_step`` on."""
         if self.augment is None:
