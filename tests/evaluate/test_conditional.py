@@ -78,11 +78,11 @@ def test_plain_folders_and_judges_without_classes_are_refused(tmp_path):
         evaluate_conditional(str(folder), {"colour": ClassifierFeatures(ColourJudge(), [], None)})
 
 
-def test_classifier_run_needs_the_run_loader(tmp_path):
+def test_classifier_run_needs_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"family": "classifier", "model": {}, "labels": NAMES}))
-    with pytest.raises(UsageError, match="pixelforge.models.registry.load_run"):
+    with pytest.raises(UsageError, match="has no checkpoint yet"):
         load_feature_model(f"classifier:{run}")
     (run / "config.json").write_text(json.dumps({"family": "gan"}))
     with pytest.raises(UsageError, match="holds a 'gan' model, not a classifier"):
@@ -95,7 +95,7 @@ def classifier_run(tmp_path, monkeypatch):
     run = tmp_path / "colour-run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"family": "classifier", "model": {"image_size": 16},
-                                                 "labels": NAMES, "label": "colour"}))
+                                                 "labels": NAMES, "label_column": "colour"}))
     registry = types.ModuleType("pixelforge.models.registry")
     registry.load_run = lambda run_dir: types.SimpleNamespace(model=ColourJudge(), config={"labels": NAMES})
     monkeypatch.setitem(sys.modules, "pixelforge.models.registry", registry)
@@ -108,7 +108,7 @@ def test_cli_conditional_json_through_a_classifier_run(generated, classifier_run
     assert main(["evaluate", "conditional", "--fake", path, "--classifier", str(classifier_run), "--workers", "0",
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    colour = out["attributes"]["colour"]  # the attribute came from the run's config ("label": "colour")
+    colour = out["attributes"]["colour"]  # the attribute came from the run's config ("label_column": "colour")
     assert (colour["judged"], colour["correct"], colour["labels"]) == (29, 25, NAMES)
     assert main(["evaluate", "conditional", "--fake", path, "--classifier", str(classifier_run),
                  "--attribute", "colour,shape"]) == 2

@@ -69,7 +69,7 @@ def test_planted_copies_are_found_and_clean_fakes_are_not(planted):
     assert result.share == pytest.approx(4 / 24)
     scores = {p["fake"]: p["score"] for p in result.top}
     assert scores["copy-exact.png"] < 0.01  # float32 rounding of |a|^2 + |b|^2 - 2ab, not 0
-    # the calibration documented in docs/evaluate.md: copies far under 1/3, clean fakes far over
+    # the calibration documented in the README's Evaluate section: copies far under 1/3, clean fakes far over
     assert max(scores[k] for k in expected) < 0.25
     clean = [p["score"] for p in result.top if not p["fake"].startswith("copy")]
     assert len(result.top) == 20 and min(clean) > 0.8

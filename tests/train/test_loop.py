@@ -39,7 +39,7 @@ def test_resume_continues_the_same_loss_curve(digits, tmp_path):
     assert sorted(p.name for p in (split / "checkpoints").glob("step_*")) == ["step_0000003", "step_0000006"]
     assert sorted(p.name for p in (split / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
     cfg = json.loads((split / "config.json").read_text())
-    assert cfg["family_config"]["num_classes"] == 10 and cfg["label_names"][3] == "3"
+    assert cfg["model"]["num_classes"] == 10 and cfg["labels"][3] == "3"
     assert cfg["dataset"]["train"] + cfg["dataset"]["val"] == 1797
 
 
@@ -87,8 +87,8 @@ def test_config_file_and_unknown_keys(digits, tmp_path, capsys):
     assert main(["train", "diffusion", "--data", digits, "--out", str(tmp_path / "t"), "--config", str(toml),
                  "--device", "cpu"]) == 0
     cfg = json.loads((tmp_path / "t" / "config.json").read_text())
-    assert cfg["train"]["batch_size"] == 8 and cfg["family_config"]["prediction"] == "epsilon"
-    assert cfg["family_config"]["condition"] == "none"
+    assert cfg["train"]["batch_size"] == 8 and cfg["model"]["prediction"] == "epsilon"
+    assert cfg["model"]["condition"] == "none"
     toml.write_text("[train]\nbatchsize = 8\n")
     assert main(["train", "diffusion", "--data", digits, "--out", str(tmp_path / "u"), "--config", str(toml)]) == 2
     assert "unknown option(s) batchsize" in capsys.readouterr().err

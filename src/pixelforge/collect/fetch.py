@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -57,6 +58,7 @@ class Fetched:
     status: int
     data: bytes
     seconds: float
+    headers: Any = None  # the final response's headers (a CIMultiDictProxy): the crawler reads them
 
 
 def make_session(config: FetchConfig) -> aiohttp.ClientSession:
@@ -73,6 +75,8 @@ class Fetcher:
 
     def __init__(self, session: aiohttp.ClientSession, config: FetchConfig, run_id: str = ""):
         self.session, self.config = session, config
+        # the crawler's scope check: a redirect it refuses is not followed (reason out_of_scope_redirect)
+        self.redirect_filter: Callable[[str], str | None] | None = None
         self._robots: dict[str, asyncio.Future[RobotsPolicy]] = {}
         if _robots_cache_run[0] != run_id:
             _robots_cache.clear()
@@ -84,8 +88,9 @@ class Fetcher:
         attempt = 0
         while True:
             try:
-                status, data, final = await asyncio.wait_for(self._follow(url), timeout=self.config.timeout)
-                return Fetched(final, status, data, time.monotonic() - start)
+                status, data, final, headers = await asyncio.wait_for(self._follow(url),
+                                                                      timeout=self.config.timeout)
+                return Fetched(final, status, data, time.monotonic() - start, headers)
             except FetchError as exc:
                 retry_after = getattr(exc, "retry_after", None)
                 if exc.status not in RETRY_STATUSES or attempt >= self.config.retries:
@@ -109,7 +114,7 @@ class Fetcher:
     def _backoff(attempt: int) -> float:
         return min(0.5 * 2 ** attempt, 8.0) * (0.5 + random.random() / 2)
 
-    async def _follow(self, url: str) -> tuple[int, bytes, str]:
+    async def _follow(self, url: str) -> tuple[int, bytes, str, Any]:
         current = url
         seen = {url}
         for _ in range(self.config.max_redirects + 1):
@@ -126,10 +131,13 @@ class Fetcher:
                         raise FetchError("invalid_url", f"redirect to a non-http URL: {nxt[:200]}")
                     if nxt in seen:
                         raise FetchError("redirect_limit", f"redirect loop back to {nxt[:200]}")
+                    why = self.redirect_filter(nxt) if self.redirect_filter is not None else None
+                    if why:
+                        raise FetchError("out_of_scope_redirect", why, resp.status)
                     seen.add(nxt)
                     current = nxt
                     continue
-                return resp.status, await self._body(resp), current
+                return resp.status, await self._body(resp), current, resp.headers
         raise FetchError("redirect_limit", f"more than {self.config.max_redirects} redirects")
 
     async def _body(self, resp: aiohttp.ClientResponse) -> bytes:

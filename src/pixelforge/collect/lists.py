@@ -26,6 +26,12 @@ class InputRow:
     license_url: str | None = None
     attribution: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # set by the crawler (a URL list leaves the defaults)
+    source_kind: str = "url"
+    page_url: str | None = None
+    caption_source: str | None = None
+    opt_out: str | None = None  # why the owner opted out, kept on the sample under --ignore-opt-outs
+    failure: tuple[str, str] | None = None  # (reason, detail) decided before download: never fetched
 
 
 def list_format(path: str) -> str:

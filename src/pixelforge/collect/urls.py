@@ -6,7 +6,7 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from pixelforge.collect.config import CollectConfig
@@ -19,7 +19,8 @@ from pixelforge.store import Lineage, completed_shards, config_to_dict, finalize
 from pixelforge.store.dataset import prepare_output, read_plan, remove_partial, write_plan
 from pixelforge.store.shards import shard_name
 
-__all__ = ["CollectConfig", "CollectResult", "collect_urls", "plan_shards", "shard_size_for", "url_problem"]
+__all__ = ["CollectConfig", "CollectResult", "collect_urls", "download_rows", "plan_shards", "shard_size_for",
+           "url_problem"]
 
 
 @dataclass
@@ -88,7 +89,9 @@ def plan_shards(reader: ListReader, out: str, config: CollectConfig, skip: set[s
 
     for row in reader:
         problem = row.meta.pop("error", None) or url_problem(row.url)
-        if problem:
+        if row.failure:
+            batch.append((row, *row.failure))
+        elif problem:
             batch.append((row, "invalid_url", problem))
         else:
             h = int.from_bytes(hashlib.blake2b(row.url.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
@@ -118,25 +121,40 @@ def collect_urls(list_path: str, out: str, config: CollectConfig, *, resume: boo
     reader = ListReader(list_path, url_col=config.url_col, caption_col=config.caption_col,
                         keep_cols=tuple(config.keep_cols))
     reader.validate()
-    prepare_output(out, overwrite=overwrite, resume=resume)
+    return download_rows(reader, out, config, plan_source=list_path, command="collect urls",
+                         resume=resume, overwrite=overwrite)
+
+
+def download_rows(reader: Any, out: str, config: CollectConfig, *, plan_source: str, command: str,
+                  resume: bool = False, overwrite: bool = False, output_ready: bool = False,
+                  lineage_extra: dict[str, Any] | None = None,
+                  stats_extra: dict[str, Any] | None = None) -> CollectResult:
+    """The download path shared by `collect urls` and `collect crawl`.
+
+    ``reader`` is any iterable of InputRow with ``estimate_rows()``; rows carrying a ``failure``
+    become failure rows without a request. ``output_ready`` says the caller already ran
+    ``prepare_output`` (the crawler checks --out before it crawls).
+    """
+    if not output_ready:
+        prepare_output(out, overwrite=overwrite, resume=resume)
     plan = read_plan(out) if resume else None
     if plan is None:
         rows = reader.estimate_rows()
-        plan = {"list": list_path, "rows": rows,
+        plan = {"list": plan_source, "rows": rows,
                 "shard_size": shard_size_for(rows, config.samples_per_shard, config.processes)}
         if completed_shards(out):
             raise UsageError(f"--out {out} has shards but no plan of the run that made them: "
                              "pass --overwrite to start again")
         write_plan(out, plan)
-    elif plan["list"] != list_path:
-        raise UsageError(f"--resume: {out} was started from {plan['list']}, not {list_path}; "
+    elif plan["list"] != plan_source:
+        raise UsageError(f"--resume: {out} was started from {plan['list']}, not {plan_source}; "
                          "pass the same list or use --overwrite")
     if resume:
         remove_partial(out)
     done = set(completed_shards(out))
     start = time.monotonic()
     totals = {"rows": 0, "samples": 0, "bytes": 0}
-    with track("collect urls") as bar:
+    with track(command) as bar:
         for stats in run_tasks(collect_shard, plan_shards(reader, out, config, done, uuid.uuid4().hex,
                                                        plan["shard_size"]), backend=config.backend,
                                processes=config.processes):
@@ -146,14 +164,15 @@ def collect_urls(list_path: str, out: str, config: CollectConfig, *, resume: boo
             bar.advance(stats.rows)
     seconds = time.monotonic() - start
     lineage_config = config_to_dict(config)
-    lineage_config["list"] = list_path
+    lineage_config["list"] = plan_source
+    lineage_config.update(lineage_extra or {})
     ds = finalize(out, name=out.rstrip("/").rsplit("/", 1)[-1], schema=index_schema(),
-                  lineage=Lineage(command="collect urls", config=lineage_config, inputs=[]),
+                  lineage=Lineage(command=command, config=lineage_config, inputs=[]),
                   stats={"seconds": round(seconds, 3),
                          "images_per_second": round(totals["samples"] / seconds, 2) if seconds else 0.0,
                          "bytes_downloaded": totals["bytes"], "rows_this_run": totals["rows"],
                          "shards_resumed": len(done), "samples_per_shard": plan["shard_size"],
-                         "opt_outs_honoured": not config.ignore_opt_outs})
+                         "opt_outs_honoured": not config.ignore_opt_outs, **(stats_extra or {})})
     stats = ds.stats()
     n_fail = ds.info["num_failures"]
     return CollectResult(out=out, input_rows=ds.num_samples + n_fail, samples=ds.num_samples, failures=n_fail,

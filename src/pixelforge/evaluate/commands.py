@@ -139,12 +139,12 @@ def _conditional(
 
 
 def _trained_label(run: str) -> str:
-    """The column a classifier run was trained on (its config's 'label'), else 'label'."""
+    """The column a classifier run was trained on (its config's 'label_column'), else 'label'."""
     from pathlib import Path
 
     path = Path(run) / "config.json"
     try:
-        return str(json.loads(path.read_text()).get("label") or "label")
+        return str(json.loads(path.read_text()).get("label_column") or "label")
     except (OSError, ValueError):
         return "label"
 

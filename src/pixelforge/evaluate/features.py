@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,6 @@ from pixelforge.errors import UsageError
 from pixelforge.evaluate.inception import FID_IMPLS, InceptionFeatures, find_weights
 
 FEATURE_KINDS = ("inception", "classifier:RUN")
-# The classifier issue provides this: load_run(run_dir) -> an object with .config (the run's
-# config.json as a dict) and .model (an eval-mode nn.Module: forward(x) -> logits (B, K) and
-# features(x) -> penultimate features (B, D), x in [0, 1] of shape (B, 3, S, S), S = image size).
-RUN_LOADER = "pixelforge.models.registry"
 
 
 @runtime_checkable
@@ -107,12 +102,10 @@ def load_classifier(run: str) -> ClassifierFeatures:
     if config.get("family") != "classifier":
         raise UsageError(f"classifier run {run} holds a {config.get('family')!r} model, not a classifier; "
                          "train one with `pixelforge train classifier`")
-    try:
-        registry = importlib.import_module(RUN_LOADER)
-        load_run = registry.load_run
-    except (ImportError, AttributeError):
-        raise UsageError(f"classifier:{run} needs pixelforge's trained-model loader ({RUN_LOADER}.load_run), "
-                         "which this installation lacks; use --features inception") from None
+    # load_run gives .model: an eval nn.Module with forward(x) -> logits (B, K) and features(x) -> (B, D),
+    # x in [0, 1] of shape (B, 3, S, S), S = the run's image size
+    from pixelforge.models.registry import load_run
+
     loaded = load_run(str(run_dir))
     model_cfg = config.get("model") or {}
     labels = list(config.get("labels") or [])

@@ -29,6 +29,9 @@ def generate_command(
                                            "(0: native size; the mark survives re-encoding poorly under 128).")]
     = 256,
     device: Annotated[str, typer.Option()] = "auto",
+    c2pa_cert: Annotated[Optional[str], typer.Option(help="PEM certificate chain (signer first): also embed a "
+                                                     "signed C2PA manifest.")] = None,
+    c2pa_key: Annotated[Optional[str], typer.Option(help="PEM private key of --c2pa-cert.")] = None,
     overwrite: Annotated[bool, typer.Option()] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -48,7 +51,7 @@ def generate_command(
         texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     gc = GenerateConfig(prompts=texts, classes=list(class_ or []), n=n, steps=steps, sampler=sampler,
                         guidance=guidance, seed=seed, batch_size=batch_size, checkpoint=checkpoint,
-                        mark_size=mark_size, device=device)
+                        mark_size=mark_size, device=device, c2pa_cert=c2pa_cert, c2pa_key=c2pa_key)
     result = generate(run, out, gc, overwrite=overwrite)
     print(json.dumps(dataclasses.asdict(result), indent=2) if as_json else
           f"{result.images} images in {result.out} (run {result.run_id}, {result.seconds} s)")
@@ -73,7 +76,8 @@ def verify_command(
     for r in results:
         wm = f"watermark {'found' if r.watermark_found else 'not found'} ({r.bits_matched}/32 tag bits)"
         md = "metadata found" if r.metadata_found else "no metadata"
-        print(f"{r.path}: {r.verdict}  [{wm}, {md}]" + (f"  error: {r.error}" if r.error else ""))
+        c2 = f", C2PA manifest {r.c2pa_state}" if r.c2pa_found else ""
+        print(f"{r.path}: {r.verdict}  [{wm}, {md}{c2}]" + (f"  error: {r.error}" if r.error else ""))
 
 
 def register(app: typer.Typer) -> None:

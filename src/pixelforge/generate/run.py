@@ -16,12 +16,12 @@ from PIL import Image
 from pixelforge import media
 from pixelforge.errors import UsageError
 from pixelforge.generate.mark import MARK_MIN_SIDE, marked_png
-from pixelforge.generate.sample import sample_diffusion, to_uint8
-from pixelforge.models.diffusion import SAMPLERS, DiffusionConfig, build_unet
+from pixelforge.generate.sample import to_uint8
+from pixelforge.models.diffusion import SAMPLERS
+from pixelforge.models.registry import LoadedRun, load_run
 from pixelforge.progress import track
 from pixelforge.store import DatasetBuilder, Lineage, config_to_dict
 from pixelforge.store.schema import encode_meta
-from pixelforge.train import checkpoint as ckpt
 from pixelforge.train.config import resolve_device
 
 
@@ -38,6 +38,8 @@ class GenerateConfig:
     checkpoint: str = "best"  # best | latest
     mark_size: int = MARK_MIN_SIDE
     device: str = "auto"
+    c2pa_cert: str | None = None  # PEM chain (signer first) and key: also embed a signed C2PA manifest
+    c2pa_key: str | None = None
 
 
 @dataclass
@@ -48,52 +50,15 @@ class GenerateResult:
     seconds: float
 
 
-@dataclass
-class LoadedRun:
-    path: Path
-    config: dict[str, Any]
-    model_cfg: DiffusionConfig
-    unet: torch.nn.Module
-    checkpoint: str
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.path.resolve().name}@{self.checkpoint}"
-
-
-def load_run(run: str, which: str = "best", device: torch.device | None = None) -> LoadedRun:
-    """The EMA weights of a run's best (lowest validation loss) or latest checkpoint."""
-    path = Path(run)
-    cfg_path = path / "config.json"
-    if not cfg_path.exists():
-        raise UsageError(f"{run} is not a training run (no config.json): train one with `pixelforge train`")
-    config = json.loads(cfg_path.read_text())
-    if config.get("family") != "diffusion":
-        raise UsageError(f"{run} is a {config.get('family')} run; generate handles diffusion runs")
-    root = path / ckpt.CHECKPOINTS
-    marker = root / ("best.json" if which == "best" else "latest.json")
-    if which not in ("best", "latest"):
-        raise UsageError(f"--checkpoint {which!r}: choose best or latest")
-    if not marker.exists():
-        raise UsageError(f"{run} has no checkpoint yet: let training reach its first evaluation")
-    ckpt_dir = root / json.loads(marker.read_text())["dir"]
-    model_cfg = DiffusionConfig(**config["family_config"])
-    unet = build_unet(model_cfg)
-    averaged = torch.optim.swa_utils.AveragedModel(unet)
-    ckpt.load_weights(ckpt_dir, "unet_ema", averaged)
-    unet = averaged.module.to(device or torch.device("cpu")).eval()
-    return LoadedRun(path, config, model_cfg, unet, ckpt_dir.name)
-
-
 def _conditions(run: LoadedRun, gc: GenerateConfig) -> list[tuple[Any, str | None, int | None, str | None]]:
     """One (condition, caption, label, label_name) per image to make."""
-    cond = run.model_cfg.condition
+    cond = run.family.cfg.condition
     if cond == "text":
         if not gc.prompts or gc.classes:
             raise UsageError("this run is text-conditioned: pass --prompt TEXT (repeatable) or --prompts FILE")
         return [(p, p, None, None) for p in gc.prompts for _ in range(gc.n)]
     if cond == "class":
-        names = run.config["label_names"]
+        names = run.labels
         if not gc.classes or gc.prompts:
             raise UsageError(f"this run is class-conditioned: pass --class NAME (one of {', '.join(names)})")
         out = []
@@ -116,37 +81,37 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
             raise UsageError(f"{flag} {v}: must be at least 1")
     device = resolve_device(gc.device)
     run = load_run(run_path, gc.checkpoint, device)
+    if not run.family.generates:
+        raise UsageError(f"{run_path} is a {run.config['family']} run: it does not generate images "
+                         "(use `pixelforge predict` for classifiers)")
     todo = _conditions(run, gc)
-    encoder = None
-    if run.model_cfg.condition == "text":
-        from pixelforge.models.text import CaptionCache, text_encoder
+    signer = None
+    if gc.c2pa_cert or gc.c2pa_key:
+        if not (gc.c2pa_cert and gc.c2pa_key):
+            raise UsageError("C2PA signing needs both --c2pa-cert (PEM chain) and --c2pa-key (PEM private key)")
+        from pixelforge.generate.c2pa_manifest import ManifestSigner
 
-        encoder = CaptionCache(text_encoder(run.model_cfg.text_encoder, run.model_cfg.text_tokens))
+        signer = ManifestSigner(gc.c2pa_cert, gc.c2pa_key)
     builder = DatasetBuilder(out, overwrite=overwrite)
     images_dir = Path(out) / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(gc.seed)
     start = time.monotonic()
+    family = run.config.get("family", "")
+    sampling = {"sampler": gc.sampler, "steps": gc.steps, "guidance": gc.guidance} if family == "diffusion" else {}
     with track("generate", total=len(todo)) as bar:
         for b0 in range(0, len(todo), gc.batch_size):
             chunk = todo[b0:b0 + gc.batch_size]
-            if run.model_cfg.condition == "text":
-                cond, uncond = encoder([c[0] for c in chunk]), encoder([""] * len(chunk))
-            elif run.model_cfg.condition == "class":
-                cond = torch.tensor([c[0] for c in chunk])
-                uncond = torch.full_like(cond, run.model_cfg.num_classes)
-            else:
-                cond = uncond = None
-            x = sample_diffusion(run.unet, run.model_cfg, cond, uncond, steps=gc.steps, sampler_name=gc.sampler,
-                                 guidance=gc.guidance, generator=gen, device=device, n=len(chunk))
+            x = run.family.generate(run.modules, [c[0] for c in chunk], gen, **sampling)
             for j, arr in enumerate(to_uint8(x).numpy()):
                 i = b0 + j
                 _, caption, label, label_name = chunk[j]
                 fields = {"prompt": caption or label_name or "", "seed": str(gc.seed), "index": str(i),
-                          "sampler": gc.sampler, "steps": str(gc.steps), "guidance": str(gc.guidance),
-                          "model": run.config.get("family", "")}
+                          **{k: str(v) for k, v in sampling.items()}, "model": family}
                 png = marked_png(Image.fromarray(arr), run.run_id, fields, gc.mark_size)
                 key = f"{i:09d}"
+                if signer is not None:
+                    png = signer.sign_png(png, f"{key}.png", family, run.run_id, caption or label_name, gc.seed)
                 (images_dir / f"{key}.png").write_bytes(png)
                 marked = Image.open(io.BytesIO(png))
                 builder.add({
@@ -156,8 +121,8 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
                     "height": marked.height, "orig_width": int(arr.shape[1]), "orig_height": int(arr.shape[0]),
                     "format": "png", "sha256": hashlib.sha256(png).hexdigest(),
                     "phash": media.phash64(marked.convert("RGB")),
-                    "meta": encode_meta({"run": str(run.path), "run_id": run.run_id, "sampler": gc.sampler,
-                                         "steps": gc.steps, "guidance": gc.guidance, "seed": gc.seed, "index": i}),
+                    "meta": encode_meta({"run": str(run.path), "run_id": run.run_id, "family": family, **sampling,
+                                         "seed": gc.seed, "index": i, "c2pa": signer is not None}),
                 }, png, "png")
                 bar.advance()
     seconds = time.monotonic() - start

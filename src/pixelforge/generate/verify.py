@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -26,6 +26,12 @@ class Verification:
     metadata: dict[str, str]
     verdict: str
     error: str | None = None
+    c2pa_found: bool = False
+    c2pa_state: str | None = None  # Valid / Trusted (signature and image hash hold) or Invalid
+    c2pa_ai_generated: bool = False
+    c2pa_issuer: str | None = None
+    c2pa_parameters: dict = field(default_factory=dict)  # model, run_id, prompt, seed
+    c2pa_problems: list[str] = field(default_factory=list)
 
 
 def verify_file(path: str) -> Verification:
@@ -39,9 +45,21 @@ def verify_file(path: str) -> Verification:
     wm = read_watermark(img)
     meta = read_metadata(raw)
     ours = meta.get("ai_generated") == "true" and meta.get("generator", "").startswith("pixelforge")
-    verdict = VERDICT_MARKED if wm.found or ours else VERDICT_NONE
+    manifest = _manifest(data, raw.format)
+    signed = manifest.found and manifest.state in ("Valid", "Trusted") and manifest.generator == "pixelforge"
+    verdict = VERDICT_MARKED if wm.found or ours or signed else VERDICT_NONE
     return Verification(path, wm.found, wm.tag_bits_matched, wm.run_hash if wm.found else None, ours,
-                        meta if ours else {}, verdict)
+                        meta if ours else {}, verdict, c2pa_found=manifest.found, c2pa_state=manifest.state,
+                        c2pa_ai_generated=manifest.ai_generated, c2pa_issuer=manifest.issuer,
+                        c2pa_parameters=manifest.parameters, c2pa_problems=manifest.problems)
+
+
+def _manifest(data: bytes, fmt: str | None):
+    """The C2PA manifest of a PNG or JPEG (c2pa-python reads only what it supports)."""
+    from pixelforge.generate.c2pa_manifest import ManifestCheck, read_manifest
+
+    mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}.get(fmt or "")
+    return read_manifest(data, mime) if mime else ManifestCheck(found=False)
 
 
 def expand(paths: list[str]) -> list[str]:

@@ -80,6 +80,9 @@ FAILURE_REASONS: dict[str, str] = {
     "connection_error": "the connection failed or was reset",
     "opt_out_robots": "robots.txt disallows our user agent for this URL",
     "opt_out_header": "the response carries X-Robots-Tag noai/noimageai/none or tdm-reservation: 1",
+    "opt_out_page": "the page the image was found on opts out (meta robots noai/noimageai/noindex, "
+                    "tdm-reservation meta or /.well-known/tdmrep.json)",
+    "opt_out_image": "the <img> element opts out (data-noai, or noai/noimageai in its robots attributes)",
     "private_network_blocked": "the host resolves to a loopback, private, link-local or multicast address",
     "redirect_limit": "more redirects than allowed, or a redirect loop",
     "duplicate_url": "the same URL appeared earlier in the list",

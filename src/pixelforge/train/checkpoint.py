@@ -38,7 +38,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def save_checkpoint(run: Path, step: int, modules: dict[str, torch.nn.Module], ema: dict[str, torch.nn.Module],
-                    optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> Path:
+                    optimizers: dict[str, torch.optim.Optimizer], extra: dict[str, Any]) -> Path:
     """Write checkpoints/step_NNNNNNN/ atomically (temp dir + rename) and point latest.json at it."""
     root = run / CHECKPOINTS
     final = root / f"step_{step:07d}"
@@ -50,10 +50,12 @@ def save_checkpoint(run: Path, step: int, modules: dict[str, torch.nn.Module], e
     for name, module in ema.items():
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
                   str(tmp / f"{name}_ema.safetensors"))
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer)
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    opt_meta = {}
+    for name, optimizer in optimizers.items():
+        opt_tensors, opt_meta[name] = _flatten_optimizer(optimizer)
+        save_file(opt_tensors, str(tmp / f"optimizer_{name}.safetensors"))
     save_file({"cpu_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": opt_meta, **extra}, indent=2))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "optimizers": opt_meta, **extra}, indent=2))
     if final.exists():
         import shutil
 
@@ -76,15 +78,21 @@ def load_weights(path: Path, name: str, module: torch.nn.Module) -> None:
     module.load_state_dict(load_file(str(path / f"{name}.safetensors")))
 
 
-def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], ema: dict[str, torch.nn.Module],
-                    optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore everything :func:`save_checkpoint` wrote; returns its state.json."""
-    state = json.loads((path / "state.json").read_text())
+def load_model_weights(path: Path, modules: dict[str, torch.nn.Module], ema: dict[str, torch.nn.Module]) -> None:
     for name, module in modules.items():
         load_weights(path, name, module)
     for name, module in ema.items():
         load_weights(path, f"{name}_ema", module)
-    optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), state["optimizer"]))
+
+
+def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], ema: dict[str, torch.nn.Module],
+                    optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+    """Restore everything :func:`save_checkpoint` wrote; returns its state.json."""
+    state = json.loads((path / "state.json").read_text())
+    load_model_weights(path, modules, ema)
+    for name, optimizer in optimizers.items():
+        tensors = load_file(str(path / f"optimizer_{name}.safetensors"))
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizers"][name]))
     torch.set_rng_state(load_file(str(path / "rng.safetensors"))["cpu_rng"])
     return state
 
@@ -102,7 +110,12 @@ def prune(run: Path, keep: int = 3) -> None:
             shutil.rmtree(p)
 
 
-def mark_best(run: Path, path: Path, val_loss: float) -> None:
+def best_checkpoint(run: Path) -> Path | None:
+    best = run / CHECKPOINTS / "best.json"
+    return run / CHECKPOINTS / json.loads(best.read_text())["dir"] if best.exists() else None
+
+
+def mark_best(run: Path, path: Path, val: dict[str, float]) -> None:
     root = run / CHECKPOINTS
-    (root / "best.json.tmp").write_text(json.dumps({"dir": path.name, "val_loss": val_loss}))
+    (root / "best.json.tmp").write_text(json.dumps({"dir": path.name, "val": val}))
     (root / "best.json.tmp").rename(root / "best.json")

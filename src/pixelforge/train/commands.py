@@ -1,107 +1,255 @@
-"""CLI of the train stage: `pixelforge train FAMILY --data DIR --out RUN ...`."""
+"""CLI of the train stage: `pixelforge train diffusion|gan|vae|classifier --data DIR --out RUN ...`.
+
+Every family's command takes the shared loop's options (TRAIN_OPTIONS) and its own; the
+commands are built from those two lists, so an option of the loop is declared once.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from typing import Annotated, Any, Optional
 
 import typer
 
+from pixelforge.errors import UsageError
 from pixelforge.train.config import TrainConfig, load_toml, merge
 
 train_app = typer.Typer(help="Train a model on a dataset (one shared loop for every family).", no_args_is_help=True)
 
-Opt = typer.Option
+# (name, type, help, flags): the shared loop's options, as every `pixelforge train FAMILY` takes them
+TRAIN_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
+    ("data", str, "Dataset directory to train on.", ()),
+    ("out", str, "Run directory to write.", ("--out", "-o")),
+    ("image_size", int, "Training resolution (images are center-cropped).", ()),
+    ("batch_size", int, "Images per step.", ()),
+    ("optimizer", str, "adamw, adam, sgd or rmsprop.", ()),
+    ("lr", float, "Peak learning rate.", ()),
+    ("weight_decay", float, "Weight decay.", ()),
+    ("lr_schedule", str, "cosine or constant (after warm-up).", ()),
+    ("warmup_steps", int, "Linear learning-rate warm-up steps.", ()),
+    ("epochs", int, "Stop after this many epochs.", ()),
+    ("max_steps", int, "Stop after this many steps.", ()),
+    ("max_minutes", float, "Stop after this much wall time.", ()),
+    ("grad_clip", float, "Clip the gradient norm (0: off).", ()),
+    ("ema_decay", float, "Decay of the weights' exponential moving average.", ()),
+    ("seed", int, "Seed of every random choice (same seed, same run).", ()),
+    ("device", str, "auto (CUDA when present), cpu, cuda, cuda:N, mps.", ()),
+    ("eval_every", int, "Validation, sample grid and checkpoint every N steps.", ()),
+    ("log_every", int, "Write training scalars every N steps.", ()),
+    ("patience", int, "Stop after N evaluations without a better validation score.", ()),
+    ("augment", str, "On-the-fly augmentation SPEC (as `pixelforge prepare`).", ()),
+    ("sample_steps", int, "Sampling steps of the grid saved at each evaluation (diffusion).", ()),
+    ("val_batches", int, "Validation batches per evaluation.", ()),
+    ("val_fraction", float, "Share held out for validation when the dataset has no val split.", ()),
+    ("policy", str, "Refuse samples a licence policy forbids: research, commercial, open or a TOML file.", ()),
+]
+
+FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {
+    "diffusion": [
+        ("condition", str, "none, class or text.", ()),
+        ("model_size", str, "tiny (CPU), small or base.", ()),
+        ("prediction", str, "epsilon or v_prediction.", ()),
+        ("beta_schedule", str, "cosine or linear.", ()),
+        ("zero_terminal_snr", bool, "Rescale betas to zero terminal SNR.", ()),
+        ("cond_drop", float, "Condition dropout for classifier-free guidance.", ()),
+    ],
+    "gan": [
+        ("condition", str, "none or class (projection discriminator, conditional batch-norm).", ()),
+        ("z_dim", int, "Dimension of the generator's noise input.", ()),
+        ("width", int, "Channels at full resolution (doubled per coarser stage).", ()),
+        ("loss", str, "hinge, or bce (non-saturating).", ()),
+        ("diffaugment", str, "Comma list of color, translation, cutout; or none.", ()),
+        ("lr_g", float, "Generator learning rate.", ()),
+        ("lr_d", float, "Discriminator learning rate.", ()),
+        ("beta1", float, "Adam beta1 of both players.", ()),
+        ("beta2", float, "Adam beta2 of both players.", ()),
+        ("n_critic", int, "Discriminator steps per generator step.", ()),
+    ],
+    "vae": [
+        ("condition", str, "none or class.", ()),
+        ("latent_dim", int, "Dimension of the latent code.", ()),
+        ("width", int, "Channels of the first encoder stage.", ()),
+        ("beta", float, "Weight of the KL term (beta-VAE).", ()),
+        ("kl_warmup_steps", int, "Steps over which the KL weight rises from 0 to --beta.", ()),
+        ("reconstruction", str, "bce or mse.", ()),
+    ],
+    "classifier": [
+        ("label", str, "The index column to predict: label, or e.g. shape or colour.", ()),
+        ("arch", str, "auto (small-cnn up to 32 px, else resnet), resnet or small-cnn.", ()),
+        ("width", int, "Channels of the first stage.", ()),
+        ("dropout", float, "Dropout before the linear head.", ()),
+        ("label_smoothing", float, "Label smoothing of the cross-entropy.", ()),
+    ],
+}
+
+DOCS = {
+    "diffusion": ("Train a diffusion model (diffusers UNet) from noise to images, conditioned on text, a class or "
+                  "nothing.",
+                  "pixelforge train diffusion --data data/shapes --out runs/shapes --condition text --max-minutes 20"),
+    "gan": ("Train a GAN: DCGAN-style generator, spectral-norm discriminator, hinge loss, DiffAugment, EMA.",
+            "pixelforge train gan --data data/digits --out runs/gan --condition class --image-size 16 "
+            "--max-minutes 10"),
+    "vae": ("Train a convolutional VAE: reconstruction + beta * KL with KL warm-up.",
+            "pixelforge train vae --data data/digits --out runs/vae --condition class --image-size 16 "
+            "--max-minutes 10"),
+    "classifier": ("Train a CNN classifier on any label column; test accuracy and confusion matrix in result.json.",
+                   "pixelforge train classifier --data data/shapes --out runs/shape-clf --label shape --epochs 10"),
+}
+
+EXTRA_PARAMS = [
+    ("config", Annotated[Optional[str], typer.Option(help="TOML file with [train] and [FAMILY] tables.")], None),
+    ("allow_opt_out", Annotated[bool, typer.Option(help="Train even on opted-out samples (recorded in the run).")],
+     False),
+    ("resume", Annotated[bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")], False),
+    ("as_json", Annotated[bool, typer.Option("--json", help="Print the result as JSON.")], False),
+]
 
 
-def _given(**values: Any) -> dict[str, Any]:
-    """The flags the user actually passed (None means 'not given': TOML or the default applies)."""
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def build_configs(config_file: Optional[str], family_table: str, family_cls: type, train_flags: dict[str, Any],
+def build_configs(config_file: Optional[str], family: str, train_flags: dict[str, Any],
                   family_flags: dict[str, Any]) -> tuple[TrainConfig, Any]:
-    """Defaults, then the TOML file's [train] and [FAMILY] tables, then the flags."""
-    doc = load_toml(config_file) if config_file else {}
-    unknown = sorted(set(doc) - {"train", family_table})
-    if unknown:
-        from pixelforge.errors import UsageError
+    """Defaults (the loop's, then the family's), then the TOML file's [train] and [FAMILY] tables, then flags."""
+    from pixelforge.train.families import family_for
 
-        raise UsageError(f"--config {config_file}: unknown table(s) {', '.join(unknown)}; use [train] and "
-                         f"[{family_table}]")
-    train = merge(TrainConfig, TrainConfig(), doc.get("train", {}), f"--config [train]")
+    family_cls = family_for(family)
+    doc = load_toml(config_file) if config_file else {}
+    unknown = sorted(set(doc) - {"train", family})
+    if unknown:
+        raise UsageError(f"--config {config_file}: unknown table(s) {', '.join(unknown)}; use [train] and [{family}]")
+    train = dataclasses.replace(TrainConfig(), **family_cls.train_defaults)
+    train = merge(TrainConfig, train, doc.get("train", {}), "--config [train]")
     train = merge(TrainConfig, train, train_flags, "flags")
-    fam = merge(family_cls, family_cls(), doc.get(family_table, {}), f"--config [{family_table}]")
-    fam = merge(family_cls, fam, family_flags, "flags")
+    fam = merge(family_cls.config_cls, family_cls.config_cls(), doc.get(family, {}), f"--config [{family}]")
+    fam = merge(family_cls.config_cls, fam, family_flags, "flags")
+    fam.image_size = train.image_size
     train.family = dataclasses.asdict(fam)
     return train, fam
 
 
-@train_app.command("diffusion")
-def train_diffusion(
-    data: Annotated[Optional[str], Opt(help="Dataset directory to train on.")] = None,
-    out: Annotated[Optional[str], Opt("--out", "-o", help="Run directory to write.")] = None,
-    config: Annotated[Optional[str], Opt(help="TOML file with [train] and [diffusion] tables.")] = None,
-    condition: Annotated[Optional[str], Opt(help="none, class or text.")] = None,
-    image_size: Annotated[Optional[int], Opt(help="Training resolution (images are center-cropped).")] = None,
-    model_size: Annotated[Optional[str], Opt(help="tiny (CPU), small or base.")] = None,
-    prediction: Annotated[Optional[str], Opt(help="epsilon or v_prediction.")] = None,
-    beta_schedule: Annotated[Optional[str], Opt(help="cosine or linear.")] = None,
-    zero_terminal_snr: Annotated[Optional[bool], Opt(help="Rescale betas to zero terminal SNR.")] = None,
-    cond_drop: Annotated[Optional[float], Opt(help="Condition dropout for classifier-free guidance.")] = None,
-    batch_size: Annotated[Optional[int], Opt()] = None,
-    optimizer: Annotated[Optional[str], Opt(help="adamw, adam, sgd or rmsprop.")] = None,
-    lr: Annotated[Optional[float], Opt(help="Peak learning rate.")] = None,
-    weight_decay: Annotated[Optional[float], Opt()] = None,
-    lr_schedule: Annotated[Optional[str], Opt(help="cosine or constant (after warm-up).")] = None,
-    warmup_steps: Annotated[Optional[int], Opt()] = None,
-    epochs: Annotated[Optional[int], Opt(help="Stop after this many epochs.")] = None,
-    max_steps: Annotated[Optional[int], Opt(help="Stop after this many steps.")] = None,
-    max_minutes: Annotated[Optional[float], Opt(help="Stop after this much wall time.")] = None,
-    grad_clip: Annotated[Optional[float], Opt(help="Clip the gradient norm (0: off).")] = None,
-    ema_decay: Annotated[Optional[float], Opt()] = None,
-    seed: Annotated[Optional[int], Opt()] = None,
-    device: Annotated[Optional[str], Opt(help="auto (CUDA when present), cpu, cuda, cuda:N, mps.")] = None,
-    eval_every: Annotated[Optional[int], Opt(help="Validation loss, sample grid and checkpoint every N steps.")]
-    = None,
-    log_every: Annotated[Optional[int], Opt()] = None,
-    patience: Annotated[Optional[int], Opt(help="Stop after N evaluations without a better validation loss.")]
-    = None,
-    augment: Annotated[Optional[str], Opt(help="On-the-fly augmentation SPEC (as `pixelforge prepare`).")] = None,
-    sample_steps: Annotated[Optional[int], Opt(help="Sampling steps of the grid saved at each evaluation.")] = None,
-    val_batches: Annotated[Optional[int], Opt(help="Validation batches per evaluation.")] = None,
-    allow_opt_out: Annotated[bool, Opt(help="Train even on opted-out samples (recorded in the run).")] = False,
-    resume: Annotated[bool, Opt(help="Continue the run in --out from its latest checkpoint.")] = False,
-    as_json: Annotated[bool, Opt("--json", help="Print the result as JSON.")] = False,
+def _option(name: str, typ: type, help_: str, flags: tuple[str, ...]) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[typ], typer.Option(*flags, help=help_)])
+
+
+def _make_command(family: str) -> None:
+    train_names = [o[0] for o in TRAIN_OPTIONS]
+    family_names = [o[0] for o in FAMILY_OPTIONS[family]]
+
+    def command(**kwargs: Any) -> None:
+        from pixelforge.train.loop import train
+
+        given = {k: v for k, v in kwargs.items() if v is not None}  # None: not given, TOML or default applies
+        train_flags = {k: given[k] for k in train_names if k in given}
+        if kwargs["allow_opt_out"]:
+            train_flags["allow_opt_out"] = True
+        family_flags = {k: given[k] for k in family_names if k in given}
+        cfg, fam = build_configs(kwargs["config"], family, train_flags, family_flags)
+        result = train(family, cfg, fam, resume=kwargs["resume"])
+        data = dataclasses.asdict(result)
+        if kwargs["as_json"]:
+            print(json.dumps(data, indent=2))
+            return
+        for k, v in data.items():
+            print(f"{k:15s} {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+
+    params = [_option(*o) for o in TRAIN_OPTIONS + FAMILY_OPTIONS[family]]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in EXTRA_PARAMS]
+    command.__signature__ = inspect.Signature(params)
+    summary, example = DOCS[family]
+    command.__doc__ = f"{summary}\n\nExample:\n\n    {example}\n"
+    command.__name__ = f"train_{family}"
+    train_app.command(family)(command)
+
+
+for _family in FAMILY_OPTIONS:
+    _make_command(_family)
+
+
+vae_app = typer.Typer(help="Use a trained VAE: latent codes and interpolations.", no_args_is_help=True)
+Run = Annotated[str, typer.Argument(help="Training run directory.")]
+Data = Annotated[str, typer.Option(help="Dataset directory.")]
+Checkpoint = Annotated[str, typer.Option(help="best or latest.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N, mps.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _print(result: Any, as_json: bool) -> None:
+    data = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        for k, v in data.items():
+            print(f"{k:12s} {v}")
+
+
+def predict_command(
+    run: Run,
+    data: Data,
+    out: Annotated[str, typer.Option("--out", "-o", help="Parquet file to write.")],
+    batch_size: Annotated[int, typer.Option()] = 256,
+    checkpoint: Checkpoint = "best",
+    device: Device = "auto",
+    as_json: AsJson = False,
 ) -> None:
-    """Train a diffusion model (diffusers UNet) from noise to images, conditioned on text, a class or nothing.
+    """Classify every sample of a dataset: key, predicted, predicted_id, confidence, target (the true value).
+
+    The file feeds `pixelforge audit --predictions`; accuracy over samples with a known target is printed.
 
     Example:
 
-        pixelforge train diffusion --data data/shapes --out runs/shapes --condition text --max-minutes 20
+        pixelforge predict runs/shape-clf --data data/shapes --out shape_predictions.parquet
     """
-    from pixelforge.models.diffusion import DiffusionConfig
-    from pixelforge.train.loop import train
+    from pixelforge.train.inference import predict
 
-    train_flags = _given(data=data, out=out, image_size=image_size, batch_size=batch_size, optimizer=optimizer,
-                         lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule, warmup_steps=warmup_steps,
-                         epochs=epochs, max_steps=max_steps, max_minutes=max_minutes, grad_clip=grad_clip,
-                         ema_decay=ema_decay, seed=seed, device=device, eval_every=eval_every, log_every=log_every,
-                         patience=patience, augment=augment, sample_steps=sample_steps, val_batches=val_batches)
-    if allow_opt_out:
-        train_flags["allow_opt_out"] = True
-    family_flags = _given(condition=condition, model_size=model_size, prediction=prediction,
-                          beta_schedule=beta_schedule, zero_terminal_snr=zero_terminal_snr, cond_drop=cond_drop)
-    cfg, fam = build_configs(config, "diffusion", DiffusionConfig, train_flags, family_flags)
-    fam.image_size = cfg.image_size
-    result = train("diffusion", cfg, fam, resume=resume)
-    if as_json:
-        print(json.dumps(dataclasses.asdict(result), indent=2))
-    else:
-        for k, v in dataclasses.asdict(result).items():
-            print(f"{k:15s} {v}")
+    _print(predict(run, data, out, batch_size, checkpoint, device), as_json)
+
+
+@vae_app.command("encode")
+def vae_encode_command(
+    run: Run,
+    data: Data,
+    out: Annotated[str, typer.Option("--out", "-o", help="Parquet file to write (key, label, mu, logvar).")],
+    batch_size: Annotated[int, typer.Option()] = 256,
+    checkpoint: Checkpoint = "best",
+    device: Device = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Write every sample's latent code (the mean and log-variance of q(z|x)).
+
+    Example:
+
+        pixelforge vae encode runs/vae --data data/digits --out latents.parquet
+    """
+    from pixelforge.train.inference import vae_encode
+
+    _print(vae_encode(run, data, out, batch_size, checkpoint, device), as_json)
+
+
+@vae_app.command("interpolate")
+def vae_interpolate_command(
+    run: Run,
+    data: Data,
+    key_from: Annotated[str, typer.Option("--from", help="Key of the first sample.")],
+    key_to: Annotated[str, typer.Option("--to", help="Key of the last sample.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="PNG strip to write.")],
+    steps: Annotated[int, typer.Option(help="Images in the strip, both ends included.")] = 8,
+    checkpoint: Checkpoint = "best",
+    device: Device = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Decode points on the line between two samples' latent codes into a PNG strip.
+
+    Example:
+
+        pixelforge vae interpolate runs/vae --data data/digits --from 000000003 --to 000000010 --out strip.png
+    """
+    from pixelforge.train.inference import vae_interpolate
+
+    _print(vae_interpolate(run, data, key_from, key_to, out, steps, checkpoint, device), as_json)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
+    app.command("predict")(predict_command)
+    app.add_typer(vae_app, name="vae")

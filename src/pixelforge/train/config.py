@@ -45,6 +45,7 @@ class TrainConfig:
     sample_steps: int = 25  # sampling steps of the grid saved at each evaluation
     val_batches: int = 8  # validation batches per evaluation
     allow_opt_out: bool = False
+    policy: str | None = None  # a licence policy (research, commercial, open, or a TOML file) the data must meet
     family: dict[str, Any] = field(default_factory=dict)  # the family config, as saved
 
     def validate(self) -> None:

@@ -39,12 +39,24 @@ class ImageTable:
                           [self.captions[i] for i in idx], self.label_names)
 
 
-def load_table(ds: Dataset, size: int, max_bytes: int = 8 << 30) -> ImageTable:
-    """Decode every sample of ``ds`` to ``size`` x ``size`` (center crop) into memory."""
+def load_table(ds: Dataset, size: int, max_bytes: int = 8 << 30, label_column: str = "label") -> ImageTable:
+    """Decode every sample of ``ds`` to ``size`` x ``size`` (center crop) into memory.
+
+    ``label_column`` "label" reads the integer label (named by label_name); any other index column
+    (e.g. shapes' ``shape`` or ``colour``) becomes class ids in the sorted order of its distinct values.
+    """
     need = ds.num_samples * 3 * size * size
     if need > max_bytes:
         raise UsageError(f"{ds.path}: {ds.num_samples} images at {size} px need {need / 2**30:.1f} GB in memory; "
                          "pass a smaller --image-size or train on a subset (pixelforge curate --where)")
+    columns = ds.schema.names
+    if label_column not in columns:
+        raise UsageError(f"--label {label_column}: {ds.path} has no such column; its columns are "
+                         f"{', '.join(columns)}")
+    values = None
+    if label_column != "label":
+        values = [r[label_column] for r in ds.iter_rows(columns=[label_column])]
+        distinct = sorted({str(v) for v in values if v is not None})
     images = torch.empty((ds.num_samples, 3, size, size), dtype=torch.uint8)
     keys, labels, captions = [], [], []
     names: dict[int, str] = {}
@@ -54,35 +66,44 @@ def load_table(ds: Dataset, size: int, max_bytes: int = 8 << 30) -> ImageTable:
             images[i] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
             row = sample.row
             keys.append(row["key"])
+            captions.append(row.get("caption"))
+            bar.advance()
+            if values is not None:
+                labels.append(-1 if values[i] is None else distinct.index(str(values[i])))
+                continue
             label = row.get("label")
             labels.append(-1 if label is None else int(label))
             if label is not None and row.get("label_name") is not None:
                 names[int(label)] = row["label_name"]
-            captions.append(row.get("caption"))
-            bar.advance()
-    n_classes = max(labels, default=-1) + 1
-    label_names = [names.get(i, str(i)) for i in range(n_classes)]
+    if values is not None:
+        label_names = distinct
+    else:
+        label_names = [names.get(i, str(i)) for i in range(max(labels, default=-1) + 1)]
     return ImageTable(keys, images, torch.tensor(labels, dtype=torch.long), captions, label_names)
 
 
-def split_table(table: ImageTable, splits: list[str | None], val_fraction: float) -> tuple[ImageTable, ImageTable]:
-    """(train, val): the dataset's own split column when it has val rows, else a stable hash holdout.
+def split_table(table: ImageTable, splits: list[str | None], val_fraction: float
+                ) -> tuple[ImageTable, ImageTable, ImageTable]:
+    """(train, val, test): the dataset's own split column when it has val rows, else a stable hash holdout.
 
     The holdout is decided by a hash of each key, so it never changes between runs or resumes.
+    Rows of the test split are never trained on nor used to pick checkpoints; ``test`` is empty
+    when the dataset has none.
     """
     splits_arr = np.array([s or "" for s in splits])
+    is_test = splits_arr == "test"
     if (splits_arr == "val").any():
         train_idx = np.flatnonzero((splits_arr == "train") | (splits_arr == ""))
         val_idx = np.flatnonzero(splits_arr == "val")
     else:
         h = np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big") for k in table.keys],
                      dtype=np.uint64)
-        is_val = (h % np.uint64(10_000)) < np.uint64(round(val_fraction * 10_000))
-        train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        is_val = ((h % np.uint64(10_000)) < np.uint64(round(val_fraction * 10_000))) & ~is_test
+        train_idx, val_idx = np.flatnonzero(~is_val & ~is_test), np.flatnonzero(is_val)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise UsageError(f"the dataset gives {len(train_idx)} training and {len(val_idx)} validation images; "
                          "it needs both (add samples, or split it with pixelforge split)")
-    return table.subset(train_idx), table.subset(val_idx)
+    return table.subset(train_idx), table.subset(val_idx), table.subset(np.flatnonzero(is_test))
 
 
 class Batches:

@@ -23,9 +23,9 @@ from pixelforge.store import Dataset
 from pixelforge.train import checkpoint as ckpt
 from pixelforge.train.config import TrainConfig, resolve_device
 from pixelforge.train.data import Batches, load_table, split_table
-from pixelforge.train.families import family_for, save_caption_cache
+from pixelforge.train.families import Family, family_for
 
-METRICS_FIELDS = ("step", "epoch", "lr", "loss", "val_loss", "images_per_s", "seconds")
+MONITOR_NAMES = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
 # settings that may change on --resume (when and how often to stop/log); all others must match
 RESUMABLE_CHANGES = {"epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "num_workers",
                      "device", "sample_steps", "val_batches"}
@@ -38,20 +38,46 @@ class TrainResult:
     epochs: float
     stopped: str  # why training stopped
     loss: float | None
-    val_loss: float | None
-    best_val_loss: float | None
+    val: dict[str, float]  # the last evaluation's validation scalars
+    best: float | None  # the best value of the family's monitored scalar (None: the family has none)
     images_per_s: float
     seconds: float
+    final: dict[str, Any] = dataclasses.field(default_factory=dict)  # the family's closing evaluation
 
 
-def make_optimizer(name: str, params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params, cfg: TrainConfig, lr: float | None = None,
+                   betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
+    """--optimizer over ``params``; a family may give its own base ``lr`` and Adam ``betas``."""
+    lr = cfg.lr if lr is None else lr
+    adam_kw = {} if betas is None else {"betas": betas}
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, **adam_kw)
+    elif name == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, **adam_kw)
+    elif name == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    for group in opt.param_groups:
+        group["base_lr"] = lr  # the schedule scales every group from its own base
+    return opt
+
+
+def ema_update(decay: float):
+    """EMA with warm-up: decay min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not
+    dominated by their random initial weights (as diffusers' EMAModel does)."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        n = int(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1 - d)
+        for a, c in zip(averaged, current):
+            if not a.is_floating_point():  # counters such as batch-norm's num_batches_tracked
+                a.copy_(c)
+
+    return update
 
 
 def lr_at(step: int, cfg: TrainConfig, total: int | None) -> float:
@@ -85,23 +111,16 @@ def _check_resume(run: Path, saved: dict[str, Any], cfg: TrainConfig, family_cfg
     old = saved["train"]
     new = dataclasses.asdict(cfg)
     changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and k != "family" and old.get(k) != new[k])
-    if saved["family_config"] != dataclasses.asdict(family_cfg) and not changed:
+    if saved["model"] != dataclasses.asdict(family_cfg) and not changed:
         changed = ["the model options"]
     if changed:
         raise UsageError(f"--resume {run}: {', '.join(changed)} differ from the stopped run; "
                          "resume with the same options or start a new --out")
 
 
-@torch.no_grad()
-def _val_loss(family, modules, val_batches: Batches, seed: int, max_batches: int = 8) -> float:
-    """Deterministic validation loss: the same images, noise and timesteps at every evaluation."""
-    total, n = 0.0, 0
-    for b in range(min(max_batches, val_batches.per_epoch)):
-        x, labels, captions = val_batches._batch(b, val_batches.indices(b))
-        loss = family.loss(modules, x, labels, captions, _step_generator(seed, b, salt=99), train=False)
-        total += float(loss) * len(x)
-        n += len(x)
-    return total / max(n, 1)
+def metric_fields(family: Family) -> tuple[str, ...]:
+    """The columns of metrics.csv: the loop's, then the family's step and validation scalars."""
+    return ("step", "epoch", "lr", "loss", *family.log_terms, *family.val_terms, "images_per_s", "seconds")
 
 
 def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = False) -> TrainResult:
@@ -116,14 +135,17 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         raise UsageError(f"--out {run} already holds a run: pass --resume to continue it or choose another --out")
     if resume and not saved_path.exists():
         raise UsageError(f"--resume {run}: no run there to resume (no config.json)")
+    if resume and (old := json.loads(saved_path.read_text()).get("family")) != family_name:
+        raise UsageError(f"--resume {run}: it holds a {old} run, not a {family_name} run; choose another --out")
     ds = Dataset.open(cfg.data)
-    policy = check_training_allowed(ds, cfg.allow_opt_out)
+    policy = check_training_allowed(ds, cfg.allow_opt_out, policy=cfg.policy)
     torch.manual_seed(cfg.seed)
+    family = family_for(family_name)(family_cfg, device, cfg)
 
     # -- 1. data: decode once, split, batches ------------------------------------------------------
-    table = load_table(ds, cfg.image_size)
+    table = load_table(ds, cfg.image_size, label_column=family.label_column)
     splits = [r["split"] for r in ds.iter_rows(columns=["split"])]
-    train_t, val_t = split_table(table, splits, cfg.val_fraction)
+    train_t, val_t, test_t = split_table(table, splits, cfg.val_fraction)
     augment = None
     if cfg.augment:
         from pixelforge.prepare.augment import parse_spec
@@ -132,38 +154,48 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     batches = Batches(train_t, cfg.batch_size, cfg.seed, augment, cfg.num_workers)
     val_batches = Batches(val_t, min(cfg.batch_size, len(val_t)), cfg.seed + 1)
 
-    # -- 2. model, EMA, optimiser -----------------------------------------------------------------
-    family = family_for(family_name)(family_cfg, device)
+    # -- 2. model, EMA, optimisers ----------------------------------------------------------------
     family.prepare(train_t, val_t)
     modules = family.build()
-    ema = {name: torch.optim.swa_utils.AveragedModel(
-        m, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay)) for name, m in modules.items()}
-    params = [p for m in modules.values() for p in m.parameters()]
-    optimizer = make_optimizer(cfg.optimizer, params, cfg)
-    n_params = sum(p.numel() for p in params)
+    ema = {name: torch.optim.swa_utils.AveragedModel(modules[name], multi_avg_fn=ema_update(cfg.ema_decay),
+                                                     use_buffers=True)
+           for name in family.ema_names}
+    optimizers = family.optimizers(modules, lambda params, lr=None, betas=None: make_optimizer(
+        cfg.optimizer, params, cfg, lr, betas))
+    n_params = sum(p.numel() for m in modules.values() for p in m.parameters())
+
+    def eval_modules() -> dict[str, torch.nn.Module]:
+        """The weights we evaluate, sample and export: the EMA copy where the family keeps one."""
+        out = {k: (ema[k].module if k in ema else m) for k, m in modules.items()}
+        for m in out.values():
+            m.eval()
+        return out
 
     # -- 3. run directory: config, or the state of the stopped run --------------------------------
     run.mkdir(parents=True, exist_ok=True)
     (run / "samples").mkdir(exist_ok=True)
-    start_step, best_val, evals_without_gain, total_steps = 0, None, 0, None
+    start_step, best, evals_without_gain, total_steps = 0, None, 0, None
+    fields = metric_fields(family)
     if resume:
         saved = json.loads(saved_path.read_text())
         _check_resume(run, saved, cfg, family_cfg)
         last = ckpt.latest_checkpoint(run)
         if last is not None:
-            state = ckpt.load_checkpoint(last, modules, ema, optimizer)
-            start_step, best_val = state["step"], state.get("best_val_loss")
+            state = ckpt.load_checkpoint(last, modules, ema, optimizers)
+            start_step, best = state["step"], state.get("best")
             evals_without_gain, total_steps = state.get("evals_without_gain", 0), state.get("total_steps")
-            _truncate_metrics(run / "metrics.csv", start_step)
+            _truncate_metrics(run / "metrics.csv", start_step, fields)
     config_doc = {
         "pixelforge_version": __version__, "family": family_name, "train": dataclasses.asdict(cfg),
-        "family_config": dataclasses.asdict(family_cfg), "dataset": {"path": cfg.data, "name": ds.name,
-        "num_samples": ds.num_samples, "train": len(train_t), "val": len(val_t)},
-        "label_names": table.label_names, "parameters": n_params, "device": str(device),
-        "opt_out_samples_used": policy.opted_out if policy.allowed_by_override else 0, **family.meta(),
+        "model": dataclasses.asdict(family_cfg), "dataset": {"path": cfg.data, "name": ds.name,
+        "num_samples": ds.num_samples, "train": len(train_t), "val": len(val_t), "test": len(test_t)},
+        "labels": table.label_names, "label_column": family.label_column, "parameters": n_params,
+        "device": str(device), "opt_out_samples_used": policy.opted_out if policy.allowed_by_override else 0,
+        **family.meta(),
     }
     saved_path.write_text(json.dumps(config_doc, indent=2, default=str))
-    save_caption_cache(run, family)
+    if hasattr(family, "save_extras"):
+        family.save_extras(run)
     if cfg.epochs is not None:
         total_steps = cfg.epochs * batches.per_epoch if cfg.max_steps is None else min(
             cfg.max_steps, cfg.epochs * batches.per_epoch)
@@ -171,7 +203,7 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         total_steps = cfg.max_steps
     metrics_new = not (run / "metrics.csv").exists()
     metrics_file = (run / "metrics.csv").open("a", newline="")
-    metrics = csv.DictWriter(metrics_file, fieldnames=METRICS_FIELDS)
+    metrics = csv.DictWriter(metrics_file, fieldnames=fields)
     if metrics_new:
         metrics.writeheader()
     from torch.utils.tensorboard import SummaryWriter
@@ -180,41 +212,53 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
 
     # -- 4. the loop ------------------------------------------------------------------------------
     use_amp = device.type == "cuda" and cfg.mixed_precision
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
+
     start_time = time.monotonic()
     budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
-    window_losses: list[torch.Tensor] = []
+    window: dict[str, list[torch.Tensor]] = {}
     window_start, window_images = time.monotonic(), 0
-    step, stopped, last_loss, val_loss = start_step, "", None, None
+    step, stopped, last_loss, val = start_step, "", None, {}
     rate = 0.0
     horizon = total_steps if total_steps is not None else _horizon(run, None)
+    monitor = family.monitor
 
     def evaluate_and_save(step: int) -> None:
-        nonlocal best_val, evals_without_gain, val_loss
-        for m in ema.values():
-            m.eval()
-        ema_modules = {k: v.module for k, v in ema.items()}
-        val_loss = _val_loss(family, ema_modules, val_batches, cfg.seed, cfg.val_batches)
-        imgs, _ = family.samples(ema_modules, _step_generator(cfg.seed, 0, salt=7), steps=cfg.sample_steps)
-        _save_grid(imgs, run / "samples" / f"step_{step:07d}.png")
-        improved = best_val is None or val_loss < best_val
-        if improved:
-            best_val, evals_without_gain = val_loss, 0
+        nonlocal best, evals_without_gain, val
+        current = eval_modules()
+        val = family.validate(current, val_batches, lambda b: _step_generator(cfg.seed, b, salt=99),
+                              cfg.val_batches)
+        grid = family.samples(current, _step_generator(cfg.seed, 0, salt=7), steps=cfg.sample_steps)
+        if grid is not None:
+            _save_grid(grid[0], run / "samples" / f"step_{step:07d}.png")
+        if monitor is None:
+            improved = True
         else:
-            evals_without_gain += 1
-        path = ckpt.save_checkpoint(run, step, modules, {k: v for k, v in ema.items()}, optimizer, {
-            "best_val_loss": best_val, "evals_without_gain": evals_without_gain, "total_steps": total_steps,
-            "val_loss": val_loss})
+            value, sign = val[monitor[0]], (1 if monitor[1] == "min" else -1)
+            improved = best is None or sign * value < sign * best
+            if improved:
+                best = value
+        evals_without_gain = 0 if improved else evals_without_gain + 1
+        path = ckpt.save_checkpoint(run, step, modules, ema, optimizers, {
+            "best": best, "evals_without_gain": evals_without_gain, "total_steps": total_steps, "val": val})
         if improved:
-            ckpt.mark_best(run, path, val_loss)
+            ckpt.mark_best(run, path, val)
         ckpt.prune(run)
-        tb.add_scalar("loss/val", val_loss, step)
-        metrics.writerow({"step": step, "epoch": round(step / batches.per_epoch, 3), "lr": "", "loss": "",
-                          "val_loss": f"{val_loss:.6f}", "images_per_s": "", "seconds": ""})
+        for k, v in val.items():
+            tb.add_scalar(f"val/{k}", v, step)
+        metrics.writerow({"step": step, "epoch": round(step / batches.per_epoch, 3),
+                          **{k: f"{v:.6f}" for k, v in val.items()}})
         metrics_file.flush()
+        for m in modules.values():
+            m.train()
 
     try:
         with track(f"train {family_name}", total=total_steps) as bar:
             bar.advance(start_step)
+            for m in modules.values():
+                m.train()
             for step, x, labels, captions in batches.iterate(start_step):
                 # stopping rules, checked before the step so `step` counts completed steps
                 if total_steps is not None and step >= total_steps:
@@ -228,41 +272,39 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                     per_step = (time.monotonic() - start_time) / 20
                     horizon = _horizon(run, step + int((budget - (time.monotonic() - start_time)) / per_step))
                 lr = lr_at(step, cfg, horizon)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                for m in modules.values():
-                    m.train()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = family.loss(modules, x, labels, captions, _step_generator(cfg.seed, step))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                for name, m in modules.items():
-                    ema[name].update_parameters(m)
-                window_losses.append(loss.detach())  # no host sync per step
+                for opt in optimizers.values():
+                    for group in opt.param_groups:
+                        group["lr"] = group["base_lr"] * lr / cfg.lr
+                terms = family.train_step(modules, optimizers, x, labels, captions,
+                                          _step_generator(cfg.seed, step), step, autocast)
+                for name, averaged in ema.items():
+                    averaged.update_parameters(modules[name])
+                for k, v in terms.items():
+                    window.setdefault(k, []).append(v)  # no host sync per step
                 window_images += x.shape[0]
                 done = step + 1
                 bar.advance()
                 if done % cfg.log_every == 0:
-                    last_loss = float(torch.stack(window_losses).mean())
+                    means = {k: float(torch.stack(v).float().mean()) for k, v in window.items()}
+                    last_loss = means["loss"]
                     now = time.monotonic()
                     rate = window_images / max(now - window_start, 1e-9)
-                    metrics.writerow({"step": done, "epoch": round(done / batches.per_epoch, 3), "lr": f"{lr:.6g}",
-                                      "loss": f"{last_loss:.6f}", "val_loss": "", "images_per_s": f"{rate:.1f}",
+                    lr_now = next(iter(optimizers.values())).param_groups[0]["lr"]  # e.g. a GAN's generator's
+                    metrics.writerow({"step": done, "epoch": round(done / batches.per_epoch, 3), "lr": f"{lr_now:.6g}",
+                                      **{k: f"{v:.6f}" for k, v in means.items()}, "images_per_s": f"{rate:.1f}",
                                       "seconds": f"{now - start_time:.1f}"})
                     metrics_file.flush()
-                    tb.add_scalar("loss/train", last_loss, done)
-                    tb.add_scalar("lr", lr, done)
+                    for k, v in means.items():
+                        tb.add_scalar(f"train/{k}", v, done)
+                    tb.add_scalar("lr", lr_now, done)
                     tb.add_scalar("images_per_s", rate, done)
-                    window_losses, window_start, window_images = [], now, 0
+                    window, window_start, window_images = {}, now, 0
                 if done % cfg.eval_every == 0:
                     evaluate_and_save(done)
-                    if cfg.patience is not None and evals_without_gain >= cfg.patience:
+                    if cfg.patience is not None and monitor is not None and evals_without_gain >= cfg.patience:
                         step = done
-                        stopped = (f"early stopping: validation loss did not improve for {cfg.patience} "
-                                   f"evaluations (best {best_val:.5f})")
+                        stopped = (f"early stopping: {MONITOR_NAMES.get(monitor[0], monitor[0])} did not improve "
+                                   f"for {cfg.patience} evaluations (best {best:.5f})")
                         break
                 step = done
     except KeyboardInterrupt:
@@ -270,12 +312,17 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     last = ckpt.latest_checkpoint(run)
     if last is None or last.name != f"step_{step:07d}":
         evaluate_and_save(step)
+    # the closing evaluation runs on the best checkpoint's weights
+    best_dir = ckpt.best_checkpoint(run)
+    if best_dir is not None and best_dir != ckpt.latest_checkpoint(run):
+        ckpt.load_model_weights(best_dir, modules, ema)
+    final = family.finish(eval_modules(), {"val": val_t, "test": test_t})
     seconds = time.monotonic() - start_time
     metrics_file.close()
     tb.close()
     result = TrainResult(run=str(run), steps=step, epochs=round(step / batches.per_epoch, 3), stopped=stopped,
-                         loss=last_loss, val_loss=val_loss, best_val_loss=best_val, images_per_s=round(rate, 1),
-                         seconds=round(seconds, 1))
+                         loss=last_loss, val=val, best=best, images_per_s=round(rate, 1),
+                         seconds=round(seconds, 1), final=final)
     (run / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
     return result
 
@@ -291,13 +338,13 @@ def _horizon(run: Path, estimate: int | None) -> int | None:
     return estimate
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
+def _truncate_metrics(path: Path, step: int, fields: tuple[str, ...]) -> None:
     """Drop metric rows written after the checkpoint we resume from (they will be written again)."""
     if not path.exists():
         return
     with path.open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)

@@ -1,4 +1,4 @@
-"""Model families on the shared loop: how each builds its modules, computes its loss and samples."""
+"""Diffusion on the shared loop: DDPM training of a diffusers UNet, conditioned on nothing, a class or text."""
 
 from __future__ import annotations
 
@@ -13,45 +13,42 @@ from pixelforge.generate.sample import sample_diffusion
 from pixelforge.models.diffusion import DiffusionConfig, build_unet, denoise, train_scheduler
 from pixelforge.models.text import CaptionCache, text_encoder
 from pixelforge.train.data import ImageTable
+from pixelforge.train.families import Family, class_ids
 
 
-class DiffusionFamily:
-    """DDPM training (epsilon or v prediction) of a diffusers UNet, conditioned on nothing, a class or text."""
-
+class DiffusionFamily(Family):
     name = "diffusion"
     config_cls = DiffusionConfig
+    ema_names = ("unet",)
 
-    def __init__(self, cfg: DiffusionConfig, device: torch.device):
-        self.cfg, self.device = cfg, device
+    def __init__(self, cfg: DiffusionConfig, device: torch.device, train_cfg: Any = None):
+        super().__init__(cfg, device, train_cfg)
         self.noise = train_scheduler(cfg)
         self.alphas = self.noise.alphas_cumprod.to(device)
         self.captions: CaptionCache | None = None
-        self.sample_conds: list[Any] = []
 
     # -- set-up ----------------------------------------------------------------------------------
     def prepare(self, train: ImageTable, val: ImageTable) -> None:
         """Check the data carries the condition; embed every caption once."""
         cfg = self.cfg
         if cfg.condition == "class":
-            if (train.labels < 0).any():
-                raise UsageError("--condition class: some samples have no label; curate them out or use "
-                                 "--condition text|none")
-            cfg.num_classes = len(train.label_names)
+            cfg.num_classes = class_ids(train, "--condition class")
             self.sample_conds = list(range(cfg.num_classes))
         if cfg.condition == "text":
             if any(c is None for c in train.captions):
                 raise UsageError("--condition text: some samples have no caption; curate them out "
                                  "(pixelforge curate --where 'caption IS NOT NULL') or use --condition class|none")
-            self.captions = CaptionCache(text_encoder(cfg.text_encoder, cfg.text_tokens))
-            self.captions.add([""] + list(train.captions) + [c for c in val.captions if c])
+            self._caption_cache().add([""] + list(train.captions) + [c for c in val.captions if c])
             cfg.text_dim = self.captions.encoder.dim
             self.sample_conds = sorted({c for c in val.captions if c})[:16] or sorted(set(train.captions))[:16]
 
+    def _caption_cache(self) -> CaptionCache:
+        if self.captions is None:
+            self.captions = CaptionCache(text_encoder(self.cfg.text_encoder, self.cfg.text_tokens))
+        return self.captions
+
     def build(self) -> dict[str, torch.nn.Module]:
         return {"unet": build_unet(self.cfg).to(self.device, memory_format=torch.channels_last)}
-
-    def meta(self) -> dict[str, Any]:
-        return {"sample_conditions": self.sample_conds}
 
     # -- conditions ------------------------------------------------------------------------------
     def condition(self, labels: torch.Tensor, captions: list[str | None], drop: torch.Tensor | None):
@@ -67,16 +64,8 @@ class DiffusionFamily:
             return self.captions(texts).to(self.device)
         return None
 
-    def null_condition(self, n: int):
-        if self.cfg.condition == "class":
-            return torch.full((n,), self.cfg.num_classes, dtype=torch.long)
-        if self.cfg.condition == "text":
-            return self.captions([""] * n)
-        return None
-
     # -- training --------------------------------------------------------------------------------
-    def loss(self, modules: dict[str, torch.nn.Module], x0: torch.Tensor, labels: torch.Tensor,
-             captions: list[str | None], gen: torch.Generator, train: bool = True) -> torch.Tensor:
+    def loss_terms(self, modules, x0, labels, captions, gen, step, train=True):
         """DDPM loss on a batch x0 (B, 3, S, S) in [-1, 1]; all randomness from ``gen`` (CPU)."""
         cfg = self.cfg
         b = x0.shape[0]
@@ -91,40 +80,30 @@ class DiffusionFamily:
         # 3. target: eps, or v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022)
         target = eps if cfg.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
         pred = denoise(modules["unet"], cfg, xt, t, self.condition(labels, captions, drop))
-        return F.mse_loss(pred.float(), target.float())
+        return {"loss": F.mse_loss(pred.float(), target.float())}
 
-    def samples(self, modules: dict[str, torch.nn.Module], gen: torch.Generator, steps: int = 25,
-                guidance: float = 3.0) -> tuple[torch.Tensor, list[str]]:
-        """A grid's worth of images (one per sample condition) and their titles."""
-        conds = self.sample_conds or [None] * 16
-        n = len(conds)
-        if self.cfg.condition == "class":
+    # -- sampling --------------------------------------------------------------------------------
+    def generate(self, modules, conds, gen, *, steps: int = 25, sampler: str = "ddim", guidance: float = 3.0,
+                 **_: Any) -> torch.Tensor:
+        cfg, n = self.cfg, len(conds)
+        if cfg.condition == "class":
             cond = torch.tensor(conds, dtype=torch.long)
-        elif self.cfg.condition == "text":
-            cond = self.captions(conds)
+            uncond = torch.full((n,), cfg.num_classes, dtype=torch.long)
+        elif cfg.condition == "text":
+            cache = self._caption_cache()
+            cond, uncond = cache(conds), cache([""] * n)
         else:
-            cond = None
-        imgs = sample_diffusion(modules["unet"], self.cfg, cond, self.null_condition(n) if cond is not None else None,
-                                steps=steps, guidance=guidance, generator=gen, device=self.device, n=n)
-        return imgs, [str(c) for c in conds]
+            cond = uncond = None
+        return sample_diffusion(modules["unet"], cfg, cond, uncond, steps=steps, sampler_name=sampler,
+                                guidance=guidance, generator=gen, device=self.device, n=n)
 
+    def save_extras(self, run: Path) -> None:
+        """Keep the run's caption embeddings beside it (generation reuses the same encoder)."""
+        if self.captions is None:
+            return
+        from safetensors.torch import save_file
 
-FAMILIES = {"diffusion": DiffusionFamily}
-
-
-def family_for(name: str):
-    if name not in FAMILIES:
-        raise UsageError(f"model family {name!r}: choose one of {', '.join(FAMILIES)}")
-    return FAMILIES[name]
-
-
-def save_caption_cache(run: Path, family: DiffusionFamily) -> None:
-    """Keep the run's caption embeddings beside it (generation reuses the same encoder)."""
-    if family.captions is None:
-        return
-    from safetensors.torch import save_file
-
-    table = family.captions.table
-    keys = sorted(table)
-    save_file({"embeddings": torch.stack([table[k] for k in keys])}, str(run / "text_cache.safetensors"),
-              metadata={"captions": "\n".join(k.replace("\n", " ") for k in keys)})
+        table = self.captions.table
+        keys = sorted(table)
+        save_file({"embeddings": torch.stack([table[k] for k in keys])}, str(run / "text_cache.safetensors"),
+                  metadata={"captions": "\n".join(k.replace("\n", " ") for k in keys)})

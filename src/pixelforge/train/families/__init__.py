@@ -1,0 +1,123 @@
+"""Model families on the shared loop: each says how to build its modules, take a step, validate and sample.
+
+The loop (train/loop.py) knows nothing of diffusion, GANs, VAEs or classifiers; it calls a
+family through the small interface of :class:`Family`. Most families have one loss and one
+optimiser and only implement ``loss_terms``; a GAN overrides ``train_step`` to alternate its
+two players.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, ClassVar
+
+import torch
+
+from pixelforge.errors import UsageError
+from pixelforge.train.data import Batches, ImageTable
+
+
+class Family:
+    """The interface the loop uses. Subclasses set ``name`` and ``config_cls`` and implement ``build``."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type]
+    ema_names: ClassVar[tuple[str, ...]] = ()  # modules with an EMA copy (evaluated, sampled, exported)
+    log_terms: ClassVar[tuple[str, ...]] = ()  # extra per-step scalars in metrics.csv (besides loss)
+    val_terms: ClassVar[tuple[str, ...]] = ("val_loss",)  # what validate() returns
+    monitor: ClassVar[tuple[str, str] | None] = ("val_loss", "min")  # picks the best checkpoint; None: latest
+    train_defaults: ClassVar[dict[str, Any]] = {}  # TrainConfig defaults this family changes
+    label_column: str = "label"
+    generates: ClassVar[bool] = True
+
+    def __init__(self, cfg: Any, device: torch.device, train_cfg: Any = None):
+        self.cfg, self.device, self.train_cfg = cfg, device, train_cfg
+        self.sample_conds: list[Any] = []
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def prepare(self, train: ImageTable, val: ImageTable) -> None:
+        """Check the data suits the model; fill data-dependent config (e.g. the number of classes)."""
+
+    def build(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def optimizers(self, modules: dict[str, torch.nn.Module], make) -> dict[str, torch.optim.Optimizer]:
+        """One optimiser over every parameter; ``make(params, lr=None, betas=None)`` builds --optimizer."""
+        return {"main": make([p for m in modules.values() for p in m.parameters()])}
+
+    def meta(self) -> dict[str, Any]:
+        """Extra keys of the run's config.json."""
+        return {"sample_conditions": self.sample_conds}
+
+    # -- training --------------------------------------------------------------------------------
+    def loss_terms(self, modules: dict[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor,
+                   captions: list[str | None], gen: torch.Generator, step: int,
+                   train: bool = True) -> dict[str, torch.Tensor]:
+        """{"loss": the scalar to minimise, and each of ``log_terms``} for a batch x in [-1, 1]."""
+        raise NotImplementedError
+
+    def train_step(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                   x: torch.Tensor, labels: torch.Tensor, captions: list[str | None], gen: torch.Generator,
+                   step: int, autocast) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached scalars ("loss" and ``log_terms``)."""
+        with autocast():
+            terms = self.loss_terms(modules, x, labels, captions, gen, step)
+        (opt,) = optimizers.values()
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if self.train_cfg is not None and self.train_cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                           self.train_cfg.grad_clip)
+        opt.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def validate(self, modules: dict[str, torch.nn.Module], val: Batches, gen_for, max_batches: int
+                 ) -> dict[str, float]:
+        """Deterministic validation scalars (``val_terms``): the same images and noise at every evaluation."""
+        total, n = 0.0, 0
+        for b in range(min(max_batches, val.per_epoch)):
+            x, labels, captions = val._batch(b, val.indices(b))
+            loss = self.loss_terms(modules, x, labels, captions, gen_for(b), step=10**9, train=False)["loss"]
+            total += float(loss) * len(x)
+            n += len(x)
+        return {"val_loss": total / max(n, 1)}
+
+    def samples(self, modules: dict[str, torch.nn.Module], gen: torch.Generator, steps: int = 25
+                ) -> tuple[torch.Tensor, list[str]] | None:
+        """A grid's worth of images in [-1, 1] (one per sample condition), or None for non-generative models."""
+        conds = self.sample_conds or [None] * 16
+        return self.generate(modules, conds, gen, steps=steps), [str(c) for c in conds]
+
+    def finish(self, modules: dict[str, torch.nn.Module], tables: dict[str, ImageTable]) -> dict[str, Any]:
+        """Final evaluation after training (e.g. test accuracy), with the best weights; kept in result.json."""
+        return {}
+
+    # -- generation ------------------------------------------------------------------------------
+    def generate(self, modules: dict[str, torch.nn.Module], conds: list[Any], gen: torch.Generator,
+                 **options: Any) -> torch.Tensor:
+        """Images in [-1, 1] (B, 3, S, S), one per condition (a class id, a prompt, or None)."""
+        raise UsageError(f"a {self.name} run does not generate images")
+
+
+FAMILIES = {
+    "diffusion": "pixelforge.train.families.diffusion:DiffusionFamily",
+    "gan": "pixelforge.train.families.gan:GanFamily",
+    "vae": "pixelforge.train.families.vae:VaeFamily",
+    "classifier": "pixelforge.train.families.classifier:ClassifierFamily",
+}
+
+
+def family_for(name: str) -> type[Family]:
+    if name not in FAMILIES:
+        raise UsageError(f"model family {name!r}: choose one of {', '.join(FAMILIES)}")
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def class_ids(train: ImageTable, option: str) -> int:
+    """The number of classes of a class-conditional model; every training sample must have a label."""
+    if (train.labels < 0).any():
+        raise UsageError(f"{option}: {int((train.labels < 0).sum())} training samples have no label; curate them "
+                         "out (pixelforge curate --where 'label IS NOT NULL') or train unconditionally")
+    return len(train.label_names)
