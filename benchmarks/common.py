@@ -35,6 +35,21 @@ def reference_python(requirement: str) -> str:
     return str(py)
 
 
+def run_pixelforge(*args: str) -> tuple[str, float, float]:
+    """Run `.venv/bin/pixelforge ARGS` (exit on failure); return (stdout, wall seconds, CPU seconds of the child)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "pixelforge"), *args], env=dict(os.environ, **QUIET_ENV),
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        sys.exit(f"pixelforge {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[float, int, int]:
     """Run ``cmd``; return (seconds, peak RSS of the whole process tree in bytes, exit code)."""
     full_env = dict(os.environ, **QUIET_ENV, **(env or {}))

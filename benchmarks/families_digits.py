@@ -17,32 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import QUIET_ENV, ROOT  # noqa: E402
-
-PF = str(ROOT / ".venv" / "bin" / "pixelforge")
+from common import run_pixelforge  # noqa: E402
 
 
-def pf(*args: str, capture: bool = False) -> tuple[str, float, float]:
-    """Run `pixelforge ARGS`; return (stdout, wall seconds, CPU seconds of the child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run([PF, *args], env=dict(os.environ, **QUIET_ENV), capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode:
-        sys.exit(f"pixelforge {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return proc.stdout, wall, cpu
+
+pf = run_pixelforge
 
 
 def main() -> None:

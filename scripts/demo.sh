@@ -1,22 +1,14 @@
 #!/usr/bin/env bash
-# The embedded default, as far as it exists today: import the synthetic shapes set and the
-# bundled handwritten digits, describe both, and query one with DuckDB. Runs offline.
+# The embedded default: the whole pipeline on 127.0.0.1 with nothing but the repository (offline):
+# serve the bundled site, crawl it, import digits and shapes, curate, audit, split, train a
+# text-to-image diffusion model and two judge classifiers, generate, verify, evaluate, report.
+# Run it again to resume (finished stages are skipped); DEMO_OUT and DEMO_MINUTES change the defaults.
 set -euo pipefail
 PF=.venv/bin/pixelforge
 OUT=${DEMO_OUT:-demo-out}
-
-echo "== import shapes and digits into $OUT/"
-$PF import shapes --n 600 --size 32 --seed 0 --out "$OUT/shapes" --overwrite
-$PF import digits --size 16 --out "$OUT/digits" --overwrite
-
-echo "== pixelforge info"
-$PF info "$OUT/shapes"
-$PF info "$OUT/digits"
-
-echo "== pixelforge query: shapes per colour, and the captions of three red circles"
-$PF query "$OUT/shapes" "SELECT colour, count(*) AS n FROM samples GROUP BY colour ORDER BY colour"
-$PF query "$OUT/shapes" "SELECT key, caption FROM samples WHERE shape = 'circle' AND colour = 'red' LIMIT 3"
-
-echo "== export digits as an ImageNet-style folder tree"
-$PF export "$OUT/digits" --format imagefolder --out "$OUT/digits-imagefolder" --overwrite
-echo "demo done: datasets in $OUT/"
+ARGS=(--out "$OUT")
+if [ -n "${DEMO_MINUTES:-}" ]; then ARGS+=(--minutes "$DEMO_MINUTES"); fi
+# Keep every library off the network: the text encoder and all weights ship with the packages.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+$PF demo "${ARGS[@]}"
+echo "open $OUT/report.html in a browser (it is one self-contained file)"

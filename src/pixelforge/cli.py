@@ -342,12 +342,13 @@ def query(
 @app.command()
 def export(
     path: Annotated[str, typer.Argument(help="Dataset directory.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="imagefolder or coco.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="imagefolder, coco, yolo or labelstudio.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Folder to write.")],
     overwrite: Overwrite = False,
     as_json: AsJson = False,
 ) -> None:
-    """Export a dataset as an ImageNet-style folder tree or COCO JSON + images, for other tools.
+    """Export a dataset for other tools: ImageNet-style folders, COCO JSON (boxes, masks as polygons/RLE,
+    captions), YOLO label files, or Label Studio tasks.
 
     Example:
 
@@ -364,6 +365,10 @@ STAGE_COMMANDS = (
     "pixelforge.evaluate.commands",
     "pixelforge.train.commands",
     "pixelforge.generate.commands",
+    "pixelforge.audit.commands",
+    "pixelforge.collect.crawl_commands",
+    "pixelforge.report.commands",
+    "pixelforge.label.commands",
 )
 
 

@@ -37,9 +37,10 @@ def _reasons(ds):
 
 
 def test_every_failure_reason(tmp_path, server):
-    from tests.collect.imageserver import jpeg
+    from tests.collect.imageserver import gzip_bomb, jpeg
 
     jpeg(3, 1600, 1200)  # made once before the run, so a busy machine cannot turn too_large into timeout
+    gzip_bomb()
     routes = {
         "ok": "/img/1.jpg",
         "png": "/png/2.png",

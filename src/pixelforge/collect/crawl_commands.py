@@ -45,6 +45,8 @@ def crawl_command(
     user_agent: Annotated[Optional[str], typer.Option(help="User-Agent header (default names pixelforge).")] = None,
     samples_per_shard: Annotated[int, typer.Option(help="Samples per WebDataset shard.")] = 1000,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it already holds a dataset.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run in --out: its crawl is kept, the downloads "
+                                              "go on where they stopped.")] = False,
     ignore_opt_outs: Annotated[bool, typer.Option(help="Download opted-out images too (their opt_out column "
                                                        "says why; recorded in dataset.json).")] = False,
     allow_private_networks: Annotated[bool, typer.Option(help="Allow loopback/private addresses "
@@ -78,7 +80,7 @@ def crawl_command(
                          include=tuple(include or ()), exclude=tuple(exclude or ()), sitemaps=sitemaps, delay=delay,
                          max_page_bytes=max_page_bytes, max_per_pattern=max_per_pattern,
                          page_concurrency=page_concurrency, download=download)
-    _print_result(crawl(out, config, overwrite=overwrite), as_json)
+    _print_result(crawl(out, config, overwrite=overwrite, resume=resume), as_json)
 
 
 def serve_site_command(

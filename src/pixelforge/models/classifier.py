@@ -61,7 +61,20 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class SmallCNN(nn.Module):
+class _Classifier(nn.Module):
+    """A body to penultimate features (``dim`` wide) and a linear head."""
+
+    body: nn.Module
+    head: nn.Module
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class SmallCNN(_Classifier):
     """One to three conv-conv-pool stages (halving down to ~4 px), global average pooling, a linear head."""
 
     def __init__(self, num_classes: int, image_size: int, width: int = 32, dropout: float = 0.1):
@@ -76,12 +89,6 @@ class SmallCNN(nn.Module):
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.dim = cin
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(cin, num_classes))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 class _Basic(nn.Module):
@@ -99,7 +106,7 @@ class _Basic(nn.Module):
         return torch.relu(self.conv(x) + self.short(x))
 
 
-class ResNet18(nn.Module):
+class ResNet18(_Classifier):
     """ResNet-18's shape (four stages of two basic blocks) with a stem sized to the image.
 
     Up to 64 px the stem is one stride-1 3x3 convolution (as for CIFAR); above, ImageNet's
@@ -122,12 +129,6 @@ class ResNet18(nn.Module):
         self.body = nn.Sequential(_Normalise(), *stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.dim = cin
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(cin, num_classes))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 def build_classifier(cfg: ClassifierConfig) -> nn.Module:

@@ -108,14 +108,15 @@ def contrasts(colour: str, background: str) -> bool:
     return colour != background and math.dist(COLOURS[colour], COLOURS[background]) >= MIN_CONTRAST
 
 
-def render(specs: ShapeSpec | Sequence[ShapeSpec], background: str, size: int) -> np.ndarray:
-    """Draw ``specs`` on a flat ``background``: an HxWx3 uint8 array, the same for the same inputs.
+def render(specs: ShapeSpec | Sequence[ShapeSpec], background: str | tuple[int, int, int], size: int) -> np.ndarray:
+    """Draw ``specs`` on a flat ``background`` (a colour name or an RGB triple): an HxWx3 uint8 array,
+    the same for the same inputs.
 
     Drawn at 4x and box-filtered down, which gives anti-aliased edges without any randomness.
     """
     specs = [specs] if isinstance(specs, ShapeSpec) else list(specs)
     big = size * SUPERSAMPLE
-    canvas = Image.new("RGB", (big, big), COLOURS[background])
+    canvas = Image.new("RGB", (big, big), COLOURS[background] if isinstance(background, str) else background)
     draw = ImageDraw.Draw(canvas)
     for spec in specs:
         (cx, cy), h = spec.centre(), spec.half()

@@ -44,6 +44,9 @@ TRAIN_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
     ("val_batches", int, "Validation batches per evaluation.", ()),
     ("val_fraction", float, "Share held out for validation when the dataset has no val split.", ()),
     ("policy", str, "Refuse samples a licence policy forbids: research, commercial, open or a TOML file.", ()),
+    ("stream", bool, "Stream training images from the shards in DataLoader workers instead of decoding them "
+                     "into memory (default: only when they need more than --memory-gb).", ()),
+    ("memory_gb", float, "Decoded training data up to this size is held in memory.", ()),
 ]
 
 FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {

@@ -45,6 +45,8 @@ class TrainConfig:
     sample_steps: int = 25  # sampling steps of the grid saved at each evaluation
     val_batches: int = 8  # validation batches per evaluation
     allow_opt_out: bool = False
+    stream: bool | None = None  # stream the training images from the shards; None: when over memory_gb decoded
+    memory_gb: float = 8.0  # decoded training data up to this size is held in memory
     policy: str | None = None  # a licence policy (research, commercial, open, or a TOML file) the data must meet
     family: dict[str, Any] = field(default_factory=dict)  # the family config, as saved
 
@@ -67,6 +69,8 @@ class TrainConfig:
             raise UsageError(f"--ema-decay {self.ema_decay}: choose a value in [0, 1)")
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             raise UsageError("say when to stop: pass --epochs, --max-steps or --max-minutes")
+        if self.memory_gb <= 0:
+            raise UsageError(f"--memory-gb {self.memory_gb}: must be positive")
         if not 0.0 < self.val_fraction < 0.5:
             raise UsageError(f"--val-fraction {self.val_fraction}: choose a fraction in (0, 0.5)")
         resolve_device(self.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ class ImageTable:
     """
 
     keys: list[str]
-    images: torch.Tensor  # (N, 3, S, S) uint8
+    images: torch.Tensor | None  # (N, 3, S, S) uint8; None for an index-only table (streamed training)
     labels: torch.Tensor  # (N,) int64, -1 where missing
     captions: list[str | None]
     label_names: list[str]
@@ -35,60 +35,73 @@ class ImageTable:
 
     def subset(self, idx: np.ndarray) -> "ImageTable":
         idx_t = torch.as_tensor(idx, dtype=torch.long)
-        return ImageTable([self.keys[i] for i in idx], self.images[idx_t], self.labels[idx_t],
+        images = None if self.images is None else self.images[idx_t]
+        return ImageTable([self.keys[i] for i in idx], images, self.labels[idx_t],
                           [self.captions[i] for i in idx], self.label_names)
 
 
-def load_table(ds: Dataset, size: int, max_bytes: int = 8 << 30, label_column: str = "label") -> ImageTable:
-    """Decode every sample of ``ds`` to ``size`` x ``size`` (center crop) into memory.
+def index_table(ds: Dataset, label_column: str = "label") -> tuple[ImageTable, list[dict[str, Any]]]:
+    """Keys, labels and captions of every sample (no images), and each row's split, shard and member.
 
     ``label_column`` "label" reads the integer label (named by label_name); any other index column
     (e.g. shapes' ``shape`` or ``colour``) becomes class ids in the sorted order of its distinct values.
     """
-    need = ds.num_samples * 3 * size * size
-    if need > max_bytes:
-        raise UsageError(f"{ds.path}: {ds.num_samples} images at {size} px need {need / 2**30:.1f} GB in memory; "
-                         "pass a smaller --image-size or train on a subset (pixelforge curate --where)")
     columns = ds.schema.names
     if label_column not in columns:
         raise UsageError(f"--label {label_column}: {ds.path} has no such column; its columns are "
                          f"{', '.join(columns)}")
-    values = None
-    if label_column != "label":
-        values = [r[label_column] for r in ds.iter_rows(columns=[label_column])]
-        distinct = sorted({str(v) for v in values if v is not None})
-    images = torch.empty((ds.num_samples, 3, size, size), dtype=torch.uint8)
-    keys, labels, captions = [], [], []
-    names: dict[int, str] = {}
-    with track("decode", total=ds.num_samples) as bar:
-        for i, sample in enumerate(ds.iter_samples()):
-            img = media.resize(sample.decode(), size, "center_crop")
-            images[i] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-            row = sample.row
-            keys.append(row["key"])
-            captions.append(row.get("caption"))
-            bar.advance()
-            if values is not None:
-                labels.append(-1 if values[i] is None else distinct.index(str(values[i])))
-                continue
-            label = row.get("label")
-            labels.append(-1 if label is None else int(label))
-            if label is not None and row.get("label_name") is not None:
-                names[int(label)] = row["label_name"]
-    if values is not None:
-        label_names = distinct
-    else:
+    wanted = ["key", "shard", "member", "split", "caption", "label", "label_name"]
+    rows = list(ds.iter_rows(columns=wanted + ([label_column] if label_column not in wanted else [])))
+    if label_column == "label":
+        names: dict[int, str] = {}
+        labels = [-1 if r["label"] is None else int(r["label"]) for r in rows]
+        for r in rows:
+            if r["label"] is not None and r["label_name"] is not None:
+                names[int(r["label"])] = r["label_name"]
         label_names = [names.get(i, str(i)) for i in range(max(labels, default=-1) + 1)]
-    return ImageTable(keys, images, torch.tensor(labels, dtype=torch.long), captions, label_names)
+    else:
+        label_names = sorted({str(r[label_column]) for r in rows if r[label_column] is not None})
+        ids = {v: i for i, v in enumerate(label_names)}
+        labels = [-1 if r[label_column] is None else ids[str(r[label_column])] for r in rows]
+    for r, label in zip(rows, labels):
+        r["label"] = label
+    table = ImageTable([r["key"] for r in rows], None, torch.tensor(labels, dtype=torch.long),
+                       [r["caption"] for r in rows], label_names)
+    return table, rows
 
 
-def split_table(table: ImageTable, splits: list[str | None], val_fraction: float
-                ) -> tuple[ImageTable, ImageTable, ImageTable]:
-    """(train, val, test): the dataset's own split column when it has val rows, else a stable hash holdout.
+def decode_rows(ds: Dataset, table: ImageTable, size: int, keep: np.ndarray | None = None) -> ImageTable:
+    """``table`` (or its rows ``keep``) with images decoded to ``size`` x ``size`` (center crop) into memory."""
+    keep = np.arange(len(table)) if keep is None else np.asarray(keep)
+    sub = table.subset(keep) if len(keep) != len(table) else table
+    wanted = set(sub.keys)
+    images = torch.empty((len(sub), 3, size, size), dtype=torch.uint8)
+    position = {k: i for i, k in enumerate(sub.keys)}
+    with track("decode", total=len(sub)) as bar:
+        for sample in ds.iter_samples():
+            if sample.key not in wanted:
+                continue
+            img = media.resize(sample.decode(), size, "center_crop")
+            images[position[sample.key]] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+            bar.advance()
+    return ImageTable(sub.keys, images, sub.labels, sub.captions, sub.label_names)
+
+
+def load_table(ds: Dataset, size: int, max_bytes: int = 8 << 30, label_column: str = "label") -> ImageTable:
+    """Decode every sample of ``ds`` to ``size`` x ``size`` (center crop) into memory."""
+    need = ds.num_samples * 3 * size * size
+    if need > max_bytes:
+        raise UsageError(f"{ds.path}: {ds.num_samples} images at {size} px need {need / 2**30:.1f} GB in memory; "
+                         "train with --stream, pass a smaller --image-size, or curate a subset")
+    return decode_rows(ds, index_table(ds, label_column)[0], size)
+
+
+def split_indices(keys: list[str], splits: list[str | None], val_fraction: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of (train, val, test): the split column when it has val rows, else a stable hash holdout.
 
     The holdout is decided by a hash of each key, so it never changes between runs or resumes.
-    Rows of the test split are never trained on nor used to pick checkpoints; ``test`` is empty
-    when the dataset has none.
+    Rows of the test split are never trained on nor used to pick checkpoints.
     """
     splits_arr = np.array([s or "" for s in splits])
     is_test = splits_arr == "test"
@@ -96,14 +109,20 @@ def split_table(table: ImageTable, splits: list[str | None], val_fraction: float
         train_idx = np.flatnonzero((splits_arr == "train") | (splits_arr == ""))
         val_idx = np.flatnonzero(splits_arr == "val")
     else:
-        h = np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big") for k in table.keys],
+        h = np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big") for k in keys],
                      dtype=np.uint64)
         is_val = ((h % np.uint64(10_000)) < np.uint64(round(val_fraction * 10_000))) & ~is_test
         train_idx, val_idx = np.flatnonzero(~is_val & ~is_test), np.flatnonzero(is_val)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise UsageError(f"the dataset gives {len(train_idx)} training and {len(val_idx)} validation images; "
                          "it needs both (add samples, or split it with pixelforge split)")
-    return table.subset(train_idx), table.subset(val_idx), table.subset(np.flatnonzero(is_test))
+    return train_idx, val_idx, np.flatnonzero(is_test)
+
+
+def split_table(table: ImageTable, splits: list[str | None], val_fraction: float
+                ) -> tuple[ImageTable, ImageTable, ImageTable]:
+    """(train, val, test) tables of an in-memory ``table`` (see :func:`split_indices`)."""
+    return tuple(table.subset(idx) for idx in split_indices(table.keys, splits, val_fraction))
 
 
 class Batches:
@@ -138,7 +157,8 @@ class Batches:
                 step += 1
         loader = torch.utils.data.DataLoader(
             _AugmentedSteps(self, start_step), batch_size=None, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, prefetch_factor=4 if self.num_workers > 0 else None)
+            persistent_workers=self.num_workers > 0, prefetch_factor=4 if self.num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(self.seed))  # leaves the global RNG (dropout's) alone
         yield from loader
 
     def _batch(self, step: int, idx: torch.Tensor, images: torch.Tensor | None = None):

@@ -22,13 +22,13 @@ from pixelforge.progress import track
 from pixelforge.store import Dataset
 from pixelforge.train import checkpoint as ckpt
 from pixelforge.train.config import TrainConfig, resolve_device
-from pixelforge.train.data import Batches, load_table, split_table
+from pixelforge.train.data import Batches, decode_rows, index_table, split_indices
 from pixelforge.train.families import Family, family_for
 
 MONITOR_NAMES = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
 # settings that may change on --resume (when and how often to stop/log); all others must match
 RESUMABLE_CHANGES = {"epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "num_workers",
-                     "device", "sample_steps", "val_batches"}
+                     "device", "sample_steps", "val_batches", "memory_gb"}
 
 
 @dataclass
@@ -142,16 +142,27 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     torch.manual_seed(cfg.seed)
     family = family_for(family_name)(family_cfg, device, cfg)
 
-    # -- 1. data: decode once, split, batches ------------------------------------------------------
-    table = load_table(ds, cfg.image_size, label_column=family.label_column)
-    splits = [r["split"] for r in ds.iter_rows(columns=["split"])]
-    train_t, val_t, test_t = split_table(table, splits, cfg.val_fraction)
+    # -- 1. data: split, then decode once into memory (or stream the training shards), batches ---------
+    index, rows = index_table(ds, family.label_column)
+    train_idx, val_idx, test_idx = split_indices(index.keys, [r["split"] for r in rows], cfg.val_fraction)
     augment = None
     if cfg.augment:
         from pixelforge.prepare.augment import parse_spec
 
         augment = parse_spec(cfg.augment)
-    batches = Batches(train_t, cfg.batch_size, cfg.seed, augment, cfg.num_workers)
+    decoded_bytes = ds.num_samples * 3 * cfg.image_size ** 2
+    stream = cfg.stream if cfg.stream is not None else decoded_bytes > cfg.memory_gb * 2**30
+    if stream:
+        from pixelforge.train.stream import StreamBatches
+
+        train_t = index.subset(train_idx)  # labels and captions only: the images stay in the shards
+        batches = StreamBatches(ds, [rows[i] for i in train_idx], cfg.image_size, cfg.batch_size, cfg.seed,
+                                augment, cfg.num_workers)
+        val_t, test_t = (decode_rows(ds, index, cfg.image_size, idx) for idx in (val_idx, test_idx))
+    else:
+        table = decode_rows(ds, index, cfg.image_size)
+        train_t, val_t, test_t = (table.subset(idx) for idx in (train_idx, val_idx, test_idx))
+        batches = Batches(train_t, cfg.batch_size, cfg.seed, augment, cfg.num_workers)
     val_batches = Batches(val_t, min(cfg.batch_size, len(val_t)), cfg.seed + 1)
 
     # -- 2. model, EMA, optimisers ----------------------------------------------------------------
@@ -188,8 +199,9 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     config_doc = {
         "pixelforge_version": __version__, "family": family_name, "train": dataclasses.asdict(cfg),
         "model": dataclasses.asdict(family_cfg), "dataset": {"path": cfg.data, "name": ds.name,
-        "num_samples": ds.num_samples, "train": len(train_t), "val": len(val_t), "test": len(test_t)},
-        "labels": table.label_names, "label_column": family.label_column, "parameters": n_params,
+        "num_samples": ds.num_samples, "train": len(train_t), "val": len(val_t), "test": len(test_t),
+        "streamed": stream},
+        "labels": index.label_names, "label_column": family.label_column, "parameters": n_params,
         "device": str(device), "opt_out_samples_used": policy.opted_out if policy.allowed_by_override else 0,
         **family.meta(),
     }

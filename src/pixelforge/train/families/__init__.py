@@ -115,6 +115,17 @@ def family_for(name: str) -> type[Family]:
     return getattr(importlib.import_module(module), cls)
 
 
+def prepare_classes(family: Family, train: ImageTable) -> None:
+    """For GANs and VAEs: the number of classes when class-conditional, and the sample grid's conditions
+    (16 images: each class the same number of times, or unconditional noise)."""
+    if family.cfg.condition == "class":
+        family.cfg.num_classes = class_ids(train, "--condition class")
+        per = max(1, 16 // family.cfg.num_classes)
+        family.sample_conds = [c for c in range(family.cfg.num_classes) for _ in range(per)]
+    else:
+        family.sample_conds = [None] * 16
+
+
 def class_ids(train: ImageTable, option: str) -> int:
     """The number of classes of a class-conditional model; every training sample must have a label."""
     if (train.labels < 0).any():

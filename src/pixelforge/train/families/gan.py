@@ -8,7 +8,7 @@ import torch
 
 from pixelforge.models.gan import Discriminator, GanConfig, Generator, d_loss, diff_augment, g_loss
 from pixelforge.train.data import ImageTable
-from pixelforge.train.families import Family, class_ids
+from pixelforge.train.families import Family, prepare_classes
 
 
 class GanFamily(Family):
@@ -21,12 +21,7 @@ class GanFamily(Family):
     train_defaults = {"lr_schedule": "constant", "warmup_steps": 0, "grad_clip": 0.0, "optimizer": "adam"}
 
     def prepare(self, train: ImageTable, val: ImageTable) -> None:
-        if self.cfg.condition == "class":
-            self.cfg.num_classes = class_ids(train, "--condition class")
-            per = max(1, 16 // self.cfg.num_classes)
-            self.sample_conds = [c for c in range(self.cfg.num_classes) for _ in range(per)]
-        else:
-            self.sample_conds = [None] * 16
+        prepare_classes(self, train)
 
     def build(self) -> dict[str, torch.nn.Module]:
         return {"generator": Generator(self.cfg).to(self.device),

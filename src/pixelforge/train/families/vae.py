@@ -8,7 +8,7 @@ import torch
 
 from pixelforge.models.vae import VAE, VaeConfig, vae_terms
 from pixelforge.train.data import ImageTable
-from pixelforge.train.families import Family, class_ids
+from pixelforge.train.families import Family, prepare_classes
 
 
 class VaeFamily(Family):
@@ -20,12 +20,7 @@ class VaeFamily(Family):
     train_defaults = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100}
 
     def prepare(self, train: ImageTable, val: ImageTable) -> None:
-        if self.cfg.condition == "class":
-            self.cfg.num_classes = class_ids(train, "--condition class")
-            per = max(1, 16 // self.cfg.num_classes)
-            self.sample_conds = [c for c in range(self.cfg.num_classes) for _ in range(per)]
-        else:
-            self.sample_conds = [None] * 16
+        prepare_classes(self, train)
 
     def build(self) -> dict[str, torch.nn.Module]:
         return {"vae": VAE(self.cfg).to(self.device)}

@@ -1,0 +1,1 @@
+"""Labelling and human judgement: the web app, annotations history, suggestions, label-error finding."""
