@@ -126,3 +126,23 @@ def test_on_the_fly_augmentation_is_deterministic(digits, tmp_path):
     assert a != _losses(plain)  # and it does change what the model sees
     assert main(["train", "diffusion", "--data", digits, "--out", str(tmp_path / "c"), "--max-steps", "1", *BASE,
                  "--augment", "sharpen=2"]) == 2
+
+
+def test_policy_refuses_licences_it_forbids(tmp_path, capsys):
+    import io
+
+    from PIL import Image
+
+    b = DatasetBuilder(str(tmp_path / "d"))
+    for i in range(40):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), (i * 5, 0, 0)).save(buf, "PNG")
+        b.add({"key": f"{i:09d}", "source_kind": "url", "label": i % 2, "width": 8, "height": 8,
+               "license": "cc-by-nc-4.0" if i < 4 else "cc-by-4.0"}, buf.getvalue(), "png")
+    b.finish(name="d", lineage=Lineage(command="test"))
+    args = ["train", "diffusion", "--data", str(tmp_path / "d"), "--max-steps", "1", *BASE]
+    assert main(args + ["--out", str(tmp_path / "r1"), "--policy", "commercial"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "4 samples whose licence the commercial policy does not allow" in err
+    assert main(args + ["--out", str(tmp_path / "r2"), "--policy", "research"]) == 0  # research allows them
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["train"]["policy"] == "research"
