@@ -249,3 +249,15 @@ def test_evaluate_uses_a_trained_classifier(classifier_run, digits, tmp_path, ca
                  f"classifier:{classifier_run}", "--metrics", "fid", "--workers", "0", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dims"] == 64 and abs(out["fid"]) < 1e-6  # a set against itself, on the net's 64-d features
+
+
+def test_time_budget_schedule_follows_the_budget_used():
+    from pixelforge.train.config import TrainConfig
+    from pixelforge.train.loop import lr_at
+
+    cfg = TrainConfig(lr=1.0, warmup_steps=10)
+    assert lr_at(4, cfg, None, fraction=0.9) == 0.5  # warm-up first: (4 + 1) / 10
+    assert lr_at(500, cfg, None, fraction=0.0) == 1.0
+    assert lr_at(500, cfg, None, fraction=0.5) == pytest.approx(0.5)
+    assert lr_at(500, cfg, None, fraction=1.3) == pytest.approx(0.0)  # past the budget: 0, never negative
+    assert lr_at(55, cfg, 100) == pytest.approx(0.5)  # a step budget: halfway through the cosine

@@ -80,12 +80,16 @@ def ema_update(decay: float):
     return update
 
 
-def lr_at(step: int, cfg: TrainConfig, total: int | None) -> float:
-    """Linear warm-up, then constant or cosine decay to 0 at ``total`` steps."""
+def lr_at(step: int, cfg: TrainConfig, total: int | None, fraction: float | None = None) -> float:
+    """Linear warm-up, then constant or cosine decay to 0 at ``total`` steps (or, for a time budget, when
+    ``fraction`` of it is used)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.lr_schedule == "constant" or not total:
+    if cfg.lr_schedule == "constant" or (not total and fraction is None):
         return cfg.lr
+    if fraction is not None:
+        progress = min(1.0, max(0.0, fraction))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -185,7 +189,7 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     # -- 3. run directory: config, or the state of the stopped run --------------------------------
     run.mkdir(parents=True, exist_ok=True)
     (run / "samples").mkdir(exist_ok=True)
-    start_step, best, evals_without_gain, total_steps = 0, None, 0, None
+    start_step, best, evals_without_gain, total_steps, prior_seconds = 0, None, 0, None, 0.0
     fields = metric_fields(family)
     if resume:
         saved = json.loads(saved_path.read_text())
@@ -195,6 +199,7 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
             state = ckpt.load_checkpoint(last, modules, ema, optimizers)
             start_step, best = state["step"], state.get("best")
             evals_without_gain, total_steps = state.get("evals_without_gain", 0), state.get("total_steps")
+            prior_seconds = state.get("train_seconds", 0.0)
             _truncate_metrics(run / "metrics.csv", start_step, fields)
     config_doc = {
         "pixelforge_version": __version__, "family": family_name, "train": dataclasses.asdict(cfg),
@@ -228,13 +233,13 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
 
-    start_time = time.monotonic()
+    start_time = time.monotonic() - prior_seconds  # a resumed run's time budget counts its earlier time too
     budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     window: dict[str, list[torch.Tensor]] = {}
     window_start, window_images = time.monotonic(), 0
     step, stopped, last_loss, val = start_step, "", None, {}
     rate = 0.0
-    horizon = total_steps if total_steps is not None else _horizon(run, None)
+    horizon = total_steps
     monitor = family.monitor
 
     def evaluate_and_save(step: int) -> None:
@@ -254,7 +259,8 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                 best = value
         evals_without_gain = 0 if improved else evals_without_gain + 1
         path = ckpt.save_checkpoint(run, step, modules, ema, optimizers, {
-            "best": best, "evals_without_gain": evals_without_gain, "total_steps": total_steps, "val": val})
+            "best": best, "evals_without_gain": evals_without_gain, "total_steps": total_steps, "val": val,
+            "train_seconds": time.monotonic() - start_time})
         if improved:
             ckpt.mark_best(run, path, val)
         ckpt.prune(run)
@@ -279,11 +285,12 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                 if budget is not None and time.monotonic() - start_time >= budget:
                     stopped = f"reached --max-minutes {cfg.max_minutes:g}"
                     break
-                if horizon is None and budget is not None and step == start_step + 20:
-                    # a cosine schedule needs a horizon: estimate the steps the time budget allows
-                    per_step = (time.monotonic() - start_time) / 20
-                    horizon = _horizon(run, step + int((budget - (time.monotonic() - start_time)) / per_step))
-                lr = lr_at(step, cfg, horizon)
+                if total_steps is None and budget is not None:
+                    # a time budget: the cosine follows the share of the budget used, not a step count
+                    # estimated early (a machine that speeds up later would idle at lr 0)
+                    lr = lr_at(step, cfg, None, fraction=(time.monotonic() - start_time) / budget)
+                else:
+                    lr = lr_at(step, cfg, horizon)
                 for opt in optimizers.values():
                     for group in opt.param_groups:
                         group["lr"] = group["base_lr"] * lr / cfg.lr
@@ -337,17 +344,6 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                          seconds=round(seconds, 1), final=final)
     (run / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
     return result
-
-
-def _horizon(run: Path, estimate: int | None) -> int | None:
-    """The time-budget run's cosine horizon, fixed once and kept in the run so --resume reuses it."""
-    path = run / "horizon.json"
-    if path.exists():
-        return json.loads(path.read_text())["total_steps"]
-    if estimate is None:
-        return None
-    path.write_text(json.dumps({"total_steps": estimate}))
-    return estimate
 
 
 def _truncate_metrics(path: Path, step: int, fields: tuple[str, ...]) -> None:
