@@ -94,18 +94,23 @@ def test_config_file_and_unknown_keys(digits, tmp_path, capsys):
     assert "unknown option(s) batchsize" in capsys.readouterr().err
 
 
-def test_refuses_opted_out_samples(tmp_path, capsys):
+def _tiny_dataset(path, fields):
+    """40 flat 8 px images labelled 0/1; ``fields(i)`` adds columns to row i."""
     import io
 
     from PIL import Image
 
-    b = DatasetBuilder(str(tmp_path / "d"))
+    b = DatasetBuilder(str(path))
     for i in range(40):
         buf = io.BytesIO()
         Image.new("RGB", (8, 8), (i * 5, 0, 0)).save(buf, "PNG")
-        b.add({"key": f"{i:09d}", "source_kind": "url", "label": i % 2, "width": 8, "height": 8,
-               "opt_out": "x-robots-tag: noai" if i < 3 else None}, buf.getvalue(), "png")
-    b.finish(name="d", lineage=Lineage(command="test"))
+        b.add({"key": f"{i:09d}", "source_kind": "url", "label": i % 2, "width": 8, "height": 8, **fields(i)},
+              buf.getvalue(), "png")
+    b.finish(name=path.name, lineage=Lineage(command="test"))
+
+
+def test_refuses_opted_out_samples(tmp_path, capsys):
+    _tiny_dataset(tmp_path / "d", lambda i: {"opt_out": "x-robots-tag: noai" if i < 3 else None})
     args = ["train", "diffusion", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--max-steps", "1",
             *BASE]
     assert main(args) == 2
@@ -129,17 +134,7 @@ def test_on_the_fly_augmentation_is_deterministic(digits, tmp_path):
 
 
 def test_policy_refuses_licences_it_forbids(tmp_path, capsys):
-    import io
-
-    from PIL import Image
-
-    b = DatasetBuilder(str(tmp_path / "d"))
-    for i in range(40):
-        buf = io.BytesIO()
-        Image.new("RGB", (8, 8), (i * 5, 0, 0)).save(buf, "PNG")
-        b.add({"key": f"{i:09d}", "source_kind": "url", "label": i % 2, "width": 8, "height": 8,
-               "license": "cc-by-nc-4.0" if i < 4 else "cc-by-4.0"}, buf.getvalue(), "png")
-    b.finish(name="d", lineage=Lineage(command="test"))
+    _tiny_dataset(tmp_path / "d", lambda i: {"license": "cc-by-nc-4.0" if i < 4 else "cc-by-4.0"})
     args = ["train", "diffusion", "--data", str(tmp_path / "d"), "--max-steps", "1", *BASE]
     assert main(args + ["--out", str(tmp_path / "r1"), "--policy", "commercial"]) == 2
     err = capsys.readouterr().err.strip()
