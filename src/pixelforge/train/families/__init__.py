@@ -8,6 +8,7 @@ two players.
 
 from __future__ import annotations
 
+import abc
 import importlib
 from typing import Any, ClassVar
 
@@ -17,7 +18,7 @@ from pixelforge.errors import UsageError
 from pixelforge.train.data import Batches, ImageTable
 
 
-class Family:
+class Family(abc.ABC):
     """The interface the loop uses. Subclasses set ``name`` and ``config_cls`` and implement ``build``."""
 
     name: ClassVar[str]
@@ -38,8 +39,9 @@ class Family:
     def prepare(self, train: ImageTable, val: ImageTable) -> None:
         """Check the data suits the model; fill data-dependent config (e.g. the number of classes)."""
 
+    @abc.abstractmethod
     def build(self) -> dict[str, torch.nn.Module]:
-        raise NotImplementedError
+        """The family's networks by name, on ``self.device``."""
 
     def optimizers(self, modules: dict[str, torch.nn.Module], make) -> dict[str, torch.optim.Optimizer]:
         """One optimiser over every parameter; ``make(params, lr=None, betas=None)`` builds --optimizer."""
@@ -53,8 +55,11 @@ class Family:
     def loss_terms(self, modules: dict[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor,
                    captions: list[str | None], gen: torch.Generator, step: int,
                    train: bool = True) -> dict[str, torch.Tensor]:
-        """{"loss": the scalar to minimise, and each of ``log_terms``} for a batch x in [-1, 1]."""
-        raise NotImplementedError
+        """{"loss": the scalar to minimise, and each of ``log_terms``} for a batch x in [-1, 1].
+
+        The default ``train_step`` needs it; a family that overrides ``train_step`` (the GAN) may not.
+        """
+        raise TypeError(f"the {self.name} family defines neither loss_terms nor train_step")
 
     def train_step(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                    x: torch.Tensor, labels: torch.Tensor, captions: list[str | None], gen: torch.Generator,
