@@ -140,6 +140,11 @@ def main() -> None:
     ap.add_argument("--judge-images", type=int, default=6000)
     ap.add_argument("--work", default=None)
     ap.add_argument("--skip-train", action="store_true", help="reuse the run in --work")
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="train for this many steps instead of --minutes (a fixed amount of work on a busy machine)")
+    ap.add_argument("--no-floor", action="store_true", help="skip the 1-step floor model")
+    ap.add_argument("--run-name", default="run", help="run directory name in --work (to compare settings)")
+    ap.add_argument("--train-args", default="", help="extra `pixelforge train diffusion` options, e.g. '--lr 1e-3'")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="pf-t2i-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -173,9 +178,13 @@ def main() -> None:
     withheld = [f"a {sizes[i % 2]} {c} {s} in the {positions[i]} on a {backgrounds[i]} background"
                 for i, (s, c) in enumerate(WITHHELD)]
     rows = []
-    for name, steps in (("floor (1 training step)", ["--max-steps", "1"]),
-                        (f"trained {args.minutes:g} min", ["--max-minutes", str(args.minutes)])):
-        run = w("run-floor" if "floor" in name else "run")
+    budget = (f"trained {args.max_steps} steps", ["--max-steps", str(args.max_steps)]) if args.max_steps else \
+        (f"trained {args.minutes:g} min", ["--max-minutes", str(args.minutes)])
+    models = [budget] if args.no_floor else [("floor (1 training step)", ["--max-steps", "1"]), budget]
+    for name, steps in models:
+        run = w("run-floor" if "floor" in name else args.run_name)
+        if "floor" not in name:
+            steps = steps + args.train_args.split()
         cpu = wall = 0.0
         if not (args.skip_train and Path(run).exists()):
             shutil.rmtree(run, ignore_errors=True)

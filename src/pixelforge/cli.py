@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pixelforge import __version__
 from pixelforge.errors import PixelforgeError, UsageError
+from pixelforge.run.options import Backend, RayAddress, RayTaskCpus
 from pixelforge.sources import make_source
 
 app = typer.Typer(help="pixelforge: the data behind image models, with every sample's origin kept.",
@@ -223,6 +224,9 @@ def collect_urls_command(
     allow_private_networks: Annotated[bool, typer.Option(help="Allow loopback/private addresses "
                                                           "(local tests and the demo).")] = False,
     license: License = "unknown",
+    backend: Backend = "local",
+    ray_address: RayAddress = None,
+    ray_task_cpus: RayTaskCpus = 1.0,
     as_json: AsJson = False,
 ) -> None:
     """Download a list of image URLs (with captions and licences) into a dataset.
@@ -243,7 +247,8 @@ def collect_urls_command(
         max_bytes=max_bytes, max_pixels=max_pixels, timeout=timeout, retries=retries, processes=processes,
         concurrency=concurrency, per_host=per_host, user_agent=user_agent or DEFAULT_USER_AGENT,
         samples_per_shard=samples_per_shard, ignore_opt_outs=ignore_opt_outs,
-        allow_private_networks=allow_private_networks, license=license,
+        allow_private_networks=allow_private_networks, license=license, backend=backend,
+        ray_address=ray_address, ray_task_cpus=ray_task_cpus,
     )
     _print_result(collect_urls(list_path, out, config, resume=resume, overwrite=overwrite), as_json)
 

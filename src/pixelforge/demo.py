@@ -152,8 +152,8 @@ class Demo:
         from pixelforge.curate.stage import CurateConfig, curate
 
         wm = self.c.watermark_scores
-        # Duplicates are found and shown, not dropped: the site's flat drawn shapes hash alike (phash and
-        # dhash see luminance), so --drop-duplicates would keep one image of each look.
+        # Duplicates are found and shown, not dropped: the site's flat drawn shapes of one colour hash alike
+        # (the colour check only separates different colours), so --drop-duplicates would keep one image of each look.
         site = curate(self.s("site"), self.s("site_clean"),
                       CurateConfig(where="license <> 'all-rights-reserved'", drop_bad_captions=True, watermark=wm))
         digits = curate(self.s("digits"), self.s("digits_clean"), CurateConfig(watermark=False))
@@ -175,7 +175,7 @@ class Demo:
         from pixelforge.curate.split import SplitConfig, split_dataset
 
         # group none: every shapes image is drawn on its own; their dup_groups are look-alikes of flat
-        # shapes (perceptual hashes see luminance), and grouping by them would leave val and test nearly empty
+        # same-coloured shapes, and grouping by them would leave val and test nearly empty
         split_dataset(self.s("shapes_clean"), self.s("shapes_split"),
                       SplitConfig(val=0.1, test=0.1, stratify="label", group="none", seed=self.c.seed))
         counts = _split_counts(self.s("shapes_split"))

@@ -84,3 +84,35 @@ def test_ungrouped_split_leaks_and_curate_reports_it(shapes, tmp_path, capsys):
 def test_bad_split_flags(shapes, tmp_path, capsys, args, words):
     assert main(["split", shapes, "--out", str(tmp_path / "x"), *args]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_large_groups_missing_the_fractions_warn_and_are_recorded(shapes, tmp_path, capsys):
+    out = tmp_path / "g"
+    capsys.readouterr()
+    # six labels = six groups of about 20 rows: val and test cannot be 10% each
+    assert main(["split", shapes, "--out", str(out), "--group", "label", "--val", "0.1", "--test", "0.1",
+                 "--processes", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    counts = result["counts"]
+    achieved = {s: round(counts[s] / 120, 4) for s in ("train", "val", "test")}
+    assert result["fractions"] == achieved and counts["test"] == 0  # no group fits in 12 rows
+    asked = "asked train 0.800, val 0.100, test 0.100"
+    got = ", ".join(f"{s} {achieved[s]:.3f}" for s in ("train", "val", "test"))
+    warnings = [line for line in captured.err.splitlines() if line.startswith("Warning: ")]
+    assert warnings == [f"Warning: split fractions missed (val, test): {asked}, achieved {got}; groups are "
+                        "too large to cut finer (see --group, or --group none to split rows alone)"]
+    assert result["warnings"] == [warnings[0][len("Warning: "):]]
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["lineage"]["config"]["achieved_fractions"] == achieved
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["fractions"] == achieved and stats["warnings"] == result["warnings"]
+
+
+def test_fractions_met_give_no_warning(shapes, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["split", shapes, "--out", str(tmp_path / "n"), "--group", "none", "--val", "0.1", "--test", "0.2",
+                 "--processes", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["fractions"] == {"train": 0.7, "val": 0.1, "test": 0.2}
+    assert "Warning" not in captured.err

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pixelforge import media
 from pixelforge.collect.fetch import DEFAULT_USER_AGENT, FetchConfig
 from pixelforge.errors import UsageError
+from pixelforge.run import check_backend
 
 
 @dataclass
@@ -33,7 +34,9 @@ class CollectConfig:
     ignore_opt_outs: bool = False
     allow_private_networks: bool = False
     license: str = "unknown"
-    backend: str = "local"
+    backend: str = "local"  # executor of the per-shard work: local | ray
+    ray_address: str | None = None  # --backend ray: None (start a local Ray), auto or ray://host:port
+    ray_task_cpus: float = 1.0  # --backend ray: CPUs each shard task reserves
 
     def validate(self) -> None:
         media.check_resize_mode(self.resize_mode)
@@ -51,6 +54,7 @@ class CollectConfig:
             raise UsageError(f"--quality {self.quality}: choose a value from 1 to 100")
         if self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout}: must be more than 0 seconds")
+        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
 
     def fetch_config(self) -> FetchConfig:
         return FetchConfig(timeout=self.timeout, retries=self.retries, max_bytes=self.max_bytes,

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from pixelforge.run.options import Backend, RayAddress, RayTaskCpus
+
 MaxBytes = Annotated[int, typer.Option(help="Images larger than this many bytes fail with too_large.")]
 MaxPixels = Annotated[int, typer.Option(help="Images declaring more pixels fail with too_many_pixels.")]
 
@@ -53,6 +55,9 @@ def crawl_command(
                                                               "(local tests and the demo).")] = False,
     license: Annotated[str, typer.Option(help="Licence id for images whose page states none (never guessed).")]
     = "unknown",
+    backend: Backend = "local",
+    ray_address: RayAddress = None,
+    ray_task_cpus: RayTaskCpus = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Crawl web pages for images and their captions (alt, figcaption, title, aria-label, context).
@@ -75,7 +80,8 @@ def crawl_command(
         min_side=min_side, max_bytes=max_bytes, max_pixels=max_pixels, timeout=timeout, retries=retries,
         processes=processes, concurrency=concurrency, per_host=per_host,
         user_agent=user_agent or DEFAULT_USER_AGENT, samples_per_shard=samples_per_shard,
-        ignore_opt_outs=ignore_opt_outs, allow_private_networks=allow_private_networks, license=license)
+        ignore_opt_outs=ignore_opt_outs, allow_private_networks=allow_private_networks, license=license,
+        backend=backend, ray_address=ray_address, ray_task_cpus=ray_task_cpus)
     config = CrawlConfig(seeds=tuple(seeds), max_pages=max_pages, max_depth=max_depth, scope=scope,
                          include=tuple(include or ()), exclude=tuple(exclude or ()), sitemaps=sitemaps, delay=delay,
                          max_page_bytes=max_page_bytes, max_per_pattern=max_per_pattern,

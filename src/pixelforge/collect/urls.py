@@ -14,7 +14,7 @@ from pixelforge.collect.lists import InputRow, ListReader
 from pixelforge.collect.worker import ShardTask, collect_shard
 from pixelforge.errors import UsageError
 from pixelforge.progress import track
-from pixelforge.run import run_tasks
+from pixelforge.run import check_output_shared, run_tasks
 from pixelforge.store import Lineage, completed_shards, config_to_dict, finalize, index_schema
 from pixelforge.store.dataset import prepare_output, read_plan, remove_partial, write_plan
 from pixelforge.store.shards import shard_name
@@ -135,6 +135,7 @@ def download_rows(reader: Any, out: str, config: CollectConfig, *, plan_source: 
     become failure rows without a request. ``output_ready`` says the caller already ran
     ``prepare_output`` (the crawler checks --out before it crawls).
     """
+    check_output_shared(out, config.backend, config.processes)
     if not output_ready:
         prepare_output(out, overwrite=overwrite, resume=resume)
     plan = read_plan(out) if resume else None
@@ -157,7 +158,8 @@ def download_rows(reader: Any, out: str, config: CollectConfig, *, plan_source: 
     with track(command) as bar:
         for stats in run_tasks(collect_shard, plan_shards(reader, out, config, done, uuid.uuid4().hex,
                                                        plan["shard_size"]), backend=config.backend,
-                               processes=config.processes):
+                               processes=config.processes, ray_address=config.ray_address,
+                               ray_task_cpus=config.ray_task_cpus):
             totals["rows"] += stats.rows
             totals["samples"] += stats.samples
             totals["bytes"] += stats.bytes_downloaded

@@ -2,15 +2,57 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from typing import Annotated, Any, Optional
 
 import typer
+
+from pixelforge.run.options import Backend, RayAddress, RayTaskCpus
 
 Out = Annotated[str, typer.Option("--out", "-o", help="New dataset directory to write (the input is never modified).")]
 Overwrite = Annotated[bool, typer.Option(help="Replace --out if it already holds a dataset.")]
 Processes = Annotated[int, typer.Option(help="Worker processes for the per-shard work.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 In = Annotated[str, typer.Argument(metavar="IN", help="Input dataset directory.")]
+ConfigFile = Annotated[Optional[str], typer.Option("--config", help="TOML file: its table named after the command "
+                                                                    "(curate, split or prepare) sets the options; "
+                                                                    "flags win.")]
+Resume = Annotated[bool, typer.Option(help="Continue a stopped run into --out: finished work is kept, not redone.")]
+STAGE_TABLES = ("curate", "split", "prepare")  # one TOML file may configure all three
+_TOML_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def build_config(ctx: typer.Context, cls: type, table: str, config_file: Optional[str], flags: dict[str, Any]) -> Any:
+    """The stage config: its defaults, then ``config_file``'s [table], then the flags given on the command line.
+
+    Reuses the train stage's TOML reader and merge (an unknown key is an error naming the known
+    ones); a value of the wrong type is an error naming the key. Flags left at their default do
+    not override the file.
+    """
+    from pixelforge.errors import UsageError
+    from pixelforge.train.config import load_toml, merge
+
+    config = cls()
+    if config_file:
+        doc = load_toml(config_file)
+        unknown = sorted(set(doc) - set(STAGE_TABLES))
+        if unknown:
+            raise UsageError(f"--config {config_file}: unknown table(s) {', '.join(unknown)}; "
+                             f"use [{table}] (the same file may hold [{'], ['.join(STAGE_TABLES)}])")
+        values = doc.get(table, {})
+        if not isinstance(values, dict):
+            raise UsageError(f"--config {config_file}: {table} must be a table: write [{table}] on its own line")
+        types = {f.name: str(f.type).split(" |")[0] for f in dataclasses.fields(cls)}
+        for key, value in values.items():
+            ok = _TOML_TYPES.get(types.get(key, ""))
+            if ok and (not isinstance(value, ok) or (isinstance(value, bool) and bool not in ok)):
+                raise UsageError(f"--config {config_file} [{table}] {key} = {value!r}: must be {types[key]}")
+        config = merge(cls, config, values, f"--config {config_file} [{table}]")
+    # by name: Typer ships its own copy of click, whose ParameterSource is not click's
+    given = {k: v for k, v in flags.items()
+             if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+    return merge(cls, config, given, "flags")
 
 
 def _print(result: Any, as_json: bool) -> None:
@@ -20,6 +62,7 @@ def _print(result: Any, as_json: bool) -> None:
 
 
 def curate_command(
+    ctx: typer.Context,
     inp: In,
     out: Out,
     where: Annotated[Optional[str], typer.Option(help="Keep only rows where this DuckDB condition holds "
@@ -34,11 +77,22 @@ def curate_command(
     hamming: Annotated[int, typer.Option(help="phash or dhash within N bits nominates a near-duplicate pair.")] = 8,
     combined: Annotated[int, typer.Option(help="A nominated pair counts when phash + dhash distance <= N "
                                                "(128: no check).")] = 24,
+    colour: Annotated[float, typer.Option(help="Refuse a near-duplicate pair whose colour distance (0-2, hue "
+                                               "histograms) is over D, such as a red and a blue copy of one "
+                                               "shape (2: no check).")] = 0.5,
+    only: Annotated[Optional[str], typer.Option(help="'duplicates': compute only what duplicate groups need "
+                                                     "(hashes, colour, JPEG quality; other q_* null, no CNN): "
+                                                     "half the CPU of the full scoring.")] = None,
     check_leakage: Annotated[bool, typer.Option(help="Report duplicate pairs that straddle splits.")] = False,
     watermark: Annotated[bool, typer.Option(help="Score watermarks with the shipped CNN (q_watermark).")] = True,
     min_words: Annotated[int, typer.Option(help="Captions with fewer words are flagged too_short.")] = 3,
     max_words: Annotated[int, typer.Option(help="Captions with more words are flagged too_long.")] = 60,
     processes: Processes = 2,
+    backend: Backend = "local",
+    ray_address: RayAddress = None,
+    ray_task_cpus: RayTaskCpus = 1.0,
+    config_file: ConfigFile = None,
+    resume: Resume = False,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
 ) -> None:
@@ -53,16 +107,21 @@ def curate_command(
     """
     from pixelforge.curate.stage import CurateConfig, curate
 
-    config = CurateConfig(where=where, min_side=min_side, max_blur=max_blur, max_watermark=max_watermark,
-                          drop_duplicates=drop_duplicates, drop_bad_captions=drop_bad_captions,
-                          drop_opt_out=drop_opt_out, hamming=hamming,
-                          combined=None if combined >= 128 else combined,
-                          check_leakage=check_leakage, watermark=watermark, min_words=min_words,
-                          max_words=max_words, processes=processes)
-    _print(curate(inp, out, config, overwrite=overwrite), as_json)
+    config = build_config(ctx, CurateConfig, "curate", config_file, dict(
+        where=where, min_side=min_side, max_blur=max_blur, max_watermark=max_watermark,
+        drop_duplicates=drop_duplicates, drop_bad_captions=drop_bad_captions, drop_opt_out=drop_opt_out,
+        hamming=hamming, combined=combined, colour=colour, only=only, check_leakage=check_leakage,
+        watermark=watermark, min_words=min_words, max_words=max_words, processes=processes, backend=backend,
+        ray_address=ray_address, ray_task_cpus=ray_task_cpus))
+    if config.combined is not None and config.combined >= 128:
+        config.combined = None  # 128 bits: no combined check, phash alone nominates
+    if config.colour is not None and config.colour >= 2:
+        config.colour = None  # 2 is the largest colour distance: no colour check
+    _print(curate(inp, out, config, overwrite=overwrite, resume=resume), as_json)
 
 
 def split_command(
+    ctx: typer.Context,
     inp: In,
     out: Out,
     val: Annotated[float, typer.Option(help="Fraction of rows for validation.")] = 0.1,
@@ -74,6 +133,11 @@ def split_command(
     hamming: Annotated[int, typer.Option(help="phash radius of the groups 'auto' computes on uncurated input.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same split.")] = 0,
     processes: Processes = 2,
+    backend: Backend = "local",
+    ray_address: RayAddress = None,
+    ray_task_cpus: RayTaskCpus = 1.0,
+    config_file: ConfigFile = None,
+    resume: Resume = False,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
 ) -> None:
@@ -85,12 +149,17 @@ def split_command(
     """
     from pixelforge.curate.split import SplitConfig, split_dataset
 
-    config = SplitConfig(val=val, test=test, stratify=stratify, group=group, hamming=hamming, seed=seed,
-                         processes=processes)
-    _print(split_dataset(inp, out, config, overwrite=overwrite), as_json)
+    config = build_config(ctx, SplitConfig, "split", config_file, dict(
+        val=val, test=test, stratify=stratify, group=group, hamming=hamming, seed=seed, processes=processes,
+        backend=backend, ray_address=ray_address, ray_task_cpus=ray_task_cpus))
+    result = split_dataset(inp, out, config, overwrite=overwrite, resume=resume)
+    for line in result.warnings:
+        print(f"Warning: {line}", file=sys.stderr)
+    _print(result, as_json)
 
 
 def prepare_command(
+    ctx: typer.Context,
     inp: In,
     out: Out,
     size: Annotated[int, typer.Option(help="Side of the output images in pixels.")] = 64,
@@ -105,6 +174,11 @@ def prepare_command(
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
     seed: Annotated[int, typer.Option(help="Seed of the augmented copies.")] = 0,
     processes: Processes = 2,
+    backend: Backend = "local",
+    ray_address: RayAddress = None,
+    ray_task_cpus: RayTaskCpus = 1.0,
+    config_file: ConfigFile = None,
+    resume: Resume = False,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
 ) -> None:
@@ -116,9 +190,11 @@ def prepare_command(
     """
     from pixelforge.prepare.stage import PrepareConfig, prepare
 
-    config = PrepareConfig(size=size, resize_mode=resize_mode, denoise=denoise, augment=augment, copies=copies,
-                           encoding=encoding, quality=quality, seed=seed, processes=processes)
-    _print(prepare(inp, out, config, overwrite=overwrite), as_json)
+    config = build_config(ctx, PrepareConfig, "prepare", config_file, dict(
+        size=size, resize_mode=resize_mode, denoise=denoise, augment=augment, copies=copies, encoding=encoding,
+        quality=quality, seed=seed, processes=processes, backend=backend, ray_address=ray_address,
+        ray_task_cpus=ray_task_cpus))
+    _print(prepare(inp, out, config, overwrite=overwrite, resume=resume), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,15 +1,15 @@
-"""Per-image quality scores (size, blur, exposure, information, colour, JPEG quality) and the dhash."""
+"""Per-image quality scores (size, blur, exposure, information, colour, JPEG quality), hashes and colour signature."""
 
 from __future__ import annotations
 
 import struct
 
-import cv2
 import imagehash
 import numpy as np
 from PIL import Image
 
 from pixelforge import media
+from pixelforge.curate.columns import HUE_BINS
 
 BLUR_SIDE = 256  # q_blur is measured on a fixed-size grey copy, so it does not depend on resolution
 GREY_CHROMA = 3.0  # mean |channel - grey| (0..255) under which an image counts as greyscale
@@ -96,6 +96,76 @@ def dhash64(img: Image.Image) -> int:
 
 THUMB_SIDE = 128  # whole-image statistics, dhash and the detector input come from one thumbnail
 
+COLOUR_SIDE = 16  # the signature is measured on a 16x16 copy: colour is a coarse property
+_DARK = 32.0  # saturation is (max - min) / max(max, _DARK): JPEG noise in near-black pixels is not colour
+
+
+def colour_input(img: Image.Image) -> np.ndarray:
+    """The COLOUR_SIDE x COLOUR_SIDE RGB copy a colour signature is measured on, uint8 (S, S, 3).
+
+    Squashing the aspect ratio keeps every colour's share of the area, which is all the
+    signature looks at; a fixed shape lets many images be measured in one batch.
+    """
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    return np.asarray(rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX), dtype=np.uint8)
+
+
+def colour_signatures(rgb: np.ndarray) -> np.ndarray:
+    """Hue histograms weighted by saturation of a batch of colour_input copies (B, S, S, 3); float32 (B, HUE_BINS).
+
+    1. Per pixel (r, g, b) in 0..255: s = (max - min) / max(max, 32), HSV saturation damped in
+       near-black pixels. Scaling all channels (a brightness change) leaves it unchanged.
+    2. hue in [0, 6) sectors; the pixel adds s to the two nearest of 12 bins (linear weights), so
+       a hue on a bin border does not jump.
+    3. Divide by the number of pixels: the sum is the mean saturation (colourfulness) in [0, 1].
+    Grey pixels add nothing, so a grey image's signature is all zeros.
+    """
+    b = len(rgb)
+    px = np.asarray(rgb, dtype=np.float32).reshape(b, -1, 3)  # (B, P, 3)
+    mx, mn = px.max(axis=2), px.min(axis=2)
+    chroma = mx - mn
+    sat = chroma / np.maximum(mx, _DARK)
+    r, g, bl = px[..., 0], px[..., 1], px[..., 2]
+    c = np.maximum(chroma, 1e-6)
+    hue = np.where(mx == r, ((g - bl) / c) % 6, np.where(mx == g, (bl - r) / c + 2, (r - g) / c + 4))  # [0, 6)
+    pos = hue * (HUE_BINS / 6.0)
+    lo = np.floor(pos).astype(np.int64) % HUE_BINS
+    frac = pos - np.floor(pos)
+    row = np.arange(b)[:, None] * HUE_BINS  # one bincount for the whole batch: bin = image * 12 + sector
+    hist = (np.bincount((row + lo).ravel(), (sat * (1 - frac)).ravel(), b * HUE_BINS)
+            + np.bincount((row + (lo + 1) % HUE_BINS).ravel(), (sat * frac).ravel(), b * HUE_BINS))
+    return (hist.reshape(b, HUE_BINS) / px.shape[1]).astype(np.float32)
+
+
+def colour_signature(img: Image.Image) -> np.ndarray:
+    """The colour signature of one image (colour_signatures of its colour_input); float32 (HUE_BINS,)."""
+    return colour_signatures(colour_input(img)[None])[0]
+
+
+PHASH_SIDE = 32  # imagehash.phash: a 32x32 grey copy, of whose DCT the top-left 8x8 is kept
+
+
+def phash_input(img: Image.Image) -> np.ndarray:
+    """The 32x32 grey copy imagehash.phash takes its DCT of, float64 (32, 32)."""
+    return np.asarray(img.convert("L").resize((PHASH_SIDE, PHASH_SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
+
+
+def phashes(greys: np.ndarray) -> np.ndarray:
+    """phash64 of many images at once from their phash_input copies (B, 32, 32); uint64 (B,).
+
+    One batched 2-D DCT-II (scipy.fft, unnormalised as scipy.fftpack's, which imagehash uses)
+    instead of two DCT calls per image; bits are the 8x8 low frequencies above their median,
+    in imagehash's order, so the result equals media.phash64 of the same image.
+    """
+    from scipy.fft import dct
+
+    if not len(greys):
+        return np.zeros(0, np.uint64)
+    coeffs = dct(dct(greys, axis=1), axis=2)[:, :8, :8].reshape(len(greys), 64)  # (B, 64)
+    bits = coeffs > np.median(coeffs, axis=1, keepdims=True)
+    packed = np.packbits(bits, axis=1)  # (B, 8) bytes, first bit most significant
+    return packed.view(">u8").reshape(-1).astype(np.uint64)
+
 
 def letterbox(img: Image.Image, size: int) -> np.ndarray:
     """``img`` fitted into size x size on black (media.resize "pad"), RGB uint8 (size, size, 3)."""
@@ -105,15 +175,15 @@ def letterbox(img: Image.Image, size: int) -> np.ndarray:
 
 
 def image_signals(img: Image.Image, data: bytes, size: tuple[int, int] | None = None,
-                  ) -> tuple[dict[str, float | int | bool | None], int, Image.Image]:
-    """The q_* scores, the dhash and a 128 px thumbnail (aspect kept) of one decoded image.
+                  ) -> tuple[dict[str, float | int | bool | None], int, Image.Image, np.ndarray]:
+    """The q_* scores, the dhash, a 128 px thumbnail (aspect kept) and the colour_input of one image.
 
     Whole-image statistics are measured on the thumbnail and blur on a 256 px grey crop, so the
     cost per image hardly depends on its resolution.
     """
     rgb = img if img.mode == "RGB" else img.convert("RGB")
     thumb = media.resize(rgb, THUMB_SIDE, "keep_ratio")
-    return quality_scores(rgb, data, size, thumb), dhash64(thumb), thumb
+    return quality_scores(rgb, data, size, thumb), dhash64(thumb), thumb, colour_input(thumb)
 
 
 def quality_scores(img: Image.Image, data: bytes, size: tuple[int, int] | None = None,
@@ -130,6 +200,7 @@ def quality_scores(img: Image.Image, data: bytes, size: tuple[int, int] | None =
     entropy of the grey histogram in bits (0..8; low means little information). q_grayscale:
     the colour channels agree within GREY_CHROMA on average. q_jpeg_quality: see jpeg_quality.
     """
+    import cv2  # only here: a duplicates-only run never pays its import
     w, h = size or img.size
     small = thumb if thumb is not None else img
     rgb = np.asarray(small if small.mode == "RGB" else small.convert("RGB"), dtype=np.float32)  # (h, w, 3)

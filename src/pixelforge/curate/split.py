@@ -11,14 +11,17 @@ import numpy as np
 import pyarrow as pa
 
 from pixelforge.curate.dedup import MAX_RADIUS, hashes_to_groups
-from pixelforge.curate.shards import copy_shards, name_of, open_input, output_schema
+from pixelforge.curate.shards import begin_run, copy_shards, name_of, open_input, output_schema
 from pixelforge.errors import UsageError
-from pixelforge.run import EXECUTORS
+from pixelforge.run import check_backend
 from pixelforge.store import Lineage, config_to_dict, finalize
 
 AUTO_GROUP = "auto"  # dup_group when the input was curated, else phash/sha256 groups computed here
 NO_GROUP = "none"
 SPLIT_ORDER = ("train", "val", "test")
+# A split whose share of rows is off its asked fraction by more than this part of it (and by more
+# than one row) is reported: whole groups cannot always be cut to size.
+FRACTION_TOLERANCE = 0.1
 
 
 @dataclass
@@ -32,7 +35,9 @@ class SplitConfig:
     hamming: int = 8  # phash radius of the groups computed when group is auto and not curated
     seed: int = 0
     processes: int = 2
-    backend: str = "local"
+    backend: str = "local"  # executor of the per-shard work: local | ray
+    ray_address: str | None = None  # --backend ray: None (start a local Ray), auto or ray://host:port
+    ray_task_cpus: float = 1.0  # --backend ray: CPUs each shard task reserves
 
     def validate(self, columns: list[str]) -> None:
         """Raise UsageError for a bad fraction or a column the dataset lacks, before any work."""
@@ -50,8 +55,7 @@ class SplitConfig:
             raise UsageError(f"--hamming {self.hamming}: choose 0..{MAX_RADIUS} bits")
         if self.processes < 1:
             raise UsageError(f"--processes {self.processes}: choose at least 1")
-        if self.backend not in EXECUTORS:
-            raise UsageError(f"--backend {self.backend!r}: choose one of {', '.join(EXECUTORS)}")
+        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
 
 
 @dataclass
@@ -64,6 +68,8 @@ class SplitResult:
     straddling_groups: int
     seconds: float
     by_stratum: dict[str, dict[str, int]] = field(default_factory=dict)
+    fractions: dict[str, float] = field(default_factory=dict)  # achieved share of rows per split
+    warnings: list[str] = field(default_factory=list)
 
 
 def group_ids(table: pa.Table, config: SplitConfig) -> tuple[np.ndarray, str]:
@@ -122,18 +128,41 @@ def assign_splits(groups: np.ndarray, strata: list[Any], fractions: dict[str, fl
     return out
 
 
-def split_dataset(inp: str, out: str, config: SplitConfig, *, overwrite: bool = False) -> SplitResult:
+def fraction_warnings(counts: dict[str, int], fractions: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+    """The achieved share of rows per split, and a warning line when one misses its asked fraction.
+
+    Missing means off by more than FRACTION_TOLERANCE of the asked fraction and by more than
+    one row: large groups (many near duplicates of one image) move in one piece.
+    """
+    n = sum(counts.values())
+    achieved = {s: round(counts[s] / n, 4) if n else 0.0 for s in SPLIT_ORDER}
+    missed = [s for s in SPLIT_ORDER
+              if abs(achieved[s] - fractions[s]) > max(FRACTION_TOLERANCE * fractions[s], 1 / max(n, 1))]
+    if not missed:
+        return achieved, []
+    asked = ", ".join(f"{s} {fractions[s]:.3f}" for s in SPLIT_ORDER)
+    got = ", ".join(f"{s} {achieved[s]:.3f}" for s in SPLIT_ORDER)
+    return achieved, [f"split fractions missed ({', '.join(missed)}): asked {asked}, achieved {got}; groups are "
+                      "too large to cut finer (see --group, or --group none to split rows alone)"]
+
+
+def split_dataset(inp: str, out: str, config: SplitConfig, *, overwrite: bool = False,
+                  resume: bool = False) -> SplitResult:
     """Write dataset ``inp`` to ``out`` with every row's ``split`` set to train, val or test.
 
     Rows of one group (by default: duplicate groups) always share a split, so near duplicates
-    never leak between train and test. Sample bytes are copied unchanged.
+    never leak between train and test. Sample bytes are copied unchanged. The achieved
+    fractions are in the result, dataset.json's lineage and stats.json, with a warning when a
+    split misses its asked fraction (fraction_warnings). With ``resume``, a stopped run into
+    ``out`` continues (the split is recomputed, identically; finished shards are kept).
     """
     start = time.monotonic()
     from pixelforge.store import Dataset
 
     columns = Dataset.open(inp).schema.names
     config.validate(columns)
-    ds, _, _ = open_input(inp, out, overwrite)
+    ds, _, _ = open_input(inp, out, overwrite, resume)
+    done = begin_run(out, "split", inp, config, resume)
     table = ds.index()
     groups, grouped_by = group_ids(table, config)
     strata = table.column(config.stratify).to_pylist() if config.stratify else [None] * table.num_rows
@@ -141,9 +170,10 @@ def split_dataset(inp: str, out: str, config: SplitConfig, *, overwrite: bool = 
     splits = assign_splits(groups, strata, fractions, config.seed)
     table = table.set_column(table.schema.get_field_index("split"), "split", pa.array(splits.tolist(), pa.string()))
     schema = output_schema(ds, [])
-    copy_shards(ds, out, table.cast(schema), [], schema, config, label="split write")
+    copy_shards(ds, out, table.cast(schema), [], schema, config, label="split write", done=done)
     straddling = sum(1 for g, s in _group_splits(groups, splits).items() if len(s) > 1)
     counts = {s: int((splits == s).sum()) for s in SPLIT_ORDER}
+    achieved, warnings = fraction_warnings(counts, fractions)
     by_stratum: dict[str, dict[str, int]] = {}
     if config.stratify:
         for value, split in zip(strata, splits.tolist()):
@@ -151,11 +181,13 @@ def split_dataset(inp: str, out: str, config: SplitConfig, *, overwrite: bool = 
     seconds = time.monotonic() - start
     lineage_config = config_to_dict(config)
     lineage_config["grouped_by"] = grouped_by
+    lineage_config["achieved_fractions"] = achieved
     result = finalize(out, name=name_of(out), schema=schema, lineage=Lineage("split", lineage_config, [inp]),
-                      stats={"seconds": round(seconds, 3), "splits": counts})
+                      stats={"seconds": round(seconds, 3), "splits": counts, "fractions": achieved,
+                             "warnings": warnings})
     return SplitResult(out=out, samples=result.num_samples, counts=counts, groups=int(len(np.unique(groups))),
                        grouped_by=grouped_by, straddling_groups=straddling, seconds=round(seconds, 3),
-                       by_stratum=by_stratum)
+                       by_stratum=by_stratum, fractions=achieved, warnings=warnings)
 
 
 def _group_splits(groups: np.ndarray, splits: np.ndarray) -> dict[int, set[str]]:

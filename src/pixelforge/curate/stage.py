@@ -14,15 +14,16 @@ import pyarrow.compute as pc
 
 from pixelforge.curate import columns
 from pixelforge.curate.captions import CAPTION_FLAGS, CaptionRules, caption_flags, count_words
-from pixelforge.curate.columns import CURATE_FIELDS, SCORE_FIELDS
+from pixelforge.curate.columns import COLOUR, COLOUR_TYPE, CURATE_FIELDS, SCORE_FIELDS
 from pixelforge.curate.dedup import MAX_RADIUS, Duplicates, hashes_to_groups
 from pixelforge.curate.rules import EXAMPLES_PER_RULE, apply_rules, check_where
-from pixelforge.curate.shards import copy_shards, name_of, open_input, output_schema
+from pixelforge.curate.shards import begin_run, copy_shards, name_of, open_input, output_schema
 from pixelforge.errors import UsageError
 from pixelforge.progress import track
-from pixelforge.run import EXECUTORS, run_tasks
+from pixelforge.run import check_backend, run_tasks
 from pixelforge.store import Dataset, Lineage, config_to_dict, finalize
 from pixelforge.store import fs as fsutil
+from pixelforge.store.shards import WORK_DIR
 
 CURATION_JSON = "curation.json"
 # Chosen from benchmarks/dedup_vs_imagededup.py (the README's Curate section): 8 bits is the largest radius
@@ -30,6 +31,11 @@ CURATION_JSON = "curation.json"
 # phash + dhash distance of 24 gave recall above imagededup's at precision 0.99 in the sweep.
 DEFAULT_HAMMING = 8
 DEFAULT_COMBINED = 24
+# dedup.colour_distance above which a near pair is refused: the sweep's true pairs reach 0.20 (a
+# 10% crop), flat shapes that differ only in colour score 1.7-2.0 (tests/curate/test_colour.py)
+DEFAULT_COLOUR = 0.5
+ONLY = ("duplicates",)  # what --only may restrict the scoring to
+NEEDS_SCORES = (("min_side", "--min-side"), ("max_blur", "--max-blur"), ("max_watermark", "--max-watermark"))
 
 @dataclass
 class CurateConfig:
@@ -46,10 +52,14 @@ class CurateConfig:
     combined: int | None = DEFAULT_COMBINED  # phash + dhash distance a pair must not exceed (None: phash only)
     check_leakage: bool = False  # report duplicate pairs that straddle splits
     watermark: bool = True  # run the watermark CNN (q_watermark null when off)
+    only: str | None = None  # "duplicates": score only what duplicate groups need (other q_* null, no CNN)
+    colour: float | None = DEFAULT_COLOUR  # colour distance over which a near pair is refused (None: no check)
     min_words: int = 3
     max_words: int = 60
     processes: int = 2
-    backend: str = "local"
+    backend: str = "local"  # executor of the per-shard work: local | ray
+    ray_address: str | None = None  # --backend ray: None (start a local Ray), auto or ray://host:port
+    ray_task_cpus: float = 1.0  # --backend ray: CPUs each shard task reserves
 
     def validate(self) -> None:
         """Raise UsageError naming the bad flag and its allowed values, before any work."""
@@ -65,12 +75,19 @@ class CurateConfig:
             raise UsageError(f"--hamming {self.hamming}: choose 0..{MAX_RADIUS} bits")
         if self.combined is not None and not 0 <= self.combined <= 128:
             raise UsageError(f"--combined {self.combined}: choose 0..128 bits (phash + dhash distance)")
+        if self.only is not None and self.only not in ONLY:
+            raise UsageError(f"--only {self.only!r}: choose one of {', '.join(ONLY)} (or leave it out for every score)")
+        if self.only is not None:
+            for name, flag in NEEDS_SCORES:
+                if getattr(self, name) is not None:
+                    raise UsageError(f"{flag} needs the image scores that --only {self.only} skips: drop one of them")
+        if self.colour is not None and not 0 <= self.colour <= 2:
+            raise UsageError(f"--colour {self.colour}: choose a colour distance from 0 to 2 (2: no colour check)")
         if not 0 <= self.min_words <= self.max_words:
             raise UsageError(f"--min-words {self.min_words} / --max-words {self.max_words}: need 0 <= min <= max")
         if self.processes < 1:
             raise UsageError(f"--processes {self.processes}: choose at least 1")
-        if self.backend not in EXECUTORS:
-            raise UsageError(f"--backend {self.backend!r}: choose one of {', '.join(EXECUTORS)}")
+        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
         if self.where is not None and not self.where.strip():
             raise UsageError("--where is empty: give a DuckDB condition such as \"q_min_side >= 64\"")
 
@@ -141,31 +158,37 @@ def leakage(table: pa.Table, groups: np.ndarray) -> dict[str, Any]:
     return {"cross_split_pairs": int(pairs), "groups": leaky, "examples": examples}
 
 
-def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False) -> CurateResult:
+def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False,
+           resume: bool = False) -> CurateResult:
     """Score, deduplicate, check and filter dataset ``inp`` into a new dataset ``out``.
 
     Every output row keeps all input columns and gains CURATE_FIELDS. Samples whose image cannot
     be decoded become failure rows (reason from FAILURE_REASONS). ``out``/curation.json records
     how many rows each rule removed with example keys; dataset.json's lineage holds ``config``.
+    With ``resume``, a stopped run into ``out`` continues: scores of finished scoring tasks and
+    finished output shards are kept, and the result equals an uninterrupted run.
     """
     config.validate()
-    ds, fs, root = open_input(inp, out, overwrite)
+    if config.where:  # before any output exists: a bad condition leaves nothing behind
+        check_where(config.where, output_schema(Dataset.open(inp), CURATE_FIELDS))
+    ds, fs, root = open_input(inp, out, overwrite, resume)
+    done = begin_run(out, "curate", inp, config, resume)
     schema = output_schema(ds, CURATE_FIELDS)
-    if config.where:
-        check_where(config.where, schema)
     start = time.monotonic()
-    table, failures = _score(ds, config)
+    table, failures = _score(ds, config, out)
+    colour = table.column(COLOUR).combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
+    table = table.drop_columns([COLOUR])
     table = _add_captions(table, CaptionRules(config.min_words, config.max_words))
     dups = hashes_to_groups(table.column("sha256").to_pylist(),
                             table.column("phash").to_numpy(zero_copy_only=False).astype(np.uint64),
                             table.column("dhash").to_numpy(zero_copy_only=False).astype(np.uint64),
-                            config.hamming, config.combined)
+                            config.hamming, config.combined, colour, config.colour)
     rank = quality_rank(table)
     table = _add_dup_columns(table, dups, rank)
     report_leak = leakage(table, dups.groups) if config.check_leakage else None
     table, alive, outcomes = apply_rules(table, config, rekeep=lambda a: keep_best(dups.groups, a, rank))
     kept = table.filter(pa.array(alive)).cast(schema)
-    copy_shards(ds, out, kept, failures, schema, config, label="curate write")
+    copy_shards(ds, out, kept, failures, schema, config, label="curate write", done=done)
 
     sizes = np.bincount(dups.groups)
     flag_counts = Counter(f for flags in table.column("c_flags").to_pylist() for f in flags)
@@ -173,8 +196,9 @@ def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False)
         "input": inp, "input_samples": ds.num_samples, "scored": table.num_rows, "output_samples": kept.num_rows,
         "failures": dict(Counter(f["reason"] for f in failures)),
         "rules": [o.to_json() for o in outcomes],
-        "duplicates": {"hamming": config.hamming, "combined": config.combined,
+        "duplicates": {"hamming": config.hamming, "combined": config.combined, "colour": config.colour,
                        "exact_pairs": int(len(dups.exact)), "near_pairs": int(len(dups.near)),
+                       "colour_vetoed_pairs": dups.colour_vetoed,
                        "candidate_pairs": dups.candidates, "groups": int((sizes > 1).sum()),
                        "rows_in_groups": int(sizes[sizes > 1].sum()),
                        "rows_not_representative": int((sizes[sizes > 1] - 1).sum())},
@@ -210,22 +234,61 @@ def score_tasks(ds: Dataset, config: CurateConfig) -> list:
 
     counts = Counter(ds.index(columns=["shard"]).column("shard").to_pylist())
     size = max(MIN_TASK_ROWS, -(-ds.num_samples // (TASKS_PER_PROCESS * config.processes)))
-    return [ScoreTask(ds.path, shard, start, min(start + size, counts[shard]), watermark=config.watermark)
+    return [ScoreTask(ds.path, shard, start, min(start + size, counts[shard]), watermark=config.watermark,
+                      only=config.only)
             for shard in ds.shards() for start in range(0, counts.get(shard, 0), size)]
 
 
-def _score(ds: Dataset, config: CurateConfig) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """Run score_shard over every shard; return the input rows that scored (with scores) and failures."""
+def _cache_path(root: str, task) -> str:
+    """Where the scores of one scoring task are kept until the run finishes (its unit of resume)."""
+    return fsutil.join(root, WORK_DIR, f"scores-{task.shard[:-4]}-{task.start}-{task.stop}.arrow")
+
+
+def _save_scores(fs, path: str, res) -> None:
+    sink = pa.BufferOutputStream()
+    meta = {b"failures": json.dumps(res.failures).encode()}
+    with pa.ipc.new_file(sink, res.table.schema.with_metadata(meta)) as writer:
+        writer.write_table(res.table)
+    fsutil.atomic_write_bytes(fs, path, sink.getvalue().to_pybytes())
+
+
+def _load_scores(fs, path: str):
+    from pixelforge.curate.worker import ShardScores
+
+    with fs.open(path, "rb") as f:
+        table = pa.ipc.open_file(pa.BufferReader(f.read())).read_all()
+    failures = json.loads(table.schema.metadata[b"failures"])
+    return ShardScores("", table.replace_schema_metadata(None), failures)
+
+
+def _score(ds: Dataset, config: CurateConfig, out: str) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Run score_shard over every shard; return the input rows that scored (with scores) and failures.
+
+    Each task's scores are saved under ``out``/.work/ as they arrive; tasks already saved there
+    (by a stopped run, see curate's ``resume``) are read back instead of scored again.
+    """
     from pixelforge.curate.worker import score_shard
 
+    fs, root = fsutil.resolve(out)
     tables, failures = [], []
-    tasks = score_tasks(ds, config)
+    tasks = []
+    for task in score_tasks(ds, config):
+        path = _cache_path(root, task)
+        if fs.exists(path):
+            res = _load_scores(fs, path)
+            tables.append(res.table)
+            failures.extend(res.failures)
+        else:
+            tasks.append(task)
     with track("curate score", total=ds.num_samples) as bar:
-        for res in run_tasks(score_shard, tasks, backend=config.backend, processes=config.processes):
+        bar.advance(sum(t.num_rows for t in tables) + len(failures))
+        for res in run_tasks(score_shard, tasks, backend=config.backend, processes=config.processes,
+                             ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
+            _save_scores(fs, _cache_path(root, res.task), res)
             tables.append(res.table)
             failures.extend(res.failures)
             bar.advance(res.table.num_rows + len(res.failures))
-    scores = pa.concat_tables(tables) if tables else None
+    scores = pa.concat_tables(tables) if tables else None  # task order does not matter: rows are placed by key
     index = ds.index()
     drop = [c.name for c in CURATE_FIELDS if c.name in index.column_names]
     index = index.drop_columns(drop)  # re-curating a curated dataset recomputes its columns
@@ -248,7 +311,7 @@ def _empty_scored(index: pa.Table) -> pa.Table:
     index = index.slice(0, 0)
     for f in SCORE_FIELDS:
         index = index.append_column(f, pa.nulls(0, f.type))
-    return index
+    return index.append_column(pa.field(COLOUR, COLOUR_TYPE), pa.nulls(0, COLOUR_TYPE))
 
 
 def _add_captions(table: pa.Table, rules: CaptionRules) -> pa.Table:

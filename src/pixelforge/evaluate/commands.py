@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pixelforge.errors import UsageError
+from pixelforge.run.options import RayAddress, RayTaskCpus
 
 out = Console()
 
@@ -52,7 +53,8 @@ def _warn(lines: list[str]) -> None:
 
 def _metrics(ctx: typer.Context, real: Optional[str], fake: Optional[str], metrics: str, features: str, dims: int,
              fid_impl: str, n: Optional[int], batch_size: int, workers: int, inception_weights: Optional[str],
-             download: bool, kid_subset_size: int, cache: bool, out_file: Optional[str], as_json: bool) -> None:
+             download: bool, kid_subset_size: int, cache: bool, out_file: Optional[str], as_json: bool,
+             backend: str = "local", ray_address: Optional[str] = None, ray_task_cpus: float = 1.0) -> None:
     """FID, KID, Inception Score and precision/recall of --fake against --real, from one feature pass.
 
     --real and --fake are pixelforge datasets or plain image folders.
@@ -75,7 +77,7 @@ def _metrics(ctx: typer.Context, real: Optional[str], fake: Optional[str], metri
     config = EvaluateConfig(metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()), features=features,
                             dims=dims, fid_impl=fid_impl, n=n, batch_size=batch_size, workers=workers,
                             inception_weights=inception_weights, download=download, kid_subset_size=kid_subset_size,
-                            cache=cache)
+                            cache=cache, backend=backend, ray_address=ray_address, ray_task_cpus=ray_task_cpus)
     result = evaluate(real, fake, config)
     _warn(result.warnings)
     _save(out_file, "evaluate", config, {**result.to_json(), "real": real, "fake": fake, "failed": result.failed})
@@ -207,10 +209,13 @@ def register(app: typer.Typer) -> None:
         workers: Workers = 2, inception_weights: Weights = None, download: Download = False,
         kid_subset_size: Annotated[int, typer.Option(help="Images per KID subset (100 subsets).")] = 1000,
         cache: Annotated[bool, typer.Option(help="Cache the real set's features.")] = True,
+        backend: Annotated[str, typer.Option(help="Feature pass: local (loader processes) or ray (one task per "
+                                                  "shard; needs the ray extra).")] = "local",
+        ray_address: RayAddress = None, ray_task_cpus: RayTaskCpus = 1.0,
         out_file: OutFile = None, as_json: AsJson = False,
     ) -> None:
         _metrics(ctx, real, fake, metrics, features, dims, fid_impl, n, batch_size, workers, inception_weights,
-                 download, kid_subset_size, cache, out_file, as_json)
+                 download, kid_subset_size, cache, out_file, as_json, backend, ray_address, ray_task_cpus)
 
     group.command("conditional")(_conditional)
     group.command("memorization")(_memorization)

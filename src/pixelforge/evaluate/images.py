@@ -188,6 +188,12 @@ def extract(images: ImageSet, model, *, batch_size: int = 50, workers: int = 2, 
                     logit_arr[rows] = lg.numpy()
                 ok[rows] = True
             progress.advance(len(positions) + len(failures))
+    return collected(images, feats, logit_arr, ok, failed)
+
+
+def collected(images, feats, logit_arr, ok, failed: dict[int, str]) -> "Extracted":
+    """The Extracted of a feature pass: rows of the images that decoded; an error when none did."""
+    n = len(images.keys)
     if not ok.any():
         raise UsageError(f"{images.path}: none of its {n} images could be decoded "
                          f"(first failure: {next(iter(failed.values()), 'unknown')})")

@@ -14,6 +14,7 @@ from pixelforge.evaluate.metrics import (
     IS_SPLITS, KID_SUBSET_SIZE, KID_SUBSETS, METRICS, NEEDS_REAL, MetricInputs, check_metrics, compute_metrics,
     features_to_statistics,
 )
+from pixelforge.run import check_backend
 
 
 @dataclass
@@ -33,6 +34,9 @@ class EvaluateConfig:
     kid_subset_size: int = KID_SUBSET_SIZE
     is_splits: int = IS_SPLITS
     cache: bool = True                   # cache the real set's features and statistics
+    backend: str = "local"               # feature pass: local (loader processes) | ray (one task per shard)
+    ray_address: str | None = None       # --backend ray: None (start a local Ray), auto or ray://host:port
+    ray_task_cpus: float = 1.0           # --backend ray: CPUs each shard task reserves
 
     def validate(self) -> None:
         """Raise UsageError for a bad value, naming it and the allowed set, before any work."""
@@ -48,6 +52,7 @@ class EvaluateConfig:
                                  ("--is-splits", self.is_splits, 1)):
             if value < low:
                 raise UsageError(f"{flag} {value}: must be at least {low}")
+        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
 
 
 @dataclass
@@ -78,10 +83,22 @@ def _real_features(real: ImageSet, model: FeatureModel, config: EvaluateConfig) 
         if hit is not None:
             extracted, mu, sigma = hit
             return extracted, (mu, sigma), cache.location(real, name)[1]
-    extracted = extract(real, model, batch_size=config.batch_size, workers=config.workers, label="real images")
+    extracted = _extract(real, model, config, logits=False, label="real images")
     stats = features_to_statistics(extracted.features)
     where = cache.save(real, name, extracted, *stats) if name is not None else None
     return extracted, stats, where
+
+
+def _extract(images: ImageSet, model: FeatureModel, config: EvaluateConfig, *, logits: bool, label: str) -> Extracted:
+    """The feature pass of one set: in this process with loader workers, or one executor task per shard."""
+    if config.backend == "local":
+        return extract(images, model, batch_size=config.batch_size, workers=config.workers, logits=logits,
+                       label=label)
+    from pixelforge.evaluate.feature_tasks import extract_tasks
+
+    return extract_tasks(images, model, batch_size=config.batch_size, logits=logits, label=label,
+                         backend=config.backend, processes=max(1, config.workers), ray_address=config.ray_address,
+                         ray_task_cpus=config.ray_task_cpus, features=config.features)
 
 
 def evaluate(real: str | None, fake: str, config: EvaluateConfig | None = None,
@@ -111,8 +128,7 @@ def evaluate(real: str | None, fake: str, config: EvaluateConfig | None = None,
     if real_set is not None:
         real_x, real_stats, real_cache = _real_features(real_set, model, config)
         failed += [{"input": "real", "key": k, "reason": r} for k, r in real_x.failed]
-    fake_x = extract(fake_set, model, batch_size=config.batch_size, workers=config.workers,
-                     logits="is" in config.metrics, label="fake images")
+    fake_x = _extract(fake_set, model, config, logits="is" in config.metrics, label="fake images")
     failed += [{"input": "fake", "key": k, "reason": r} for k, r in fake_x.failed]
     if failed:
         warnings.append(f"{len(failed)} images could not be decoded and were left out (first: "

@@ -41,6 +41,11 @@ class DiffusionConfig:
     text_encoder: str = "minilm"
     text_tokens: int = 16
     text_dim: int = 384
+    # text: also add the caption's pooled (sentence) embedding to the timestep embedding, so every
+    # ResNet block of every level sees the whole prompt, as a class embedding is seen
+    text_pooled: bool = True
+    # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 turns it off (plain MSE)
+    snr_gamma: float = 5.0
     num_classes: int = 0
 
     def validate(self) -> None:
@@ -56,6 +61,8 @@ class DiffusionConfig:
                              f"(the {self.model_size} UNet halves it {levels - 1} times)")
         if not 0.0 <= self.cond_drop < 1.0:
             raise UsageError(f"--cond-drop {self.cond_drop}: choose a probability in [0, 1)")
+        if self.snr_gamma < 0:
+            raise UsageError(f"--snr-gamma {self.snr_gamma}: choose 0 (off) or a positive number such as 5")
 
 
 def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
@@ -64,6 +71,8 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
     Class conditioning reserves the id ``num_classes`` for "no class", the dropped condition
     of classifier-free guidance. Text conditioning uses cross-attention on the lowest level only:
     at 32 px that is where the layout is decided, and it is the cheapest place for attention.
+    With ``text_pooled`` the caption's pooled embedding is also projected and added to the
+    timestep embedding (diffusers' ``class_embed_type="projection"``), which reaches every block.
     """
     widths, layers, groups = _PRESETS[cfg.model_size]
     n = len(widths)
@@ -74,6 +83,8 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
             sample_size=cfg.image_size, in_channels=3, out_channels=3, layers_per_block=layers,
             block_out_channels=widths, down_block_types=down, up_block_types=up,
             cross_attention_dim=cfg.text_dim, attention_head_dim=8, norm_num_groups=groups,
+            class_embed_type="projection" if cfg.text_pooled else None,
+            projection_class_embeddings_input_dim=cfg.text_dim if cfg.text_pooled else None,
         )
     down = ("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",)
     up = ("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1)
@@ -99,15 +110,19 @@ def sampler(name: str, cfg: DiffusionConfig):
     Trailing timestep spacing so that, with a zero-terminal-SNR schedule, sampling starts from
     pure noise at the last timestep (Lin et al. 2024, "Common diffusion noise schedules and
     sample steps are flawed").
+
+    An epsilon model's first steps divide by sqrt(abar_T), which is ~0 on a cosine schedule: its
+    estimate of the clean image is clipped to [-1, 1] there, or it blows up (measured: pure noise).
     """
     if name not in SAMPLERS:
         raise UsageError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
     base: dict[str, Any] = dict(train_scheduler(cfg).config)
+    clip = cfg.prediction == "epsilon"
     if name == "ddim":
-        return DDIMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=False,
+        return DDIMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=clip,
                                          set_alpha_to_one=False)
     if name == "ddpm":
-        return DDPMScheduler.from_config(base, timestep_spacing="trailing")
+        return DDPMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=clip)
     return DPMSolverMultistepScheduler.from_config(base, algorithm_type="dpmsolver++", solver_order=2,
                                                    timestep_spacing="trailing", final_sigmas_type="zero")
 
@@ -116,7 +131,32 @@ def denoise(unet: torch.nn.Module, cfg: DiffusionConfig, x: torch.Tensor, t: tor
             cond: torch.Tensor | None) -> torch.Tensor:
     """One UNet call: the model's prediction (noise or velocity) for noisy images ``x`` at ``t``."""
     if cfg.condition == "text":
-        return unet(x, t, encoder_hidden_states=cond).sample
+        pooled = pool_tokens(cond) if cfg.text_pooled else None
+        return unet(x, t, encoder_hidden_states=cond, class_labels=pooled).sample
     if cfg.condition == "class":
         return unet(x, t, class_labels=cond).sample
     return unet(x, t).sample
+
+
+def pool_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, L, D) token embeddings with zeroed padding -> (B, D) sentence embeddings.
+
+    The mean over real tokens (what sentence-transformers' MiniLM was trained to pool),
+    L2-normalised and scaled by sqrt(D) so its entries are of unit size, as the projection expects.
+    """
+    real = (tokens.abs().sum(-1, keepdim=True) > 0).to(tokens.dtype)  # (B, L, 1)
+    mean = (tokens * real).sum(1) / real.sum(1).clamp(min=1)
+    return torch.nn.functional.normalize(mean, dim=-1) * tokens.shape[-1] ** 0.5
+
+
+def snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float, prediction: str) -> torch.Tensor:
+    """Per-sample loss weights of Min-SNR-gamma: min(SNR, gamma) / SNR for epsilon, / (SNR + 1) for v.
+
+    SNR(t) = abar / (1 - abar). Capping the weight of the easy, low-noise steps lets the model
+    spend its capacity on the noisy steps that decide layout, and converges faster (Hang et al.
+    2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy").
+    """
+    a = alphas_cumprod[t]
+    snr = a / (1 - a).clamp(min=1e-12)
+    capped = snr.clamp(max=gamma)
+    return capped / (snr + 1) if prediction == "v_prediction" else capped / snr.clamp(min=1e-12)

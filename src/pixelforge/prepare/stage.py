@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pixelforge import media
-from pixelforge.curate.shards import name_of, open_input, output_schema
+from pixelforge.curate.shards import begin_run, name_of, open_input, output_schema
 from pixelforge.errors import UsageError
 from pixelforge.prepare.augment import parse_spec
 from pixelforge.prepare.denoise import get_denoiser
 from pixelforge.progress import track
-from pixelforge.run import EXECUTORS, run_tasks
+from pixelforge.run import check_backend, run_tasks
 from pixelforge.store import Lineage, config_to_dict, finalize
-from pixelforge.store.shards import shard_id_of
+from pixelforge.store.shards import shard_id_of, shard_name
 
 # Columns prepare adds: which sample an augmented copy was made from, and which copy it is.
 PREPARE_FIELDS: tuple[pa.Field, ...] = (
@@ -38,7 +38,9 @@ class PrepareConfig:
     quality: int = 95
     seed: int = 0
     processes: int = 2
-    backend: str = "local"
+    backend: str = "local"  # executor of the per-shard work: local | ray
+    ray_address: str | None = None  # --backend ray: None (start a local Ray), auto or ray://host:port
+    ray_task_cpus: float = 1.0  # --backend ray: CPUs each shard task reserves
 
     def validate(self) -> None:
         """Raise UsageError naming the bad flag and its allowed values, before any work."""
@@ -60,8 +62,7 @@ class PrepareConfig:
                                  "such as --copies 2")
         if self.processes < 1:
             raise UsageError(f"--processes {self.processes}: choose at least 1")
-        if self.backend not in EXECUTORS:
-            raise UsageError(f"--backend {self.backend!r}: choose one of {', '.join(EXECUTORS)}")
+        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
 
 
 @dataclass
@@ -74,30 +75,36 @@ class PrepareResult:
     seconds: float
 
 
-def prepare(inp: str, out: str, config: PrepareConfig, *, overwrite: bool = False) -> PrepareResult:
+def prepare(inp: str, out: str, config: PrepareConfig, *, overwrite: bool = False,
+            resume: bool = False) -> PrepareResult:
     """Resize (media.resize) every sample of ``inp`` to ``config.size``, denoise, add augmented copies.
 
     Copies are made for rows whose split is train or null only (validation and test data are
     never augmented), keyed ``KEY_augK`` with ``aug_of`` = KEY; their boxes and masks are
     dropped because geometric ops move the content. Boxes and masks of the resized samples
-    follow the resize exactly. Undecodable samples become failure rows.
+    follow the resize exactly. Undecodable samples become failure rows. With ``resume``, a
+    stopped run into ``out`` continues: its finished shards are kept, the others are made.
     """
     config.validate()
-    ds, _, _ = open_input(inp, out, overwrite)
+    ds, _, _ = open_input(inp, out, overwrite, resume)
+    done = begin_run(out, "prepare", inp, config, resume)
     schema = output_schema(ds, PREPARE_FIELDS)
     from pixelforge.prepare.worker import PrepareTask, prepare_shard
 
     start = time.monotonic()
-    tasks = (PrepareTask(ds.path, shard, out, shard_id_of(shard), config, schema) for shard in ds.shards())
+    tasks = (PrepareTask(ds.path, shard, out, shard_id_of(shard), config, schema) for shard in ds.shards()
+             if shard_name(shard_id_of(shard)) not in done)
     written = fails = 0
     with track("prepare", total=ds.num_samples) as bar:
-        for n, f in run_tasks(prepare_shard, tasks, backend=config.backend, processes=config.processes):
+        for n, f in run_tasks(prepare_shard, tasks, backend=config.backend, processes=config.processes,
+                              ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
             written, fails = written + n, fails + f
             bar.advance(n + f)
     seconds = time.monotonic() - start
     result = finalize(out, name=name_of(out), schema=schema,
                       lineage=Lineage("prepare", config_to_dict(config), [inp]),
                       stats={"seconds": round(seconds, 3)})
+    fails = result.info["num_failures"]  # this run's and, when resumed, the stopped run's shards
     originals = ds.num_samples - fails
     return PrepareResult(out=out, input_samples=ds.num_samples, samples=result.num_samples,
                          augmented=result.num_samples - originals, failures=fails, seconds=round(seconds, 3))

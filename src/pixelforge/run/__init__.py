@@ -1,5 +1,5 @@
-"""Executors: run one per-shard function over many tasks, locally (process pool) or elsewhere."""
+"""Executors: run one per-shard function over many tasks, locally (process pool) or on Ray."""
 
-from pixelforge.run.local import EXECUTORS, run_tasks
+from pixelforge.run.executors import EXECUTORS, check_backend, check_output_shared, run_tasks
 
-__all__ = ["EXECUTORS", "run_tasks"]
+__all__ = ["EXECUTORS", "check_backend", "check_output_shared", "run_tasks"]

@@ -6,8 +6,6 @@ import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator, TypeVar
 
-from pixelforge.errors import UsageError
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -45,14 +43,3 @@ def run_local(fn: Callable[[T], R], tasks: Iterable[T], processes: int = 2,
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 yield fut.result()
-
-
-EXECUTORS = {"local": run_local}
-
-
-def run_tasks(fn: Callable[[T], R], tasks: Iterable[T], *, backend: str = "local", processes: int = 2,
-              max_in_flight: int | None = None) -> Iterator[R]:
-    """Run ``fn`` over ``tasks`` with the executor named ``backend``."""
-    if backend not in EXECUTORS:
-        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(EXECUTORS)}")
-    return EXECUTORS[backend](fn, tasks, processes=processes, max_in_flight=max_in_flight)

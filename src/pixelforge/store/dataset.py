@@ -116,6 +116,7 @@ def completed_shards(path: str) -> list[str]:
     """Shard names that exist under their final name (the unit of resume)."""
     fs, root = fsutil.resolve(path)
     shard_dir = fsutil.join(root, SHARDS_DIR)
+    fs.invalidate_cache(shard_dir)  # object stores (s3fs, gcsfs) cache listings; workers wrote since the last one
     if not fs.exists(shard_dir):
         return []
     names = [p.rsplit("/", 1)[-1] for p in fs.ls(shard_dir, detail=False)]
@@ -140,6 +141,7 @@ def finalize(path: str, *, name: str, lineage: Lineage, schema: pa.Schema,
     dataset.json is written last: its presence means the dataset is complete.
     Empty shards (every input of the slice failed) are removed.
     """
+    remove_partial(path)  # temporary shards of writers that died (a retried Ray task) are not part of it
     fs, root = fsutil.resolve(path)
     work = fsutil.join(root, WORK_DIR)
     num_samples = num_failures = 0

@@ -47,6 +47,8 @@ TRAIN_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
     ("stream", bool, "Stream training images from the shards in DataLoader workers instead of decoding them "
                      "into memory (default: only when they need more than --memory-gb).", ()),
     ("memory_gb", float, "Decoded training data up to this size is held in memory.", ()),
+    ("nproc", int, "Train with N processes under DistributedDataParallel (gloo on CPU, nccl with one GPU each); "
+                   "--batch-size is their total. Under torchrun, leave it out.", ()),
 ]
 
 FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {
@@ -57,6 +59,8 @@ FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {
         ("beta_schedule", str, "cosine or linear.", ()),
         ("zero_terminal_snr", bool, "Rescale betas to zero terminal SNR.", ()),
         ("cond_drop", float, "Condition dropout for classifier-free guidance.", ()),
+        ("snr_gamma", float, "Min-SNR-gamma loss weighting (0: plain MSE).", ()),
+        ("text_pooled", bool, "Text: also add the pooled caption embedding to the timestep embedding.", ()),
     ],
     "gan": [
         ("condition", str, "none or class (projection discriminator, conditional batch-norm).", ()),
@@ -149,6 +153,8 @@ def _make_command(family: str) -> None:
         family_flags = {k: given[k] for k in family_names if k in given}
         cfg, fam = build_configs(kwargs["config"], family, train_flags, family_flags)
         result = train(family, cfg, fam, resume=kwargs["resume"])
+        if result is None:  # a process of a torchrun group other than rank 0: rank 0 reports
+            return
         data = dataclasses.asdict(result)
         if kwargs["as_json"]:
             print(json.dumps(data, indent=2))

@@ -48,6 +48,7 @@ class TrainConfig:
     stream: bool | None = None  # stream the training images from the shards; None: when over memory_gb decoded
     memory_gb: float = 8.0  # decoded training data up to this size is held in memory
     policy: str | None = None  # a licence policy (research, commercial, open, or a TOML file) the data must meet
+    nproc: int = 1  # processes training together under DDP (torchrun sets it); batch_size is their total
     family: dict[str, Any] = field(default_factory=dict)  # the family config, as saved
 
     def validate(self) -> None:
@@ -63,6 +64,12 @@ class TrainConfig:
                             ("--log-every", self.log_every)):
             if value < 1:
                 raise UsageError(f"{flag} {value}: must be at least 1")
+        if self.nproc < 1:
+            raise UsageError(f"--nproc {self.nproc}: must be at least 1")
+        if self.batch_size % self.nproc:
+            up = -(-self.batch_size // self.nproc) * self.nproc
+            raise UsageError(f"--batch-size {self.batch_size} does not split over {self.nproc} processes (each takes "
+                             f"batch-size / nproc images): pass a multiple of {self.nproc}, e.g. --batch-size {up}")
         if self.lr <= 0:
             raise UsageError(f"--lr {self.lr}: must be positive")
         if not 0.0 <= self.ema_decay < 1.0:

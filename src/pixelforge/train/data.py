@@ -130,23 +130,30 @@ class Batches:
 
     Batch b of epoch e is the same whatever happened before, so a resumed run at step s draws
     exactly the batches the uninterrupted run would have drawn. With ``augment`` the images
-    are augmented per sample in DataLoader workers (seeded per step), off the training thread.
+    are augmented per sample in DataLoader workers (seeded per step and row), off the training thread.
+    ``batch_size`` is the global batch; ``part`` (rank, world) serves one DDP process its
+    batch_size / world rows of each global batch, so the processes together see what one would.
     """
 
     def __init__(self, table: ImageTable, batch_size: int, seed: int,
-                 augment: Callable[[Image.Image], Image.Image] | None = None, num_workers: int = 0):
+                 augment: Callable[[Image.Image], Image.Image] | None = None, num_workers: int = 0,
+                 part: tuple[int, int] = (0, 1)):
+        self.rank, self.world = part
         if len(table) < batch_size:
-            batch_size = len(table)
+            batch_size = len(table) - len(table) % self.world  # keep it divisible by the processes
         self.table, self.batch_size, self.seed = table, batch_size, seed
+        self.local = batch_size // self.world  # rows per process and step
         self.augment = augment
         self.per_epoch = len(table) // batch_size
         self.num_workers = num_workers if augment is not None else 0
 
     def indices(self, step: int) -> torch.Tensor:
+        """This process's rows of the global batch of ``step`` (all of them for one process)."""
         epoch, b = divmod(step, self.per_epoch)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.table), generator=g)
-        return perm[b * self.batch_size:(b + 1) * self.batch_size]
+        start = b * self.batch_size + self.rank * self.local
+        return perm[start:start + self.local]
 
     def iterate(self, start_step: int):
         """Yield (step, images float [-1, 1] (B, 3, S, S), labels, captions) from ``start_step`` on."""
@@ -179,9 +186,10 @@ class _AugmentedSteps(torch.utils.data.IterableDataset):
         step = self.start + wid
         while True:
             idx = self.batches.indices(step)
-            torch.manual_seed(self.batches.seed * 7919 + step)  # augmentation randomness per step
             out = []
-            for i in idx.tolist():
+            for row, i in enumerate(idx.tolist(), start=self.batches.rank * self.batches.local):
+                # augmentation randomness per step and row of the global batch: the same for any number of processes
+                torch.manual_seed(((self.batches.seed * 7919 + step) * 1_000_003 + row) % 2**63)
                 img = Image.fromarray(self.batches.table.images[i].permute(1, 2, 0).numpy())
                 aug = self.batches.augment(img)
                 if aug.size != img.size:  # a SPEC that crops or pads: back to the training size

@@ -18,17 +18,19 @@ from PIL import Image
 from pixelforge import __version__
 from pixelforge.audit.policy import check_training_allowed
 from pixelforge.errors import UsageError
-from pixelforge.progress import track
 from pixelforge.store import Dataset
 from pixelforge.train import checkpoint as ckpt
-from pixelforge.train.config import TrainConfig, resolve_device
+from pixelforge.train import distributed
+from pixelforge.train.config import TrainConfig
 from pixelforge.train.data import Batches, decode_rows, index_table, split_indices
 from pixelforge.train.families import Family, family_for
+
+MIN_IMPROVEMENT = 1e-4  # the relative gain of the monitored score that counts as "improved"
 
 MONITOR_NAMES = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
 # settings that may change on --resume (when and how often to stop/log); all others must match
 RESUMABLE_CHANGES = {"epochs", "max_steps", "max_minutes", "patience", "eval_every", "log_every", "num_workers",
-                     "device", "sample_steps", "val_batches", "memory_gb"}
+                     "device", "sample_steps", "val_batches", "memory_gb", "nproc"}
 
 
 @dataclass
@@ -127,12 +129,15 @@ def metric_fields(family: Family) -> tuple[str, ...]:
     return ("step", "epoch", "lr", "loss", *family.log_terms, *family.val_terms, "images_per_s", "seconds")
 
 
-def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = False) -> TrainResult:
-    """Train a ``family_name`` model on ``cfg.data`` into the run directory ``cfg.out``."""
+def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = False) -> TrainResult | None:
+    """Train a ``family_name`` model on ``cfg.data`` into the run directory ``cfg.out``.
+
+    With ``cfg.nproc`` > 1 (or under torchrun) every process runs this function under DDP (see
+    train/distributed.py); rank 0 writes the run and returns the result, the other processes return None.
+    """
     # -- 0. check everything before any work --------------------------------------------------------
     cfg.validate()
     family_cfg.validate()
-    device = resolve_device(cfg.device)
     run = Path(cfg.out)
     saved_path = run / "config.json"
     if saved_path.exists() and not resume:
@@ -143,6 +148,12 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         raise UsageError(f"--resume {run}: it holds a {old} run, not a {family_name} run; choose another --out")
     ds = Dataset.open(cfg.data)
     policy = check_training_allowed(ds, cfg.allow_opt_out, policy=cfg.policy)
+    if distributed.must_spawn(cfg):
+        return distributed.spawn(family_name, cfg, family_cfg, resume)  # N processes, each runs this function
+    ranks = distributed.join(cfg)  # this process's rank, the world size and its device
+    cfg = dataclasses.replace(cfg, nproc=ranks.world)
+    cfg.validate()  # under torchrun: --batch-size must split over its processes
+    device = ranks.device
     torch.manual_seed(cfg.seed)
     family = family_for(family_name)(family_cfg, device, cfg)
 
@@ -161,17 +172,19 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
 
         train_t = index.subset(train_idx)  # labels and captions only: the images stay in the shards
         batches = StreamBatches(ds, [rows[i] for i in train_idx], cfg.image_size, cfg.batch_size, cfg.seed,
-                                augment, cfg.num_workers)
+                                augment, cfg.num_workers, part=(ranks.rank, ranks.world))
         val_t, test_t = (decode_rows(ds, index, cfg.image_size, idx) for idx in (val_idx, test_idx))
     else:
         table = decode_rows(ds, index, cfg.image_size)
         train_t, val_t, test_t = (table.subset(idx) for idx in (train_idx, val_idx, test_idx))
-        batches = Batches(train_t, cfg.batch_size, cfg.seed, augment, cfg.num_workers)
+        batches = Batches(train_t, cfg.batch_size, cfg.seed, augment, cfg.num_workers, part=(ranks.rank, ranks.world))
     val_batches = Batches(val_t, min(cfg.batch_size, len(val_t)), cfg.seed + 1)
 
     # -- 2. model, EMA, optimisers ----------------------------------------------------------------
     family.prepare(train_t, val_t)
     modules = family.build()
+    # what train_step calls: DDP wrappers under N processes (with batch norm over the global batch)
+    modules, step_modules = distributed.wrap(modules, ranks)
     ema = {name: torch.optim.swa_utils.AveragedModel(modules[name], multi_avg_fn=ema_update(cfg.ema_decay),
                                                      use_buffers=True)
            for name in family.ema_names}
@@ -187,8 +200,9 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         return out
 
     # -- 3. run directory: config, or the state of the stopped run --------------------------------
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "samples").mkdir(exist_ok=True)
+    if ranks.main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "samples").mkdir(exist_ok=True)
     start_step, best, evals_without_gain, total_steps, prior_seconds = 0, None, 0, None, 0.0
     fields = metric_fields(family)
     if resume:
@@ -200,7 +214,8 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
             start_step, best = state["step"], state.get("best")
             evals_without_gain, total_steps = state.get("evals_without_gain", 0), state.get("total_steps")
             prior_seconds = state.get("train_seconds", 0.0)
-            _truncate_metrics(run / "metrics.csv", start_step, fields)
+            if ranks.main:
+                _truncate_metrics(run / "metrics.csv", start_step, fields)
     config_doc = {
         "pixelforge_version": __version__, "family": family_name, "train": dataclasses.asdict(cfg),
         "model": dataclasses.asdict(family_cfg), "dataset": {"path": cfg.data, "name": ds.name,
@@ -210,22 +225,25 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         "device": str(device), "opt_out_samples_used": policy.opted_out if policy.allowed_by_override else 0,
         **family.meta(),
     }
-    saved_path.write_text(json.dumps(config_doc, indent=2, default=str))
-    if hasattr(family, "save_extras"):
-        family.save_extras(run)
+    distributed.barrier(ranks)  # every process has read the stopped run before rank 0 writes over it
+    if ranks.main:
+        saved_path.write_text(json.dumps(config_doc, indent=2, default=str))
+        if hasattr(family, "save_extras"):
+            family.save_extras(run)
     if cfg.epochs is not None:
         total_steps = cfg.epochs * batches.per_epoch if cfg.max_steps is None else min(
             cfg.max_steps, cfg.epochs * batches.per_epoch)
     elif cfg.max_steps is not None:
         total_steps = cfg.max_steps
-    metrics_new = not (run / "metrics.csv").exists()
-    metrics_file = (run / "metrics.csv").open("a", newline="")
-    metrics = csv.DictWriter(metrics_file, fieldnames=fields)
-    if metrics_new:
-        metrics.writeheader()
-    from torch.utils.tensorboard import SummaryWriter
+    if ranks.main:  # only rank 0 writes metrics.csv, TensorBoard, samples, checkpoints and result.json
+        metrics_new = not (run / "metrics.csv").exists()
+        metrics_file = (run / "metrics.csv").open("a", newline="")
+        metrics = csv.DictWriter(metrics_file, fieldnames=fields)
+        if metrics_new:
+            metrics.writeheader()
+        from torch.utils.tensorboard import SummaryWriter
 
-    tb = SummaryWriter(str(run / "tensorboard"), purge_step=start_step or None)
+        tb = SummaryWriter(str(run / "tensorboard"), purge_step=start_step or None)
 
     # -- 4. the loop ------------------------------------------------------------------------------
     use_amp = device.type == "cuda" and cfg.mixed_precision
@@ -254,7 +272,8 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
             improved = True
         else:
             value, sign = val[monitor[0]], (1 if monitor[1] == "min" else -1)
-            improved = best is None or sign * value < sign * best
+            # better by more than a relative MIN_IMPROVEMENT: a change in the 5th digit is rounding, not learning
+            improved = best is None or sign * value < sign * best - MIN_IMPROVEMENT * abs(best)
             if improved:
                 best = value
         evals_without_gain = 0 if improved else evals_without_gain + 1
@@ -273,7 +292,7 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
             m.train()
 
     try:
-        with track(f"train {family_name}", total=total_steps) as bar:
+        with distributed.progress(ranks, f"train {family_name}", total_steps) as bar:
             bar.advance(start_step)
             for m in modules.values():
                 m.train()
@@ -282,33 +301,46 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                 if total_steps is not None and step >= total_steps:
                     stopped = "reached --max-steps" if cfg.max_steps == total_steps else "reached --epochs"
                     break
-                if budget is not None and time.monotonic() - start_time >= budget:
+                if budget is not None:  # rank 0's clock decides for every process: same last step, same lr
+                    (elapsed,) = distributed.from_main(ranks, time.monotonic() - start_time)
+                if budget is not None and elapsed >= budget:
                     stopped = f"reached --max-minutes {cfg.max_minutes:g}"
                     break
                 if total_steps is None and budget is not None:
                     # a time budget: the cosine follows the share of the budget used, not a step count
                     # estimated early (a machine that speeds up later would idle at lr 0)
-                    lr = lr_at(step, cfg, None, fraction=(time.monotonic() - start_time) / budget)
+                    lr = lr_at(step, cfg, None, fraction=elapsed / budget)
                 else:
                     lr = lr_at(step, cfg, horizon)
                 for opt in optimizers.values():
                     for group in opt.param_groups:
                         group["lr"] = group["base_lr"] * lr / cfg.lr
-                terms = family.train_step(modules, optimizers, x, labels, captions,
-                                          _step_generator(cfg.seed, step), step, autocast)
+                # under DDP: this process's rows of the global batch; the step's draws are split over the
+                # processes (or, for a family that cannot split them, drawn from a generator per process)
+                family.batch_rows = distributed.batch_rows(ranks, batches.batch_size)
+                salt = 0 if family.splits_draws else ranks.rank * 1_000_000_007
+                if ranks.world > 1:
+                    torch.manual_seed(distributed.rank_seed(cfg.seed, step, ranks.rank))  # dropout masks per process
+                terms = family.train_step(step_modules, optimizers, x, labels, captions,
+                                          _step_generator(cfg.seed, step, salt), step, autocast)
+                family.batch_rows = None
                 for name, averaged in ema.items():
                     averaged.update_parameters(modules[name])
                 for k, v in terms.items():
                     window.setdefault(k, []).append(v)  # no host sync per step
-                window_images += x.shape[0]
+                window_images += x.shape[0] * ranks.world
                 done = step + 1
                 bar.advance()
                 if done % cfg.log_every == 0:
-                    means = {k: float(torch.stack(v).float().mean()) for k, v in window.items()}
+                    # the mean over the global batch: each process averaged an equal share of it
+                    means = distributed.mean_over_ranks(ranks, {k: torch.stack(v).float().mean()
+                                                                for k, v in window.items()})
                     last_loss = means["loss"]
                     now = time.monotonic()
                     rate = window_images / max(now - window_start, 1e-9)
                     lr_now = next(iter(optimizers.values())).param_groups[0]["lr"]  # e.g. a GAN's generator's
+                    window, window_start, window_images = {}, now, 0
+                if done % cfg.log_every == 0 and ranks.main:
                     metrics.writerow({"step": done, "epoch": round(done / batches.per_epoch, 3), "lr": f"{lr_now:.6g}",
                                       **{k: f"{v:.6f}" for k, v in means.items()}, "images_per_s": f"{rate:.1f}",
                                       "seconds": f"{now - start_time:.1f}"})
@@ -317,9 +349,11 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                         tb.add_scalar(f"train/{k}", v, done)
                     tb.add_scalar("lr", lr_now, done)
                     tb.add_scalar("images_per_s", rate, done)
-                    window, window_start, window_images = {}, now, 0
                 if done % cfg.eval_every == 0:
-                    evaluate_and_save(done)
+                    if ranks.main:
+                        evaluate_and_save(done)
+                    # rank 0 evaluated: every process takes its verdict
+                    evals_without_gain, best = distributed.from_main(ranks, evals_without_gain, best)
                     if cfg.patience is not None and monitor is not None and evals_without_gain >= cfg.patience:
                         step = done
                         stopped = (f"early stopping: {MONITOR_NAMES.get(monitor[0], monitor[0])} did not improve "
@@ -327,7 +361,12 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                         break
                 step = done
     except KeyboardInterrupt:
+        if ranks.world > 1:
+            raise  # the other processes may be mid-step: resume from the last checkpoint
         stopped = "interrupted"
+    if not ranks.main:
+        distributed.leave(ranks)
+        return None
     last = ckpt.latest_checkpoint(run)
     if last is None or last.name != f"step_{step:07d}":
         evaluate_and_save(step)
@@ -343,6 +382,7 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                          loss=last_loss, val=val, best=best, images_per_s=round(rate, 1),
                          seconds=round(seconds, 1), final=final)
     (run / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    distributed.leave(ranks)
     return result
 
 

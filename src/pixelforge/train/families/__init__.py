@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
@@ -30,6 +30,10 @@ class Family(abc.ABC):
     train_defaults: ClassVar[dict[str, Any]] = {}  # TrainConfig defaults this family changes
     label_column: str = "label"
     generates: ClassVar[bool] = True
+    # True when every draw of a training step from its generator goes through draw_rows: then N DDP processes
+    # draw together exactly what one process would; otherwise each process gets its own generator
+    splits_draws: ClassVar[bool] = False
+    batch_rows: tuple[int, int, int] | None = None  # set by the loop for a DDP step: (start, stop, global batch)
 
     def __init__(self, cfg: Any, device: torch.device, train_cfg: Any = None):
         self.cfg, self.device, self.train_cfg = cfg, device, train_cfg
@@ -60,6 +64,14 @@ class Family(abc.ABC):
         The default ``train_step`` needs it; a family that overrides ``train_step`` (the GAN) may not.
         """
         raise TypeError(f"the {self.name} family defines neither loss_terms nor train_step")
+
+    def draw_rows(self, draw: Callable[[tuple[int, ...]], torch.Tensor], shape: Sequence[int]) -> torch.Tensor:
+        """``draw(shape)`` for a training batch of ``shape[0]`` rows. Under DDP it draws for the whole global
+        batch and keeps this process's rows, so the processes together draw what one process would."""
+        if self.batch_rows is None:
+            return draw(tuple(shape))
+        start, stop, total = self.batch_rows
+        return draw((total, *shape[1:]))[start:stop]
 
     def train_step(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                    x: torch.Tensor, labels: torch.Tensor, captions: list[str | None], gen: torch.Generator,

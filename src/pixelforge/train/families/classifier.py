@@ -21,6 +21,7 @@ class ClassifierFamily(Family):
     log_terms = ("accuracy",)
     train_defaults = {"lr": 2e-3, "weight_decay": 5e-4, "warmup_steps": 50}
     generates = False
+    splits_draws = True  # it draws nothing from the step generator (dropout draws from the global RNG)
 
     def __init__(self, cfg: ClassifierConfig, device: torch.device, train_cfg: Any = None):
         super().__init__(cfg, device, train_cfg)

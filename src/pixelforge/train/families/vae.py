@@ -15,6 +15,7 @@ class VaeFamily(Family):
     name = "vae"
     config_cls = VaeConfig
     ema_names = ("vae",)
+    splits_draws = True
     log_terms = ("reconstruction", "kl", "beta")
     val_terms = ("val_loss", "val_reconstruction", "val_kl")
     train_defaults = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100}
@@ -32,7 +33,8 @@ class VaeFamily(Family):
     def loss_terms(self, modules, x, labels, captions, gen, step, train=True):
         x01 = (x.to(self.device) + 1) / 2
         y = labels.to(self.device) if self.cfg.condition == "class" else None
-        eps = torch.randn((x.shape[0], self.cfg.latent_dim), generator=gen).to(self.device)
+        eps = self.draw_rows(lambda s: torch.randn(s, generator=gen), (x.shape[0], self.cfg.latent_dim)
+                             ).to(self.device)
         rec, kl = vae_terms(modules["vae"], x01, y, eps, self.cfg.reconstruction)
         beta = self.beta_at(step) if train else self.cfg.beta
         return {"loss": rec + beta * kl, "reconstruction": rec, "kl": kl, "beta": torch.tensor(beta)}

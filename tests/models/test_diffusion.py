@@ -1,0 +1,45 @@
+"""The diffusion model's pieces: Min-SNR weights, pooled text embeddings, the pooled-text UNet."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelforge.errors import UsageError
+from pixelforge.models.diffusion import DiffusionConfig, build_unet, denoise, pool_tokens, snr_weights
+
+
+def test_snr_weights_exact():
+    abar = torch.tensor([0.0, 0.5, 0.9, 0.99])  # SNR 0, 1, 9, 99
+    t = torch.arange(4)
+    v = snr_weights(abar, t, 5.0, "v_prediction")
+    eps = snr_weights(abar, t, 5.0, "epsilon")
+    assert torch.allclose(v, torch.tensor([0.0, 0.5, 0.5, 0.05]), atol=1e-6)
+    assert torch.allclose(eps, torch.tensor([0.0, 1.0, 5 / 9, 5 / 99]), atol=1e-6)
+
+
+def test_pool_tokens_ignores_padding():
+    tokens = torch.zeros(2, 4, 3)
+    tokens[0, :2] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # two real tokens, two padding
+    tokens[1, :1] = torch.tensor([[0.0, 0.0, 2.0]])
+    pooled = pool_tokens(tokens)
+    s3 = 3 ** 0.5
+    assert torch.allclose(pooled[0], torch.tensor([s3 / 2 ** 0.5, s3 / 2 ** 0.5, 0.0]), atol=1e-6)
+    assert torch.allclose(pooled[1], torch.tensor([0.0, 0.0, s3]), atol=1e-6)
+
+
+def test_pooled_text_reaches_the_timestep_embedding():
+    cfg = DiffusionConfig(condition="text", image_size=8, text_dim=16, text_pooled=True)
+    unet = build_unet(cfg)
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([10, 500])
+    cond = torch.randn(2, 4, 16)
+    denoise(unet, cfg, x, t, cond).square().mean().backward()
+    grad = unet.class_embedding.linear_1.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    plain = build_unet(DiffusionConfig(condition="text", image_size=8, text_dim=16, text_pooled=False))
+    assert plain.class_embedding is None
+
+
+def test_negative_snr_gamma_is_refused():
+    with pytest.raises(UsageError, match="--snr-gamma"):
+        DiffusionConfig(snr_gamma=-1).validate()
