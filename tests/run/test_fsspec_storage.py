@@ -67,3 +67,30 @@ def test_file_url_out_on_ray_matches_a_local_path_run(ray_cluster, memory_list, 
     collect_urls(local_list, str(tmp_path / "local"), _config(processes=2))
     collect_urls(mem_list, f"file://{tmp_path}/ray", _config(processes=2, backend="ray"))
     assert content(str(tmp_path / "ray")) == content(str(tmp_path / "local"))
+
+
+def test_curate_split_prepare_refuse_memory_out_with_several_processes(tmp_path):
+    """Pool workers would write their shards into their own memory:// and the output would come out empty."""
+    from pixelforge.cli import main
+
+    data = str(tmp_path / "shapes")
+    assert main(["import", "shapes", "--n", "8", "--size", "16", "--out", data]) == 0
+    for stage in (_curate, _split, _prepare):
+        with pytest.raises(UsageError, match="in-memory file system is private to one process"):
+            stage(data, "memory://refused/out")
+        assert not fsspec.filesystem("memory").exists("/refused/out")
+
+
+def _curate(data, out):
+    from pixelforge.curate.stage import CurateConfig, curate
+    curate(data, out, CurateConfig(watermark=False, processes=2))
+
+
+def _split(data, out):
+    from pixelforge.curate.split import SplitConfig, split_dataset
+    split_dataset(data, out, SplitConfig(processes=2))
+
+
+def _prepare(data, out):
+    from pixelforge.prepare.stage import PrepareConfig, prepare
+    prepare(data, out, PrepareConfig(size=8, processes=2))

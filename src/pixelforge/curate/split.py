@@ -13,7 +13,7 @@ import pyarrow as pa
 from pixelforge.curate.dedup import MAX_RADIUS, hashes_to_groups
 from pixelforge.curate.shards import begin_run, copy_shards, name_of, open_input, output_schema
 from pixelforge.errors import UsageError
-from pixelforge.run import check_backend
+from pixelforge.run import check_backend, check_output_shared
 from pixelforge.store import Lineage, config_to_dict, finalize
 
 AUTO_GROUP = "auto"  # dup_group when the input was curated, else phash/sha256 groups computed here
@@ -161,6 +161,7 @@ def split_dataset(inp: str, out: str, config: SplitConfig, *, overwrite: bool = 
 
     columns = Dataset.open(inp).schema.names
     config.validate(columns)
+    check_output_shared(out, config.backend, config.processes)  # memory:// is private to one process
     ds, _, _ = open_input(inp, out, overwrite, resume)
     done = begin_run(out, "split", inp, config, resume)
     table = ds.index()

@@ -20,7 +20,7 @@ from pixelforge.curate.rules import EXAMPLES_PER_RULE, apply_rules, check_where
 from pixelforge.curate.shards import begin_run, copy_shards, name_of, open_input, output_schema
 from pixelforge.errors import UsageError
 from pixelforge.progress import track
-from pixelforge.run import check_backend, run_tasks
+from pixelforge.run import check_backend, check_output_shared, run_tasks
 from pixelforge.store import Dataset, Lineage, config_to_dict, finalize
 from pixelforge.store import fs as fsutil
 from pixelforge.store.shards import WORK_DIR
@@ -169,6 +169,7 @@ def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False,
     finished output shards are kept, and the result equals an uninterrupted run.
     """
     config.validate()
+    check_output_shared(out, config.backend, config.processes)  # memory:// is private to one process
     if config.where:  # before any output exists: a bad condition leaves nothing behind
         check_where(config.where, output_schema(Dataset.open(inp), CURATE_FIELDS))
     ds, fs, root = open_input(inp, out, overwrite, resume)

@@ -13,7 +13,7 @@ from pixelforge.errors import UsageError
 from pixelforge.prepare.augment import parse_spec
 from pixelforge.prepare.denoise import get_denoiser
 from pixelforge.progress import track
-from pixelforge.run import check_backend, run_tasks
+from pixelforge.run import check_backend, check_output_shared, run_tasks
 from pixelforge.store import Lineage, config_to_dict, finalize
 from pixelforge.store.shards import shard_id_of, shard_name
 
@@ -86,6 +86,7 @@ def prepare(inp: str, out: str, config: PrepareConfig, *, overwrite: bool = Fals
     stopped run into ``out`` continues: its finished shards are kept, the others are made.
     """
     config.validate()
+    check_output_shared(out, config.backend, config.processes)  # memory:// is private to one process
     ds, _, _ = open_input(inp, out, overwrite, resume)
     done = begin_run(out, "prepare", inp, config, resume)
     schema = output_schema(ds, PREPARE_FIELDS)
