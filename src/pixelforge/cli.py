@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pixelforge import __version__
 from pixelforge.errors import PixelforgeError, UsageError
+from pixelforge.collect.options import AllowPrivate, Encode, ImageSize, MinSide, Quality, ResizeMode, UserAgent
 from pixelforge.run.options import Backend, RayAddress, RayTaskCpus
 from pixelforge.sources import make_source
 
@@ -202,11 +203,11 @@ def collect_urls_command(
     url_col: Annotated[str, typer.Option(help="Column holding the image URL.")] = "url",
     caption_col: Annotated[str, typer.Option(help="Column holding the caption ('' for none).")] = "caption",
     keep_cols: Annotated[str, typer.Option(help="Comma-separated columns kept in the JSON meta field.")] = "",
-    image_size: Annotated[int, typer.Option(help="Side of the stored image in pixels.")] = 256,
-    resize_mode: Annotated[str, typer.Option(help="center_crop, keep_ratio, pad or none.")] = "center_crop",
-    encode: Annotated[str, typer.Option(help="Stored encoding: jpg, png or webp.")] = "jpg",
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
-    min_side: Annotated[int, typer.Option(help="Originals with a shorter side under this fail as too_small.")] = 0,
+    image_size: ImageSize = 256,
+    resize_mode: ResizeMode = "center_crop",
+    encode: Encode = "jpg",
+    quality: Quality = 95,
+    min_side: MinSide = 0,
     max_bytes: MaxBytes = 20 * 2**20,
     max_pixels: MaxPixels = 100_000_000,
     timeout: Annotated[float, typer.Option(help="Seconds allowed per download.")] = 10.0,
@@ -215,14 +216,13 @@ def collect_urls_command(
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     concurrency: Annotated[int, typer.Option(help="Downloads in flight per process.")] = 64,
     per_host: Annotated[int, typer.Option(help="At most N connections per host (0 = no cap).")] = 0,
-    user_agent: Annotated[Optional[str], typer.Option(help="User-Agent header (default names pixelforge).")] = None,
+    user_agent: UserAgent = None,
     samples_per_shard: PerShard = 1000,
     resume: Annotated[bool, typer.Option(help="Keep finished shards of a stopped run; fetch the rest.")] = False,
     overwrite: Overwrite = False,
     ignore_opt_outs: Annotated[bool, typer.Option(help="Do not honour robots.txt, X-Robots-Tag or TDM "
                                                    "reservations (recorded in dataset.json).")] = False,
-    allow_private_networks: Annotated[bool, typer.Option(help="Allow loopback/private addresses "
-                                                          "(local tests and the demo).")] = False,
+    allow_private_networks: AllowPrivate = False,
     license: License = "unknown",
     backend: Backend = "local",
     ray_address: RayAddress = None,

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from pixelforge.collect.options import AllowPrivate, Encode, ImageSize, MinSide, Quality, ResizeMode, UserAgent
 from pixelforge.run.options import Backend, RayAddress, RayTaskCpus
 
 MaxBytes = Annotated[int, typer.Option(help="Images larger than this many bytes fail with too_large.")]
@@ -32,11 +33,11 @@ def crawl_command(
                                                       "blanked): bounds calendars and query traps.")] = 100,
     page_concurrency: Annotated[int, typer.Option(help="Pages in flight over all hosts "
                                                        "(one at a time per host).")] = 8,
-    image_size: Annotated[int, typer.Option(help="Side of the stored image in pixels.")] = 256,
-    resize_mode: Annotated[str, typer.Option(help="center_crop, keep_ratio, pad or none.")] = "center_crop",
-    encode: Annotated[str, typer.Option(help="Stored encoding: jpg, png or webp.")] = "jpg",
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
-    min_side: Annotated[int, typer.Option(help="Originals with a shorter side under this fail as too_small.")] = 0,
+    image_size: ImageSize = 256,
+    resize_mode: ResizeMode = "center_crop",
+    encode: Encode = "jpg",
+    quality: Quality = 95,
+    min_side: MinSide = 0,
     max_bytes: MaxBytes = 20 * 2**20,
     max_pixels: MaxPixels = 100_000_000,
     timeout: Annotated[float, typer.Option(help="Seconds allowed per request.")] = 10.0,
@@ -44,15 +45,14 @@ def crawl_command(
     processes: Annotated[int, typer.Option(help="Worker processes for the image downloads.")] = 2,
     concurrency: Annotated[int, typer.Option(help="Image downloads in flight per process.")] = 64,
     per_host: Annotated[int, typer.Option(help="At most N image connections per host (0 = no cap).")] = 8,
-    user_agent: Annotated[Optional[str], typer.Option(help="User-Agent header (default names pixelforge).")] = None,
+    user_agent: UserAgent = None,
     samples_per_shard: Annotated[int, typer.Option(help="Samples per WebDataset shard.")] = 1000,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it already holds a dataset.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue a killed run in --out: its crawl is kept, the downloads "
                                               "go on where they stopped.")] = False,
     ignore_opt_outs: Annotated[bool, typer.Option(help="Download opted-out images too (their opt_out column "
                                                        "says why; recorded in dataset.json).")] = False,
-    allow_private_networks: Annotated[bool, typer.Option(help="Allow loopback/private addresses "
-                                                              "(local tests and the demo).")] = False,
+    allow_private_networks: AllowPrivate = False,
     license: Annotated[str, typer.Option(help="Licence id for images whose page states none (never guessed).")]
     = "unknown",
     backend: Backend = "local",
