@@ -1,4 +1,4 @@
-"""The diffusion model's pieces: Min-SNR weights, pooled text embeddings, the pooled-text UNet."""
+"""The diffusion model's pieces: Min-SNR weights, pooled text embeddings, text layers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from pixelforge.errors import UsageError
-from pixelforge.models.diffusion import DiffusionConfig, build_unet, denoise, pool_tokens, snr_weights
+from pixelforge.models.diffusion import (
+    DiffusionConfig, build_unet, denoise, pool_tokens, snr_weights,
+)
+from pixelforge.models.text import MiniLMEncoder
 
 
 def test_snr_weights_exact():
@@ -43,3 +46,19 @@ def test_pooled_text_reaches_the_timestep_embedding():
 def test_negative_snr_gamma_is_refused():
     with pytest.raises(UsageError, match="--snr-gamma"):
         DiffusionConfig(snr_gamma=-1).validate()
+
+
+def test_text_layer_keeps_left_and_right_apart():
+    caps = ["a small red circle in the top left on a blue background",
+            "a small red circle in the top right on a blue background"]
+    last, penultimate = MiniLMEncoder(16, layer=-1), MiniLMEncoder(16, layer=-2)
+    direct = last.tokenizer(caps, padding="max_length", max_length=16, return_tensors="pt")
+    with torch.inference_mode():
+        expected = last.model(**direct).last_hidden_state * direct["attention_mask"].unsqueeze(-1)
+    a = last.encode(caps)
+    assert torch.allclose(a, expected) and a[:, -2:].abs().sum() == 0  # padding zeroed
+    b = penultimate.encode(caps)
+    # measured: 3.5 on the last layer, 8.0 on the penultimate
+    assert (b[0] - b[1]).norm() > 2 * (a[0] - a[1]).norm()
+    with pytest.raises(UsageError, match="--text-layer 7: MiniLM has hidden states -7..6"):
+        MiniLMEncoder(16, layer=7)

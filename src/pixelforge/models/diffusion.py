@@ -41,6 +41,8 @@ class DiffusionConfig:
     text_encoder: str = "minilm"
     text_tokens: int = 16
     text_dim: int = 384
+    # which hidden layer of the text encoder: -2, the penultimate, keeps left/right apart (see MiniLMEncoder)
+    text_layer: int = -2
     # text: also add the caption's pooled (sentence) embedding to the timestep embedding, so every
     # ResNet block of every level sees the whole prompt, as a class embedding is seen
     text_pooled: bool = True

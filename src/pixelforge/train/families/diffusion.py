@@ -51,7 +51,8 @@ class DiffusionFamily(Family):
 
     def _caption_cache(self) -> CaptionCache:
         if self.captions is None:
-            self.captions = CaptionCache(text_encoder(self.cfg.text_encoder, self.cfg.text_tokens))
+            self.captions = CaptionCache(text_encoder(self.cfg.text_encoder, self.cfg.text_tokens,
+                                                     layer=self.cfg.text_layer))
         return self.captions
 
     def build(self) -> dict[str, torch.nn.Module]:
