@@ -444,6 +444,16 @@ def test_process_keeps_original_bytes(fmt, ext):
     assert p.phash == media.phash64(media.decode(data))
 
 
+def test_process_hashes_a_kept_jpeg_from_a_reduced_decode():
+    data = save(photo(512, 384), "JPEG")
+    p = media.process(data)
+    assert p.data is data and (p.width, p.height) == (512, 384)
+    small = media.decode(data, draft_size=media.PHASH_DRAFT)
+    assert small.size == (128, 96)  # 1/4 scale: the smallest with both sides >= 64
+    assert p.phash == media.phash64(small)
+    assert bin(p.phash ^ media.phash64(media.decode(data))).count("1") <= 2
+
+
 def test_process_keeps_original_when_resize_is_a_no_op():
     data = save(photo(256, 256), "JPEG")
     assert media.process(data, size=256, resize_mode="center_crop").data is data

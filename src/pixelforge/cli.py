@@ -71,15 +71,18 @@ Overwrite = Annotated[bool, typer.Option(help="Replace --out if it already holds
 MaxPixels = Annotated[int, typer.Option(help="Images declaring more pixels fail with too_many_pixels.")]
 MaxBytes = Annotated[int, typer.Option(help="Files larger than this many bytes fail with too_large.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+Processes = Annotated[int, typer.Option(help="Worker processes decoding and hashing the images (imports of "
+                                             "fewer than 512 items run in one).")]
 
 
 def _run_import(source: Any, out: str, license: str, license_url: Optional[str], attribution: Optional[str],
-                samples_per_shard: int, overwrite: bool, max_pixels: int, max_bytes: int, as_json: bool) -> None:
+                samples_per_shard: int, overwrite: bool, max_pixels: int, max_bytes: int, as_json: bool,
+                processes: int) -> None:
     from pixelforge.sources.base import ImportOptions, run_import
 
     options = ImportOptions(out=out, license=license, license_url=license_url, attribution=attribution,
                             samples_per_shard=samples_per_shard, overwrite=overwrite, max_pixels=max_pixels,
-                            max_bytes=max_bytes)
+                            max_bytes=max_bytes, processes=processes)
     _print_result(run_import(source, options), as_json)
 
 
@@ -97,11 +100,11 @@ def import_imagefolder(
     root: Annotated[str, typer.Argument(help="Folder with one sub-folder per class.")],
     out: Out, license: License = "unknown", license_url: LicenseUrl = None, attribution: Attribution = None,
     samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, max_pixels: MaxPixels = 100_000_000,
-    max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False,
+    max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False, processes: Processes = 2,
 ) -> None:
     """Import ROOT/<class>/<image> (ImageNet layout): class folders become labels."""
     _run_import(make_source("imagefolder", root=root), out, license, license_url, attribution, samples_per_shard, overwrite,
-                max_pixels, max_bytes, as_json)
+                max_pixels, max_bytes, as_json, processes)
 
 
 @_import_command("folder", "pixelforge import folder ./finetune --out data/ft --license cc-by-4.0")
@@ -109,11 +112,11 @@ def import_folder(
     root: Annotated[str, typer.Argument(help="Folder of images with optional NAME.txt captions and NAME.json.")],
     out: Out, license: License = "unknown", license_url: LicenseUrl = None, attribution: Attribution = None,
     samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, max_pixels: MaxPixels = 100_000_000,
-    max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False,
+    max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False, processes: Processes = 2,
 ) -> None:
     """Import a folder of images (recursively) with same-name .txt captions and .json licence sidecars."""
     _run_import(make_source("folder", root=root), out, license, license_url, attribution, samples_per_shard, overwrite,
-                max_pixels, max_bytes, as_json)
+                max_pixels, max_bytes, as_json, processes)
 
 
 @_import_command("coco", "pixelforge import coco --images val2017 --annotations instances_val2017.json "
@@ -126,33 +129,33 @@ def import_coco(
     masks: Annotated[bool, typer.Option(help="Render segmentations (polygons and RLE) to mask PNGs.")] = False,
     license: License = "unknown", license_url: LicenseUrl = None, attribution: Attribution = None,
     samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, max_pixels: MaxPixels = 100_000_000,
-    max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False,
+    max_bytes: MaxBytes = 20 * 2**20, as_json: AsJson = False, processes: Processes = 2,
 ) -> None:
     """Import a COCO detection set: boxes, category ids, captions, licences and optional masks."""
     _run_import(make_source("coco", images=images, annotations=annotations, captions=captions, masks=masks), out, license,
-                license_url, attribution, samples_per_shard, overwrite, max_pixels, max_bytes, as_json)
+                license_url, attribution, samples_per_shard, overwrite, max_pixels, max_bytes, as_json, processes)
 
 
 @_import_command("cifar10", "pixelforge import cifar10 cifar-10-python.tar.gz --out data/cifar10")
 def import_cifar10(
     path: Annotated[str, typer.Argument(help="cifar-10-python.tar.gz or the extracted cifar-10-batches-py/.")],
     out: Out, license: License = "unknown", license_url: LicenseUrl = None, attribution: Attribution = None,
-    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
+    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False, processes: Processes = 2,
 ) -> None:
     """Import CIFAR-10 (python version): labels, label names, train/test split. Pickles are read safely."""
     _run_import(make_source("cifar10", path=path), out, license, license_url, attribution, samples_per_shard,
-                overwrite, 100_000_000, 20 * 2**20, as_json)
+                overwrite, 100_000_000, 20 * 2**20, as_json, processes)
 
 
 @_import_command("cifar100", "pixelforge import cifar100 cifar-100-python.tar.gz --out data/cifar100")
 def import_cifar100(
     path: Annotated[str, typer.Argument(help="cifar-100-python.tar.gz or the extracted cifar-100-python/.")],
     out: Out, license: License = "unknown", license_url: LicenseUrl = None, attribution: Attribution = None,
-    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
+    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False, processes: Processes = 2,
 ) -> None:
     """Import CIFAR-100 (python version): fine and coarse labels and names, train/test split."""
     _run_import(make_source("cifar100", path=path), out, license, license_url, attribution, samples_per_shard,
-                overwrite, 100_000_000, 20 * 2**20, as_json)
+                overwrite, 100_000_000, 20 * 2**20, as_json, processes)
 
 
 @_import_command("mnist", "pixelforge import mnist ./mnist --out data/mnist")
@@ -162,22 +165,22 @@ def import_mnist(
     label_names: Annotated[str, typer.Option(help="digits (MNIST) or fashion (Fashion-MNIST class names).")]
     = "digits",
     license: License = "unknown", license_url: LicenseUrl = None, attribution: Attribution = None,
-    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
+    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False, processes: Processes = 2,
 ) -> None:
     """Import MNIST or Fashion-MNIST IDX files: labels and train/test split."""
     _run_import(make_source("mnist", path=path, label_names=label_names), out, license, license_url, attribution,
-                samples_per_shard, overwrite, 100_000_000, 20 * 2**20, as_json)
+                samples_per_shard, overwrite, 100_000_000, 20 * 2**20, as_json, processes)
 
 
 @_import_command("digits", "pixelforge import digits --size 16 --out data/digits")
 def import_digits(
     out: Out,
     size: Annotated[int, typer.Option(help="Upscale the 8x8 digits to SIZE x SIZE.")] = 8,
-    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
+    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False, processes: Processes = 2,
 ) -> None:
     """Import scikit-learn's bundled 1,797 handwritten digits (real data, no download)."""
     _run_import(make_source("digits", size=size), out, "unknown", None, None, samples_per_shard, overwrite,
-                100_000_000, 20 * 2**20, as_json)
+                100_000_000, 20 * 2**20, as_json, processes)
 
 
 @_import_command("shapes", "pixelforge import shapes --n 5000 --size 32 --seed 0 --out data/shapes")
@@ -187,11 +190,11 @@ def import_shapes(
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
     max_shapes: Annotated[int, typer.Option(help="Shapes per image: 1 or 2.")] = 1,
-    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False,
+    samples_per_shard: PerShard = 1000, overwrite: Overwrite = False, as_json: AsJson = False, processes: Processes = 2,
 ) -> None:
     """Generate the synthetic shapes set: coloured shapes with captions stating exactly what is drawn."""
     _run_import(make_source("shapes", n=n, size=size, seed=seed, max_shapes=max_shapes), out, "unknown", None, None,
-                samples_per_shard, overwrite, 100_000_000, 20 * 2**20, as_json)
+                samples_per_shard, overwrite, 100_000_000, 20 * 2**20, as_json, processes)
 
 
 # ---- collect ------------------------------------------------------------------------------------

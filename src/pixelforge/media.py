@@ -344,6 +344,10 @@ def encode(img: Image.Image, ext: str = "jpg", quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+# the smallest decode a kept JPEG's phash is taken from: twice the 32x32 copy phash resizes to
+PHASH_DRAFT = (64, 64)
+
+
 def phash64(img: Image.Image) -> int:
     """The 64-bit perceptual hash of ``img`` (imagehash.phash, hash_size 8) as an unsigned int.
 
@@ -372,7 +376,8 @@ def process(
 
     JPEGs are decoded at reduced scale (see ``decode``'s draft_size) when the resize target is
     at most half the source. ``sha256`` is of ``data``; ``phash`` is phash64 of the stored
-    pixels (before lossy encoding, which rarely moves a bit). Raises a MediaError for a bad
+    pixels (before lossy encoding, which rarely moves a bit); of a kept JPEG, of its copy decoded
+    at 1/2-1/8 scale with both sides >= PHASH_DRAFT (several times faster than a full decode). Raises a MediaError for a bad
     image and UsageError for bad arguments (checked before any work).
     """
     check_resize_mode(resize_mode)
@@ -390,7 +395,8 @@ def process(
     else:
         noop = True
     keep = noop and ext is None and info.orientation == 1 and info.format in _KEEP_EXT
-    img = _decode_open(im, info, None if noop else draft)
+    # a kept image is decoded only to check it and hash it: JPEGs at reduced scale (DCT scaling)
+    img = _decode_open(im, info, PHASH_DRAFT if keep else None if noop else draft)
     if keep:
         return Processed(
             data=data, ext=_KEEP_EXT[info.format], width=w, height=h, orig_width=w,

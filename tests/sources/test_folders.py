@@ -106,3 +106,28 @@ def test_digits_real_data(tmp_path):
 def test_digits_size_validated(capsys, tmp_path):
     assert main(["import", "digits", "--size", "4", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == "Error: --size 4: choose a side between 8 and 512 pixels"
+
+
+def test_parallel_import_equals_one_process(imagenet, tmp_path, monkeypatch):
+    """Windows decoded by 2 worker processes come back in order: same rows, failures and shard bytes."""
+    from pixelforge.sources import base
+
+    monkeypatch.setattr(base, "WINDOW", 2)  # 9 items -> 5 windows, finishing in any order
+    monkeypatch.setattr(base, "MIN_PARALLEL_ITEMS", 0)
+    out = {}
+    for processes in (1, 2):
+        res = run_import(ImageFolderSource(str(imagenet)),
+                         ImportOptions(out=str(tmp_path / f"p{processes}"), processes=processes))
+        assert (res.samples, res.failures) == (7, 1)
+        ds = Dataset.open(res.out)
+        out[processes] = (ds.index().to_pylist(), ds.failures().to_pylist(),
+                          [(s.key, s.image) for s in ds.iter_samples()])
+    assert out[2] == out[1]
+    assert [r["key"] for r in out[2][0]] == sorted(r["key"] for r in out[2][0])
+
+
+def test_import_processes_checked(capsys, tmp_path, imagenet):
+    assert main(["import", "imagefolder", str(imagenet), "--out", str(tmp_path / "o"), "--processes", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["Error: --processes 0: must be at least 1"]
+    assert not (tmp_path / "o").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class ImportOptions:
     overwrite: bool = False
     max_pixels: int = media.MediaLimits.max_pixels
     max_bytes: int = media.MediaLimits.max_bytes
+    processes: int = 2  # worker processes decoding and hashing the images
 
 
 @dataclass
@@ -117,26 +119,108 @@ def store_image(image: bytes | np.ndarray, limits: media.MediaLimits) -> media.P
     return media.process(image, limits=limits)
 
 
+# Items go to the worker processes in windows of this many; an import with fewer items than
+# MIN_PARALLEL_ITEMS runs in this process (starting the pool costs more than it saves).
+WINDOW = 64
+MIN_PARALLEL_ITEMS = 512
+
+
+def _store_all(limits: media.MediaLimits, images: list[bytes | np.ndarray]) -> list[media.Processed | tuple[str, str]]:
+    """store_image over a list of images; a bad image becomes (reason, detail), not an exception."""
+    out: list[media.Processed | tuple[str, str]] = []
+    for image in images:
+        try:
+            out.append(store_image(image, limits))
+        except ItemError as exc:
+            out.append((exc.reason, exc.detail))
+    return out
+
+
+def _store_window(task: tuple[int, media.MediaLimits, list[bytes | np.ndarray]]) -> tuple[int, list]:
+    """One pool task: (window id, limits, images) -> (window id, _store_all's results).
+
+    A source file kept byte for byte is not sent back (``data`` empty): the caller has it.
+    """
+    wid, limits, images = task
+    out = _store_all(limits, images)
+    for i, p in enumerate(out):
+        if isinstance(p, media.Processed) and p.data is images[i]:
+            out[i] = dataclasses.replace(p, data=b"")
+    return wid, out
+
+
+def _windows(items: Iterator[Record | Failure], pending: dict[int, list[Record | Failure]],
+             limits: media.MediaLimits) -> Iterator[tuple[int, media.MediaLimits, list]]:
+    """A pool task per WINDOW items; the items wait in ``pending`` (by window id) for their results."""
+    window: list[Record | Failure] = []
+    wid = 0
+    for item in items:
+        window.append(item)
+        if len(window) == WINDOW:
+            pending[wid] = window
+            yield wid, limits, [r.image for r in window if isinstance(r, Record)]
+            window, wid = [], wid + 1
+    if window:
+        pending[wid] = window
+        yield wid, limits, [r.image for r in window if isinstance(r, Record)]
+
+
+def _stored(items: Iterator[Record | Failure], limits: media.MediaLimits,
+            processes: int) -> Iterator[tuple[Record | Failure, media.Processed | tuple[str, str] | None]]:
+    """Each item with its stored image, or (reason, detail) for a bad one, in the source's order.
+
+    With ``processes > 1`` decoding, hashing and re-encoding run in a process pool over windows
+    of items, and the results are put back in order: the dataset is the same for any count.
+    """
+    if processes <= 1:
+        for item in items:
+            yield item, (None if isinstance(item, Failure) else _store_all(limits, [item.image])[0])
+        return
+    from pixelforge.run.local import run_local
+
+    pending: dict[int, list[Record | Failure]] = {}
+    done: dict[int, list] = {}
+    next_id = 0
+    for wid, results in run_local(_store_window, _windows(items, pending, limits), processes=processes):
+        done[wid] = results
+        while next_id in done:
+            stored = iter(done.pop(next_id))
+            for item in pending.pop(next_id):
+                if isinstance(item, Failure):
+                    yield item, None
+                    continue
+                p = next(stored)
+                yield item, (dataclasses.replace(p, data=item.image)
+                             if isinstance(p, media.Processed) and not p.data else p)
+            next_id += 1
+
+
 def run_import(source: Source, options: ImportOptions) -> ImportResult:
     """Import ``source`` into a new dataset at ``options.out``; bad items become failure rows."""
     source.validate()
     if not options.license:
         raise UsageError("--license must not be empty: pass an SPDX-like id or leave the default 'unknown'")
+    if options.processes < 1:
+        raise UsageError(f"--processes {options.processes}: must be at least 1")
     limits = media.MediaLimits(max_bytes=options.max_bytes, max_pixels=options.max_pixels)
     builder = DatasetBuilder(options.out, samples_per_shard=options.samples_per_shard,
                              extra_fields=source.extra_fields, overwrite=options.overwrite)
     start = time.monotonic()
     items = 0
+    count = source.count()
+    processes = options.processes if count is None or count >= MIN_PARALLEL_ITEMS else 1
     try:
-        with track(f"import {source.kind}", total=source.count()) as bar:
-            for n, item in enumerate(source.records()):
+        with track(f"import {source.kind}", total=count) as bar:
+            for n, (item, stored) in enumerate(_stored(source.records(), limits, processes)):
                 items += 1
                 bar.advance()
                 if isinstance(item, Failure):
                     builder.fail(row=n, source=item.source, reason=item.reason, detail=item.detail)
                     continue
+                if isinstance(stored, tuple):
+                    builder.fail(row=n, source=item.source, reason=stored[0], detail=stored[1])
+                    continue
                 try:
-                    stored = store_image(item.image, limits)
                     mask = mask_to_png(item.mask) if item.mask is not None else None
                 except ItemError as exc:
                     builder.fail(row=n, source=item.source, reason=exc.reason, detail=exc.detail)
@@ -146,7 +230,8 @@ def run_import(source: Source, options: ImportOptions) -> ImportResult:
         builder.abort()
         raise
     seconds = time.monotonic() - start
-    options_config = {k: v for k, v in config_to_dict(options).items() if k not in ("out", "overwrite")}
+    options_config = {k: v for k, v in config_to_dict(options).items()
+                      if k not in ("out", "overwrite", "processes")}
     ds = builder.finish(
         name=_name(options.out),
         lineage=Lineage(command=f"import {source.kind}",

@@ -66,7 +66,7 @@ class ImageFolderSource:
         return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def count(self) -> int | None:
-        return None
+        return sum(len(images_under(Path(self.root) / name)) for name in self.classes())
 
     def records(self) -> Iterator[Record | Failure]:
         for label, name in enumerate(self.classes()):
@@ -94,7 +94,7 @@ class FolderSource:
         _check_dir(self.root, "folder ROOT")
 
     def count(self) -> int | None:
-        return None
+        return len(images_under(Path(self.root)))
 
     def records(self) -> Iterator[Record | Failure]:
         for path in images_under(Path(self.root)):
