@@ -105,6 +105,10 @@ def curate_command(
 
         pixelforge curate data/web --out data/web-clean --min-side 64 --max-watermark 0.5 --drop-duplicates
     """
+    if backend == "local" and processes > 1:  # the pool's imports overlap with this process's own
+        from pixelforge.run.local import start_fork_server
+
+        start_fork_server("pixelforge.curate.worker")
     from pixelforge.curate.stage import CurateConfig, curate
 
     config = build_config(ctx, CurateConfig, "curate", config_file, dict(

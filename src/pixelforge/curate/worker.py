@@ -79,7 +79,7 @@ def score_shard(task: ScoreTask) -> ShardScores:
     dup_only = task.only == ONLY_DUPLICATES
     det = _detector(task.weights) if task.watermark and not dup_only else None
     seen: set[str] = set()
-    for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard)):
+    for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard), keys=wanted):
         row = wanted.get(key)
         if row is None:
             continue
@@ -178,7 +178,7 @@ def write_shard(task: WriteTask) -> int:
     try:
         rows = {r["key"]: r for r in task.rows}
         if rows:
-            for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard)):
+            for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard), keys=rows):
                 row = rows.get(key)
                 if row is None:
                     continue

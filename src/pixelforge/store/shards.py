@@ -8,7 +8,7 @@ import os
 import tarfile
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Container, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -135,11 +135,12 @@ def _write_parquet(fs, path: str, table: pa.Table) -> None:
     fs.mv(tmp, path)
 
 
-def read_members(fs, path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+def read_members(fs, path: str, keys: Container[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Stream a shard: yield ``(key, {suffix: bytes})`` per sample, in tar order.
 
     ``suffix`` is the member name after the key's dot (``jpg``, ``json``, ``txt``, ``mask.png``).
-    Reads sequentially, so memory holds one sample at a time.
+    Reads sequentially, so memory holds one sample at a time. With ``keys``, only those samples
+    are yielded and the others' bytes are skipped, not copied.
     """
     with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
         key, files = None, {}
@@ -147,6 +148,8 @@ def read_members(fs, path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
             if not info.isfile():
                 continue
             k, _, suffix = info.name.partition(".")
+            if keys is not None and k not in keys:
+                continue
             if k != key and key is not None:
                 yield key, files
                 files = {}
