@@ -62,3 +62,18 @@ def test_text_layer_keeps_left_and_right_apart():
     assert (b[0] - b[1]).norm() > 2 * (a[0] - a[1]).norm()
     with pytest.raises(UsageError, match="--text-layer 7: MiniLM has hidden states -7..6"):
         MiniLMEncoder(16, layer=7)
+
+
+def test_cross_attention_levels():
+    two = DiffusionConfig(condition="text", image_size=8, text_dim=16, cross_attention_levels=2)
+    unet = build_unet(two)
+    assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D", "CrossAttnDownBlock2D",
+                                                            "CrossAttnDownBlock2D"]
+    assert [type(b).__name__ for b in unet.up_blocks] == ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                                                          "UpBlock2D"]
+    out = denoise(unet, two, torch.randn(2, 3, 8, 8), torch.tensor([3, 700]), torch.randn(2, 4, 16))
+    assert out.shape == (2, 3, 8, 8)
+    one = build_unet(DiffusionConfig(condition="text", image_size=8, text_dim=16))
+    assert [type(b).__name__ for b in one.down_blocks][1] == "DownBlock2D"
+    with pytest.raises(UsageError, match="--cross-attention-levels 0: choose 1 to 3"):
+        DiffusionConfig(cross_attention_levels=0).validate()

@@ -169,3 +169,22 @@ def test_memory_filesystem(tmp_path):
     ds = _build("memory://pf/d", 4, per_shard=2)
     assert [s.image for s in Dataset.open("memory://pf/d").iter_samples()] == [b"img0", b"img1", b"img2", b"img3"]
     assert query(ds, "SELECT count(*) AS n FROM samples").column("n").to_pylist() == [4]
+
+
+def test_read_members_only_the_asked_keys(tmp_path):
+    from pixelforge.store import fs as fsutil
+    from pixelforge.store.shards import read_members
+
+    b = DatasetBuilder(str(tmp_path / "d"))
+    for i in range(4):
+        b.add(_row(i, caption=f"c{i}"), bytes([i]) * 3, "png")
+    ds = b.finish(name="t", lineage=Lineage(command="test"))
+    path = fsutil.join(ds.root, "shards", "000000.tar")
+    every = list(read_members(ds.fs, path))
+    assert [k for k, _ in every] == ["000000000", "000000001", "000000002", "000000003"]
+    assert sorted(every[0][1]) == ["json", "png", "txt"]
+    some = list(read_members(ds.fs, path, keys={"000000001", "000000003"}))
+    assert [(k, f["png"], f["txt"]) for k, f in some] == [("000000001", b"\x01" * 3, b"c1"),
+                                                         ("000000003", b"\x03" * 3, b"c3")]
+    assert some == [every[1], every[3]]
+    assert list(read_members(ds.fs, path, keys=set())) == []

@@ -46,6 +46,8 @@ class DiffusionConfig:
     # text: also add the caption's pooled (sentence) embedding to the timestep embedding, so every
     # ResNet block of every level sees the whole prompt, as a class embedding is seen
     text_pooled: bool = True
+    # text: how many of the UNet's lowest levels have cross-attention (1: only the 8x8 one at 32 px)
+    cross_attention_levels: int = 1
     # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 turns it off (plain MSE)
     snr_gamma: float = 5.0
     num_classes: int = 0
@@ -63,6 +65,9 @@ class DiffusionConfig:
                              f"(the {self.model_size} UNet halves it {levels - 1} times)")
         if not 0.0 <= self.cond_drop < 1.0:
             raise UsageError(f"--cond-drop {self.cond_drop}: choose a probability in [0, 1)")
+        if not 1 <= self.cross_attention_levels <= levels:
+            raise UsageError(f"--cross-attention-levels {self.cross_attention_levels}: choose 1 to {levels} "
+                             f"(the {self.model_size} UNet has {levels} levels)")
         if self.snr_gamma < 0:
             raise UsageError(f"--snr-gamma {self.snr_gamma}: choose 0 (off) or a positive number such as 5")
 
@@ -79,8 +84,9 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
     widths, layers, groups = _PRESETS[cfg.model_size]
     n = len(widths)
     if cfg.condition == "text":
-        down = ("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",)
-        up = ("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1)
+        k = cfg.cross_attention_levels
+        down = ("DownBlock2D",) * (n - k) + ("CrossAttnDownBlock2D",) * k
+        up = ("CrossAttnUpBlock2D",) * k + ("UpBlock2D",) * (n - k)
         return UNet2DConditionModel(
             sample_size=cfg.image_size, in_channels=3, out_channels=3, layers_per_block=layers,
             block_out_channels=widths, down_block_types=down, up_block_types=up,

@@ -60,6 +60,7 @@ FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {
         ("zero_terminal_snr", bool, "Rescale betas to zero terminal SNR.", ()),
         ("cond_drop", float, "Condition dropout for classifier-free guidance.", ()),
         ("snr_gamma", float, "Min-SNR-gamma loss weighting (0: plain MSE).", ()),
+        ("cross_attention_levels", int, "Text: cross-attention on this many of the UNet's lowest levels.", ()),
         ("text_layer", int, "Text: the encoder's hidden layer, -1 the last, -2 the penultimate.", ()),
         ("text_pooled", bool, "Text: also add the pooled caption embedding to the timestep embedding.", ()),
     ],
