@@ -78,10 +78,6 @@ Processes = Annotated[int, typer.Option(help="Worker processes decoding and hash
 def _run_import(source: Any, out: str, license: str, license_url: Optional[str], attribution: Optional[str],
                 samples_per_shard: int, overwrite: bool, max_pixels: int, max_bytes: int, as_json: bool,
                 processes: int) -> None:
-    if processes > 1:  # the pool's imports overlap with this process's own
-        from pixelforge.run.local import start_fork_server
-
-        start_fork_server("pixelforge.sources.base")
     from pixelforge.sources.base import ImportOptions, run_import
 
     options = ImportOptions(out=out, license=license, license_url=license_url, attribution=attribution,

@@ -377,8 +377,8 @@ def process(
     JPEGs are decoded at reduced scale (see ``decode``'s draft_size) when the resize target is
     at most half the source. ``sha256`` is of ``data``; ``phash`` is phash64 of the stored
     pixels (before lossy encoding, which rarely moves a bit); of a kept JPEG, of its copy decoded
-    at 1/2-1/8 scale with both sides >= PHASH_DRAFT (several times faster than a full decode). Raises a MediaError for a bad
-    image and UsageError for bad arguments (checked before any work).
+    at 1/2-1/8 scale with both sides >= PHASH_DRAFT (several times faster than a full decode).
+    Raises a MediaError for a bad image and UsageError for bad arguments (checked before any work).
     """
     check_resize_mode(resize_mode)
     ext = check_encoding(encoding) if encoding is not None else None

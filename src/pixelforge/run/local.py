@@ -14,8 +14,8 @@ R = TypeVar("R")
 def start_fork_server(module: str) -> None:
     """Start the fork server now, importing ``module`` in it while this process does its own set-up.
 
-    run_local would start it at its first task and wait for those imports (~0.3-0.5 s); a
-    stage that knows it will use the pool calls this first.
+    run_local starts it (if no one has) before its first task, and then waits for those imports
+    (~0.3-0.5 s); a stage that knows early that it will use the pool calls this first.
     """
     multiprocessing.get_context("forkserver").set_forkserver_preload([module])
     multiprocessing.forkserver.ensure_running()
@@ -37,9 +37,8 @@ def run_local(fn: Callable[[T], R], tasks: Iterable[T], processes: int = 2,
             yield fn(task)
         return
     limit = max_in_flight or 2 * processes
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([fn.__module__])
-    with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+    start_fork_server(fn.__module__)  # no-op when a stage started it already
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("forkserver")) as pool:
         pending: set[Future[R]] = set()
         it = iter(tasks)
         exhausted = False

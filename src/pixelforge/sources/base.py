@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
@@ -152,15 +153,10 @@ def _store_window(task: tuple[int, media.MediaLimits, list[bytes | np.ndarray]])
 def _windows(items: Iterator[Record | Failure], pending: dict[int, list[Record | Failure]],
              limits: media.MediaLimits) -> Iterator[tuple[int, media.MediaLimits, list]]:
     """A pool task per WINDOW items; the items wait in ``pending`` (by window id) for their results."""
-    window: list[Record | Failure] = []
-    wid = 0
-    for item in items:
-        window.append(item)
-        if len(window) == WINDOW:
-            pending[wid] = window
-            yield wid, limits, [r.image for r in window if isinstance(r, Record)]
-            window, wid = [], wid + 1
-    if window:
+    for wid in itertools.count():
+        window = list(itertools.islice(items, WINDOW))
+        if not window:
+            return
         pending[wid] = window
         yield wid, limits, [r.image for r in window if isinstance(r, Record)]
 
