@@ -3,8 +3,8 @@
 Both train the text-conditioned tiny UNet2DConditionModel (blocks 32/64/96, cross-attention on
 the lowest level, MiniLM token embeddings) with v-prediction on a cosine, zero-terminal-SNR
 schedule, AdamW 4e-4, batch 64, gradient clipping, EMA 0.999 and 10% condition dropout, on the
-same 32 px shapes images (pixelforge with `--snr-gamma 0 --no-text-pooled`, so the loss and the
-network are exactly the reference's). The reference loop is written the way diffusers' train_unconditional /
+same 32 px shapes images (pixelforge with `--snr-gamma 0 --no-text-pooled --no-attention-positions`,
+so the loss and the network are exactly the reference's). The reference loop is written the way diffusers' train_unconditional /
 text-to-image examples do it, with every image decoded into memory first and caption embeddings
 precomputed (the fastest a plain loop can be fed), so any gap is the pipeline's own overhead.
 Each runs in its own process, alternating, and images/s is measured after --warmup steps.
@@ -87,7 +87,7 @@ def run_pixelforge(data: str, work: Path, steps: int, warmup: int, r: int) -> fl
                     "--image-size", "32", "--batch-size", "64", "--max-steps", str(steps), "--eval-every",
                     str(10 * steps), "--log-every", str(warmup), "--warmup-steps", "0", "--sample-steps", "2",
                     "--val-batches", "1", "--device", "cpu", "--snr-gamma", "0",
-                    "--no-text-pooled"], check=True, env=_env(),
+                    "--no-text-pooled", "--no-attention-positions"], check=True, env=_env(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(out / "metrics.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["images_per_s"]]

@@ -1,14 +1,18 @@
-"""The diffusion model's pieces: Min-SNR weights, pooled text embeddings, text layers."""
+"""The diffusion model's pieces: Min-SNR weights, pooled text embeddings, text layers, attention positions."""
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import pytest
 import torch
 
 from pixelforge.errors import UsageError
 from pixelforge.models.diffusion import (
-    DiffusionConfig, build_unet, denoise, pool_tokens, snr_weights,
+    DiffusionConfig, build_unet, denoise, pool_tokens, sincos_2d, snr_weights,
 )
+from pixelforge.models.registry import config_from_saved
 from pixelforge.models.text import MiniLMEncoder
 
 
@@ -77,3 +81,49 @@ def test_cross_attention_levels():
     assert [type(b).__name__ for b in one.down_blocks][1] == "DownBlock2D"
     with pytest.raises(UsageError, match="--cross-attention-levels 0: choose 1 to 3"):
         DiffusionConfig(cross_attention_levels=0).validate()
+
+
+def test_sincos_table_tells_every_position_apart():
+    table = sincos_2d(8, 3, 4)  # 2 frequencies per quarter: 1 and 1/10
+    assert table.shape == (8, 3, 4)
+    assert torch.allclose(table[:, 2, 1], torch.tensor([math.sin(2), math.sin(0.2), math.cos(2), math.cos(0.2),
+                                                        math.sin(1), math.sin(0.1), math.cos(1), math.cos(0.1)]))
+    flat = table.flatten(1).T  # (12 positions, 8)
+    assert torch.cdist(flat, flat).add(torch.eye(12)).min() > 0.05
+
+
+def test_attention_positions_at_every_cross_attention_resolution():
+    cfg = DiffusionConfig(condition="text", image_size=16, text_dim=16, cross_attention_levels=2)
+    unet = build_unet(cfg)
+    shapes = {k: tuple(v.shape) for k, v in unet.state_dict().items() if k.endswith(".pos")}
+    # down level 1 (8x8, 64 channels), level 2 and the middle (4x4, 96), up levels 0 (4x4) and 1 (8x8)
+    assert shapes == {"down_blocks.1.attentions.0.proj_in.pos": (1, 64, 8, 8),
+                      "down_blocks.2.attentions.0.proj_in.pos": (1, 96, 4, 4),
+                      "mid_block.attentions.0.proj_in.pos": (1, 96, 4, 4),
+                      **{f"up_blocks.0.attentions.{i}.proj_in.pos": (1, 96, 4, 4) for i in range(2)},
+                      **{f"up_blocks.1.attentions.{i}.proj_in.pos": (1, 64, 8, 8) for i in range(2)}}
+    # with the embeddings zeroed, the network is the plain one with the same weights
+    torch.manual_seed(0)
+    plain = build_unet(DiffusionConfig(condition="text", image_size=16, text_dim=16, cross_attention_levels=2,
+                                       attention_positions=False))
+    state = {k.replace("proj_in.proj.", "proj_in."): v for k, v in unet.state_dict().items()
+             if not k.endswith(".pos")}
+    plain.load_state_dict(state)
+    x, t, cond = torch.randn(2, 3, 16, 16), torch.tensor([5, 900]), torch.randn(2, 4, 16)
+    with torch.no_grad():
+        with_pos = denoise(unet, cfg, x, t, cond)
+        for name, p in unet.named_parameters():
+            if name.endswith(".pos"):
+                p.zero_()
+        zeroed = denoise(unet, cfg, x, t, cond)
+        assert torch.allclose(zeroed, denoise(plain, cfg, x, t, cond), atol=1e-6)
+        assert not torch.allclose(zeroed, with_pos, atol=1e-3)
+    assert not any(k.endswith(".pos") for k in plain.state_dict())
+
+
+def test_a_run_saved_before_an_option_loads_as_it_was_trained():
+    old = config_from_saved(DiffusionConfig, {"condition": "text", "image_size": 8, "text_pooled": True})
+    assert (old.text_layer, old.cross_attention_levels, old.attention_positions) == (-1, 1, False)
+    assert old.text_pooled and old.image_size == 8
+    assert config_from_saved(DiffusionConfig, dataclasses.asdict(DiffusionConfig())) == DiffusionConfig()
+    assert DiffusionConfig().attention_positions and DiffusionConfig().text_layer == -2

@@ -62,7 +62,7 @@ def load_run(run: str, which: str = "best", device: torch.device | None = None,
     ckpt_dir = root / json.loads(marker.read_text())["dir"]
     device = device or torch.device("cpu")
     cls = family_for(config["family"])
-    fam = cls(cls.config_cls(**config["model"]), device)
+    fam = cls(config_from_saved(cls.config_cls, config["model"]), device)
     modules = fam.build()
     for name, module in modules.items():
         if name in fam.ema_names:
@@ -73,3 +73,12 @@ def load_run(run: str, which: str = "best", device: torch.device | None = None,
             ckpt.load_weights(ckpt_dir, name, module)
         modules[name] = module.to(device).eval()
     return LoadedRun(path, config, fam, modules, ckpt_dir.name)
+
+
+def config_from_saved(config_cls: type, saved: dict[str, Any]) -> Any:
+    """A family's model config from a run's config.json, also one written before an option existed.
+
+    An option added later has a default that may differ from what older runs did; the class lists
+    those older values in ``BEFORE_OPTION`` (name -> value), used when the saved config lacks them.
+    """
+    return config_cls(**{**getattr(config_cls, "BEFORE_OPTION", {}), **saved})

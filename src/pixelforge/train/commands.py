@@ -61,6 +61,7 @@ FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {
         ("cond_drop", float, "Condition dropout for classifier-free guidance.", ()),
         ("snr_gamma", float, "Min-SNR-gamma loss weighting (0: plain MSE).", ()),
         ("cross_attention_levels", int, "Text: cross-attention on this many of the UNet's lowest levels.", ()),
+        ("attention_positions", bool, "Text: a learned position embedding on the cross-attention's queries.", ()),
         ("text_layer", int, "Text: the encoder's hidden layer, -1 the last, -2 the penultimate.", ()),
         ("text_pooled", bool, "Text: also add the pooled caption embedding to the timestep embedding.", ()),
     ],
