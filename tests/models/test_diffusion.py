@@ -12,8 +12,8 @@ from pixelforge.errors import UsageError
 from pixelforge.models.diffusion import (
     DiffusionConfig, build_unet, denoise, pool_tokens, sincos_2d, snr_weights,
 )
-from pixelforge.models.registry import config_from_saved
 from pixelforge.models.text import MiniLMEncoder
+from pixelforge.train.families import config_from_saved
 
 
 def test_snr_weights_exact():

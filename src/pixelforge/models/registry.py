@@ -15,7 +15,7 @@ import torch
 
 from pixelforge.errors import UsageError
 from pixelforge.train import checkpoint as ckpt
-from pixelforge.train.families import Family, family_for
+from pixelforge.train.families import Family, config_from_saved, family_for
 
 
 @dataclass
@@ -73,12 +73,3 @@ def load_run(run: str, which: str = "best", device: torch.device | None = None,
             ckpt.load_weights(ckpt_dir, name, module)
         modules[name] = module.to(device).eval()
     return LoadedRun(path, config, fam, modules, ckpt_dir.name)
-
-
-def config_from_saved(config_cls: type, saved: dict[str, Any]) -> Any:
-    """A family's model config from a run's config.json, also one written before an option existed.
-
-    An option added later has a default that may differ from what older runs did; the class lists
-    those older values in ``BEFORE_OPTION`` (name -> value), used when the saved config lacks them.
-    """
-    return config_cls(**{**getattr(config_cls, "BEFORE_OPTION", {}), **saved})

@@ -23,7 +23,7 @@ from pixelforge.train import checkpoint as ckpt
 from pixelforge.train import distributed
 from pixelforge.train.config import TrainConfig
 from pixelforge.train.data import Batches, decode_rows, index_table, split_indices
-from pixelforge.train.families import Family, family_for
+from pixelforge.train.families import Family, config_from_saved, family_for
 
 MIN_IMPROVEMENT = 1e-4  # the relative gain of the monitored score that counts as "improved"
 
@@ -117,7 +117,7 @@ def _check_resume(run: Path, saved: dict[str, Any], cfg: TrainConfig, family_cfg
     old = saved["train"]
     new = dataclasses.asdict(cfg)
     changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and k != "family" and old.get(k) != new[k])
-    if saved["model"] != dataclasses.asdict(family_cfg) and not changed:
+    if config_from_saved(type(family_cfg), saved["model"]) != family_cfg and not changed:
         changed = ["the model options"]
     if changed:
         raise UsageError(f"--resume {run}: {', '.join(changed)} differ from the stopped run; "

@@ -132,6 +132,15 @@ def family_for(name: str) -> type[Family]:
     return getattr(importlib.import_module(module), cls)
 
 
+def config_from_saved(config_cls: type, saved: dict[str, Any]) -> Any:
+    """A family's model config from a run's config.json, also one written before an option existed.
+
+    An option added later has a default that may differ from what older runs did; the class lists
+    those older values in ``BEFORE_OPTION`` (name -> value), used when the saved config lacks them.
+    """
+    return config_cls(**{**getattr(config_cls, "BEFORE_OPTION", {}), **saved})
+
+
 def prepare_classes(family: Family, train: ImageTable) -> None:
     """For GANs and VAEs: the number of classes when class-conditional, and the sample grid's conditions
     (16 images: each class the same number of times, or unconditional noise)."""
