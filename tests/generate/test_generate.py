@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from pixelforge.cli import main
-from pixelforge.generate.mark import embed_watermark, read_watermark, upscale_for_mark
+from pixelforge.generate.mark import block_bits, embed_watermark, payload_bits, read_watermark, upscale_for_mark
 from pixelforge.store import Dataset
 
 TRAIN = ["--batch-size", "16", "--eval-every", "2", "--max-steps", "2", "--device", "cpu", "--sample-steps", "2",
@@ -105,6 +105,52 @@ def test_watermark_survives_reencoding_at_256(quality, min_bits):
         matched.append(reading.tag_bits_matched)
         assert reading.found
     assert min(matched) >= min_bits, matched
+
+
+def flat_with_square(background, square=(40, 160, 90)) -> Image.Image:
+    """A 32 px image like the shapes model draws: a flat background and one flat shape, enlarged."""
+    a = np.empty((32, 32, 3), dtype=np.uint8)
+    a[:] = background
+    a[8:20, 10:24] = square
+    return upscale_for_mark(Image.fromarray(a), 256)
+
+
+@pytest.mark.parametrize("background", [(255, 255, 255), (0, 0, 0), (255, 0, 0), (0, 0, 255), (255, 255, 0)])
+def test_watermark_holds_on_saturated_backgrounds(background):
+    # On pure white, black or fully saturated colours the pixel changes that move a block's value
+    # in one direction are clipped at 0 or 255: every block must still read its own bit, as the
+    # library's decoder reads it (the library's own embedder reads 16 of 32 tag bits on white).
+    img = flat_with_square(background)
+    marked = embed_watermark(img, "run-a")
+    buf = io.BytesIO()
+    marked.save(buf, "PNG")
+    back = Image.open(io.BytesIO(buf.getvalue()))
+    bgr = np.ascontiguousarray(np.asarray(back.convert("RGB"))[:, :, ::-1])
+    want = np.resize(np.asarray(payload_bits("run-a")), 32 * 32)  # 1,024 blocks of 8x8 px, bit i mod 48
+    assert np.array_equal(block_bits(bgr), want)
+    reading = read_watermark(back)
+    assert reading.found and reading.tag_bits_matched == 32
+    assert reading.run_hash == int("".join(map(str, payload_bits("run-a")[32:])), 2)
+    # the change stays small: every pixel within 24 levels (the library: up to 69 on these), PSNR > 33 dB
+    diff = np.asarray(marked, dtype=float) - np.asarray(img, dtype=float)
+    assert np.abs(diff).max() <= 24 and 10 * np.log10(255**2 / np.mean(diff**2)) > 33
+
+
+def test_block_bits_read_as_the_library_decodes():
+    from imwatermark.dwtDctSvd import EmbedDwtDctSvd
+
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize((256, 264))
+    bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
+    per_block = block_bits(bgr)
+    assert len(per_block) == 32 * 33
+    votes = np.array([per_block[i::48].mean() for i in range(48)])
+    library = EmbedDwtDctSvd(watermarks=[0] * 48, wmLen=48, scales=[0, 36, 0], block=4).decode(bgr)
+    assert np.array_equal(votes * 255 > 127, library)
+
+
+def test_marking_leaves_images_without_blocks_unchanged():
+    img = Image.new("RGB", (6, 6), (200, 10, 10))
+    assert np.array_equal(np.asarray(embed_watermark(img, "run-a")), np.asarray(img))
 
 
 def test_unmarked_images_are_not_found():

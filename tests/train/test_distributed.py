@@ -4,10 +4,12 @@ Why the tolerances hold: with --batch-size B each of 2 processes takes its B/2 r
 batch, the step's noise is drawn for the global batch and split (diffusion), batch norm normalises
 over the global batch, and DDP averages the gradients. What remains is the order of floating-point
 sums (a convolution's gradient summed over 4 + 4 rows then averaged, instead of over 8): about 1e-7
-relative per step. Adam can turn that into a larger relative change of a weight whose gradient is near
-0, so weights are compared with an absolute tolerance of a small share of the learning rate.
-Measured on this machine: losses equal to the 6 decimals metrics.csv keeps (classifier: 7e-7 relative),
-weights within 2.5e-6; the tolerances below are 20x that.
+relative per step. Adam turns that into a change of up to one learning rate for a weight whose gradient
+is near 0 (an attention key's bias has none at all: softmax ignores a shift), so each weight tensor is
+compared by its mean absolute difference, and single elements only against one step of the rate.
+Measured on this machine: losses equal to the 6 decimals metrics.csv keeps (classifier: 7e-7 relative);
+diffusion weights: worst tensor mean 1.3e-6, worst element 6.3e-5 (one conv weight); the mean
+tolerance is 20x that, and the same run's weights 4 steps apart exceed it in 181 of 185 tensors.
 Dropout masks are NOT the same as one process's (each process draws its own), so the classifier runs
 with --dropout 0.
 """
@@ -30,7 +32,8 @@ from pixelforge.train.distributed import GlobalBatchNorm
 from pixelforge.train.stream import StreamBatches
 
 LOSS_RTOL = 1e-4  # per-step training loss, relative
-WEIGHT_ATOL = 5e-5  # final weights, absolute (lr 1e-3 and 2e-3: 5% of one step)
+WEIGHT_MEAN_ATOL = 2.5e-5  # final weights: mean absolute difference per tensor
+WEIGHT_MAX_ATOL = 1e-3  # final weights: any one element, one step at lr 1e-3
 BASE = ["--image-size", "8", "--batch-size", "8", "--log-every", "1", "--eval-every", "4", "--device", "cpu",
         "--seed", "3", "--val-batches", "1", "--sample-steps", "2", "--warmup-steps", "2",
         "--lr-schedule", "constant"]  # a cosine's horizon would change with --max-steps on resume
@@ -95,7 +98,8 @@ def _assert_same_weights(a, b, step, names):
         wb = load_file(str(b / "checkpoints" / f"step_{step:07d}" / f"{name}.safetensors"))
         assert sorted(wa) == sorted(wb)  # no DDP 'module.' prefix: the same format whatever N
         for k in wa:
-            torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=WEIGHT_ATOL, msg=f"{name}: {k}")
+            diff = (wb[k].double() - wa[k].double()).abs()
+            assert diff.mean() <= WEIGHT_MEAN_ATOL and diff.max() <= WEIGHT_MAX_ATOL, (name, k, diff.mean(), diff.max())
 
 
 @pytest.fixture(scope="module")

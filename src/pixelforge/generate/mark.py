@@ -31,12 +31,13 @@ def payload_bits(run_id: str) -> list[int]:
     return [(value >> (TAG_BITS + RUN_BITS - 1 - i)) & 1 for i in range(TAG_BITS + RUN_BITS)]
 
 
-def _embedder(bits: list[int]):
-    # Called directly, not through WatermarkEncoder, whose size check refuses images under
-    # 256x256: we decide the size ourselves (see mark_size) and measure what survives.
+def _decoder():
+    # The library's decoder, called directly: WatermarkDecoder's size check refuses images under
+    # 256x256, and we decide the size ourselves (see upscale_for_mark) and measure what survives.
     from imwatermark.dwtDctSvd import EmbedDwtDctSvd
 
-    return EmbedDwtDctSvd(watermarks=bits, wmLen=TAG_BITS + RUN_BITS, scales=_SCALES, block=_BLOCK)
+    n = TAG_BITS + RUN_BITS
+    return EmbedDwtDctSvd(watermarks=[0] * n, wmLen=n, scales=_SCALES, block=_BLOCK)
 
 
 def upscale_for_mark(img: Image.Image, mark_size: int = MARK_MIN_SIDE) -> Image.Image:
@@ -48,13 +49,85 @@ def upscale_for_mark(img: Image.Image, mark_size: int = MARK_MIN_SIDE) -> Image.
     return img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
 
 
-def embed_watermark(img: Image.Image, run_id: str) -> Image.Image:
-    """The image with the 48-bit payload embedded in the U channel's DWT-DCT-SVD coefficients."""
-    import cv2
+# How a change of U moves B, G and R in OpenCV's YUV (BT.601) conversion, which the decoder uses.
+_U_TO_BGR = np.array([2.032, -0.395, 0.0])
+# Quantisation bins tried for each block, relative to the library's own (the one its largest
+# singular value is in), nearest first: on a saturated block only one direction survives the clip.
+_BIN_OFFSETS = (0, -1, 1, -2, 2)
+# A block takes the first bin whose value read back lies within (1 - _NEAR) of a quarter step of
+# the middle of its bit's half; if none does, the bin read back nearest the middle.
+_NEAR = 0.6
 
-    bgr = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
-    out = _embedder(payload_bits(run_id)).encode(bgr)
-    return Image.fromarray(cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_BGR2RGB))
+
+def _u_tiles(bgr: np.ndarray) -> np.ndarray:
+    """The U channel's Haar approximation cut into (n, block, block) tiles, as the decoder reads them."""
+    import cv2
+    import pywt
+
+    rows, cols = bgr.shape[0] // 4 * 4, bgr.shape[1] // 4 * 4
+    ca1, _ = pywt.dwt2(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[:rows, :cols, 1], "haar")
+    nr, nc = ca1.shape[0] // _BLOCK, ca1.shape[1] // _BLOCK
+    tiles = ca1[: nr * _BLOCK, : nc * _BLOCK].reshape(nr, _BLOCK, nc, _BLOCK).swapaxes(1, 2)
+    return tiles.reshape(nr * nc, _BLOCK, _BLOCK)
+
+
+def _top_singular(bgr: np.ndarray) -> np.ndarray:
+    from scipy.fft import dctn
+
+    return np.linalg.svd(dctn(_u_tiles(bgr), axes=(1, 2), norm="ortho"), compute_uv=False)[:, 0]
+
+
+def block_bits(bgr: np.ndarray) -> np.ndarray:
+    """Each block's bit as the library's decoder reads it: its DCT's largest singular value mod the step."""
+    return (_top_singular(bgr) % _SCALES[1] > _SCALES[1] * 0.5).astype(np.int64)
+
+
+def embed_watermark(img: Image.Image, run_id: str) -> Image.Image:
+    """The image with the 48-bit payload in the U channel's DWT-DCT-SVD coefficients.
+
+    The format is invisible-watermark's dwtDctSvd (its decoder reads our marks); the embedding is
+    ours. The library moves each block's largest singular value to the middle of its bit's half of
+    the current quantisation bin; on white or black areas the pixel change that needs is clipped
+    at 0 or 255 and the bit is lost. Here each block is tried in its own bin and the neighbouring
+    ones, read back after rounding and clipping to 8-bit RGB as the decoder will see it, and takes
+    the nearest bin that lands close to the middle of the bit's half (white areas go down, black
+    ones up); the margin is what keeps a bit through JPEG. Blocks are 8x8 pixels and never
+    overlap, so each block's choice is independent of the others.
+    """
+    import pywt
+    from scipy.fft import dctn, idctn
+
+    rgb = img.convert("RGB")
+    bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+    tiles = _u_tiles(bgr)
+    if not len(tiles):
+        return rgb
+    rows, cols = bgr.shape[0] // 4 * 4, bgr.shape[1] // 4 * 4
+    nr, nc = rows // 2 // _BLOCK, cols // 2 // _BLOCK
+    step = _SCALES[1]
+    u, s, vh = np.linalg.svd(dctn(tiles, axes=(1, 2), norm="ortho"))
+    # how a tile changes per unit change of its largest singular value
+    unit = idctn(u[:, :, 0, None] * vh[:, 0, None, :], axes=(1, 2), norm="ortho")
+    bits = np.resize(np.asarray(payload_bits(run_id)), len(tiles))  # tile i carries bit i mod 48
+    base = np.floor(s[:, 0] / step)
+    middle = (0.25 + 0.5 * bits) * step
+
+    def render(offset: np.ndarray) -> np.ndarray:
+        target = np.maximum(base + offset, 0) * step + middle
+        delta = (target - s[:, 0])[:, None, None] * unit
+        dca = np.zeros((rows // 2, cols // 2))
+        dca[: nr * _BLOCK, : nc * _BLOCK] = delta.reshape(nr, nc, _BLOCK, _BLOCK).swapaxes(1, 2).reshape(nr * _BLOCK, -1)
+        out = bgr.astype(np.float64)
+        out[:rows, :cols] += pywt.idwt2((dca, (None, None, None)), "haar")[:, :, None] * _U_TO_BGR
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    # how far each block's read-back value lies from the middle of its bit's half, per bin tried
+    miss = np.stack([np.abs((_top_singular(render(np.full(len(tiles), o))) - middle + step / 2) % step - step / 2)
+                     for o in _BIN_OFFSETS])
+    near = miss <= (1 - _NEAR) * step / 4
+    choice = np.where(near.any(axis=0), near.argmax(axis=0), miss.argmin(axis=0))
+    marked = render(np.asarray(_BIN_OFFSETS)[choice])
+    return Image.fromarray(np.ascontiguousarray(marked[:, :, ::-1]))
 
 
 @dataclass
@@ -75,7 +148,7 @@ def read_watermark(img: Image.Image) -> WatermarkReading:
 
     with warnings.catch_warnings():  # tiny images leave some bits without a block: numpy warns
         warnings.simplefilter("ignore", RuntimeWarning)
-        bits = [int(b) for b in _embedder([0] * (TAG_BITS + RUN_BITS)).decode(bgr)]
+        bits = [int(b) for b in _decoder().decode(bgr)]
     want = payload_bits("")[:TAG_BITS]
     matched = sum(int(a == b) for a, b in zip(bits[:TAG_BITS], want))
     rh = int("".join(map(str, bits[TAG_BITS:])), 2)

@@ -350,10 +350,12 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
                     tb.add_scalar("lr", lr_now, done)
                     tb.add_scalar("images_per_s", rate, done)
                 if done % cfg.eval_every == 0:
+                    paused = time.monotonic()
                     if ranks.main:
                         evaluate_and_save(done)
                     # rank 0 evaluated: every process takes its verdict
                     evals_without_gain, best = distributed.from_main(ranks, evals_without_gain, best)
+                    window_start += time.monotonic() - paused  # images/s counts training, not evaluation
                     if cfg.patience is not None and monitor is not None and evals_without_gain >= cfg.patience:
                         step = done
                         stopped = (f"early stopping: {MONITOR_NAMES.get(monitor[0], monitor[0])} did not improve "
