@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -31,7 +32,7 @@ _OPEN_FORMATS = tuple(
 # Byte prefixes of formats we decode: if open() fails on these, the file is a broken image
 # (decode_error), not something else (not_image).
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-_KEEP_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}  # source formats stored as they came
+KEEP_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}  # source formats stored as they came
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -358,7 +359,12 @@ def phash64(img: Image.Image) -> int:
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
-def process(
+def process(data: bytes, **options: Any) -> Processed:
+    """:func:`process_decoded` (same keyword options) without the decoded image."""
+    return process_decoded(data, **options)[0]
+
+
+def process_decoded(
     data: bytes,
     *,
     size: int | tuple[int, int] | None = None,
@@ -366,7 +372,7 @@ def process(
     encoding: str | None = None,
     quality: int = 95,
     limits: MediaLimits = MediaLimits(),
-) -> Processed:
+) -> tuple[Processed, Image.Image]:
     """Turn downloaded or imported bytes into what is stored: probe, decode, resize, encode.
 
     The original bytes are kept unchanged when no resize changes the size, no ``encoding`` is
@@ -379,6 +385,8 @@ def process(
     pixels (before lossy encoding, which rarely moves a bit); of a kept JPEG, of its copy decoded
     at 1/2-1/8 scale with both sides >= PHASH_DRAFT (several times faster than a full decode).
     Raises a MediaError for a bad image and UsageError for bad arguments (checked before any work).
+    The image returned beside is the one phash was taken of: for a kept image, the decode of
+    ``data`` (a JPEG's at PHASH_DRAFT, as ``decode(data, draft_size=PHASH_DRAFT)`` gives it).
     """
     check_resize_mode(resize_mode)
     ext = check_encoding(encoding) if encoding is not None else None
@@ -394,22 +402,22 @@ def process(
         noop = (w, h) == (target if resize_mode != "keep_ratio" else draft)
     else:
         noop = True
-    keep = noop and ext is None and info.orientation == 1 and info.format in _KEEP_EXT
+    keep = noop and ext is None and info.orientation == 1 and info.format in KEEP_EXT
     # a kept image is decoded only to check it and hash it: JPEGs at reduced scale (DCT scaling)
     img = _decode_open(im, info, PHASH_DRAFT if keep else None if noop else draft)
     if keep:
         return Processed(
-            data=data, ext=_KEEP_EXT[info.format], width=w, height=h, orig_width=w,
+            data=data, ext=KEEP_EXT[info.format], width=w, height=h, orig_width=w,
             orig_height=h, format=info.format, sha256=hashlib.sha256(data).hexdigest(),
             phash=phash64(img),
-        )
+        ), img
     out = img if target is None else resize(img, target, resize_mode)
-    ext = ext or _KEEP_EXT.get(info.format, "png")
+    ext = ext or KEEP_EXT.get(info.format, "png")
     return Processed(
         data=encode(out, ext, quality), ext=ext, width=out.width, height=out.height,
         orig_width=w, orig_height=h, format=ENCODINGS[ext].lower(),
         sha256=hashlib.sha256(data).hexdigest(), phash=phash64(out),
-    )
+    ), out
 
 
 def array_to_png(arr: np.ndarray) -> bytes:

@@ -13,7 +13,7 @@ from pixelforge import media
 from pixelforge.cli import main
 from pixelforge.curate.dedup import colour_distance, hashes_to_groups
 from pixelforge.curate.quality import (
-    colour_input, colour_signature, colour_signatures, dhash64, phash_input, phashes,
+    colour_input, colour_signature, colour_signatures, dhash64, dhash_input, dhashes, phash_input, phashes,
 )
 from pixelforge.store import Dataset, DatasetBuilder, Lineage
 
@@ -79,6 +79,17 @@ def test_batched_phash_equals_imagehash():
     imgs = [photo(s) for s in range(6)] + [shape(RED), Image.new("RGB", (40, 30), (9, 9, 9))]
     got = phashes(np.stack([phash_input(i) for i in imgs]))
     assert got.dtype == np.uint64 and got.tolist() == [media.phash64(i) for i in imgs]
+
+
+def test_batched_dhash_equals_imagehash():
+    import imagehash
+
+    imgs = [photo(s) for s in range(6)] + [shape(RED), Image.new("RGB", (40, 30), (9, 9, 9)), photo(7).resize((5, 70))]
+    want = [int(str(imagehash.dhash(i, hash_size=8)), 16) for i in imgs]
+    got = dhashes(np.stack([dhash_input(i) for i in imgs]))
+    assert got.dtype == np.uint64 and got.tolist() == want and [dhash64(i) for i in imgs] == want
+    assert len(set(want)) == len(want)  # distinct images, distinct hashes
+    assert dhashes(np.zeros((0, 8, 9), np.uint8)).tolist() == []
 
 
 def test_veto_applies_to_near_pairs_only():

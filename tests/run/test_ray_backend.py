@@ -78,6 +78,24 @@ def test_curate_and_prepare_give_the_same_datasets_on_ray(ray_cluster, tmp_path)
 
 
 @pytest.mark.ray
+def test_curate_folder_gives_the_same_dataset_on_ray(ray_cluster, tmp_path):
+    from tests.curate.conftest import photo
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(6):
+        photo(i, 32).save(folder / f"{i}.png")
+    photo(0, 32).save(folder / "copy.png")
+    (folder / "bad.jpg").write_bytes(b"not an image")
+    for backend in ("local", "ray"):
+        assert main(["curate", str(folder), "--out", str(tmp_path / backend), "--only", "duplicates",
+                     "--backend", backend, "--processes", "1" if backend == "local" else "2", "--json"]) == 0
+    local, ray = content(str(tmp_path / "local")), content(str(tmp_path / "ray"))
+    assert ray == local
+    assert len(local["index"]) == 7 and [f["reason"] for f in local["failures"]] == ["not_image"]
+
+
+@pytest.mark.ray
 def test_a_killed_worker_is_retried_and_its_shard_written_once(ray_cluster, server, tmp_path, monkeypatch):
     from pixelforge.collect import urls
     from pixelforge.collect.urls import CollectConfig, collect_urls

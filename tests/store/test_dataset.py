@@ -1,5 +1,6 @@
 """Tests for the dataset store: shard writing, finalising, opening, iterating, querying."""
 
+import io
 import json
 import tarfile
 
@@ -51,6 +52,29 @@ def test_shard_is_plain_webdataset_tar(tmp_path):
     assert names == ["000000000.png", "000000000.json", "000000001.png", "000000001.txt", "000000001.json"]
     assert doc["key"] == "000000001" and doc["caption"] == "caption 1" and doc["width"] == 4
     assert ds.index().num_rows == 2
+
+
+def test_tar_layout_matches_tarfile_s_own(tmp_path):
+    # ShardWriter writes the ustar blocks itself: byte for byte what TarFile.addfile/close write
+    ShardWriter(str(tmp_path / "d"), 0, index_schema()).commit()  # makes the directories
+    with ShardWriter(str(tmp_path / "d"), 1, index_schema()) as w:
+        w._mtime = 1_700_000_000
+        w.write(_row(0, caption="c"), b"x" * 700, "png")
+        w.write(_row(1), b"", "png")
+    ours = (tmp_path / "d" / "shards" / "000001.tar").read_bytes()
+    with tarfile.open(tmp_path / "ref.tar", "w", format=tarfile.USTAR_FORMAT) as ref:
+        with tarfile.open(fileobj=io.BytesIO(ours)) as back:
+            for info in back.getmembers():
+                ref.addfile(info, back.extractfile(info))
+    assert ours == (tmp_path / "ref.tar").read_bytes() and len(ours) % tarfile.RECORDSIZE == 0
+
+
+def test_shard_writer_block_commits_or_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with ShardWriter(str(tmp_path), 0, index_schema()) as w:
+            w.write(_row(0), b"img", "png")
+            raise RuntimeError("stopped")
+    assert completed_shards(str(tmp_path)) == [] and not list((tmp_path / "shards").iterdir())
 
 
 def test_failures_stats_and_empty_shard_removed(tmp_path):

@@ -15,6 +15,8 @@ Overwrite = Annotated[bool, typer.Option(help="Replace --out if it already holds
 Processes = Annotated[int, typer.Option(help="Worker processes for the per-shard work.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 In = Annotated[str, typer.Argument(metavar="IN", help="Input dataset directory.")]
+CurateIn = Annotated[str, typer.Argument(metavar="IN", help="Input dataset directory, or a folder of images: "
+                                         "imported as `import folder` would and curated in one pass.")]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", help="TOML file: its table named after the command "
                                                                     "(curate, split or prepare) sets the options; "
                                                                     "flags win.")]
@@ -63,7 +65,7 @@ def _print(result: Any, as_json: bool) -> None:
 
 def curate_command(
     ctx: typer.Context,
-    inp: In,
+    inp: CurateIn,
     out: Out,
     where: Annotated[Optional[str], typer.Option(help="Keep only rows where this DuckDB condition holds "
                                                       "(any column, such as \"q_entropy > 3 AND label = 2\").")] = None,
@@ -99,16 +101,20 @@ def curate_command(
     """Score quality, watermarks, captions and duplicates; drop what the presets say; write a new dataset.
 
     Every row keeps its columns and gains q_*, c_* and dup_* columns; curation.json in OUT tells
-    how many rows each rule removed, with example keys.
+    how many rows each rule removed, with example keys. IN may be a plain folder of images: each
+    image is then read and decoded once and the dataset written once (import + curate in one pass).
 
-    Example:
+    Examples:
 
         pixelforge curate data/web --out data/web-clean --min-side 64 --max-watermark 0.5 --drop-duplicates
+
+        pixelforge curate ~/photos --out data/photos --only duplicates --drop-duplicates
     """
     if backend == "local" and processes > 1:  # the pool's imports overlap with this process's own
         from pixelforge.run.local import start_fork_server
 
-        start_fork_server("pixelforge.curate.worker")
+        # curate.folder imports curate.worker; imagehash.phash imports scipy.fftpack on first use
+        start_fork_server("pixelforge.curate.folder", "scipy.fftpack")
     from pixelforge.curate.stage import CurateConfig, curate
 
     config = build_config(ctx, CurateConfig, "curate", config_file, dict(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -21,7 +22,8 @@ from pixelforge.curate.shards import begin_run, copy_shards, name_of, open_input
 from pixelforge.errors import UsageError
 from pixelforge.progress import track
 from pixelforge.run import check_backend, check_output_shared, run_tasks
-from pixelforge.store import Dataset, Lineage, config_to_dict, finalize
+from pixelforge.run.local import PRELOAD
+from pixelforge.store import Dataset, Lineage, config_to_dict, finalize, index_schema, prepare_output
 from pixelforge.store import fs as fsutil
 from pixelforge.store.shards import WORK_DIR
 
@@ -168,15 +170,31 @@ def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False,
     With ``resume``, a stopped run into ``out`` continues: scores of finished scoring tasks and
     finished output shards are kept, and the result equals an uninterrupted run.
     """
+    from pixelforge.curate.folder import is_image_folder
+
     config.validate()
     check_output_shared(out, config.backend, config.processes)  # memory:// is private to one process
+    folder = is_image_folder(inp)
+    in_fs, in_root = fsutil.resolve(inp)
+    if not folder and fsutil.is_local(in_fs) and not in_fs.exists(in_root):
+        raise UsageError(f"IN {inp}: no such dataset or folder; pass a pixelforge dataset or a folder of images")
+    schema = index_schema(list(CURATE_FIELDS)) if folder else output_schema(Dataset.open(inp), CURATE_FIELDS)
     if config.where:  # before any output exists: a bad condition leaves nothing behind
-        check_where(config.where, output_schema(Dataset.open(inp), CURATE_FIELDS))
-    ds, fs, root = open_input(inp, out, overwrite, resume)
+        check_where(config.where, schema)
+    if folder:
+        paths = folder_images(inp)
+        ds, fs, root = None, *open_folder_input(inp, out, overwrite, resume)
+    else:
+        ds, fs, root = open_input(inp, out, overwrite, resume)
     done = begin_run(out, "curate", inp, config, resume)
-    schema = output_schema(ds, CURATE_FIELDS)
     start = time.monotonic()
-    table, failures = _score(ds, config, out)
+    # what grouping, the rules and pyarrow's first conversions import, imported while this process
+    # waits for the scoring workers
+    import_in_background("scipy.sparse.csgraph", *PRELOAD, *(("duckdb",) if config.where else ()))
+    if folder:
+        table, failures, reencoded, input_samples = _score_folder(inp, paths, config, out)
+    else:
+        (table, failures), input_samples = _score(ds, config, out), ds.num_samples
     colour = table.column(COLOUR).combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
     table = table.drop_columns([COLOUR])
     table = _add_captions(table, CaptionRules(config.min_words, config.max_words))
@@ -188,13 +206,17 @@ def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False,
     table = _add_dup_columns(table, dups, rank)
     report_leak = leakage(table, dups.groups) if config.check_leakage else None
     table, alive, outcomes = apply_rules(table, config, rekeep=lambda a: keep_best(dups.groups, a, rank))
-    kept = table.filter(pa.array(alive)).cast(schema)
-    copy_shards(ds, out, kept, failures, schema, config, label="curate write", done=done)
+    if folder:
+        kept = table.filter(pa.array(alive))
+        write_folder(out, kept, np.flatnonzero(alive), failures, reencoded, schema, config, done)
+    else:
+        kept = table.filter(pa.array(alive)).cast(schema)
+        copy_shards(ds, out, kept, failures, schema, config, label="curate write", done=done)
 
     sizes = np.bincount(dups.groups)
     flag_counts = Counter(f for flags in table.column("c_flags").to_pylist() for f in flags)
     report = {
-        "input": inp, "input_samples": ds.num_samples, "scored": table.num_rows, "output_samples": kept.num_rows,
+        "input": inp, "input_samples": input_samples, "scored": table.num_rows, "output_samples": kept.num_rows,
         "failures": dict(Counter(f["reason"] for f in failures)),
         "rules": [o.to_json() for o in outcomes],
         "duplicates": {"hamming": config.hamming, "combined": config.combined, "colour": config.colour,
@@ -213,12 +235,20 @@ def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False,
                          lineage=Lineage(command="curate", config=config_to_dict(config), inputs=[inp]),
                          stats={"seconds": round(seconds, 3), "removed": {o.rule: o.removed for o in outcomes}})
     return CurateResult(
-        out=out, input_samples=ds.num_samples, samples=result_ds.num_samples, failures=len(failures),
+        out=out, input_samples=input_samples, samples=result_ds.num_samples, failures=len(failures),
         removed={o.rule: o.removed for o in outcomes}, duplicate_groups=report["duplicates"]["groups"],
         duplicate_rows=report["duplicates"]["rows_not_representative"],
         caption_flags={k: v for k, v in report["caption_flags"].items() if v},
         leakage_pairs=report_leak["cross_split_pairs"] if report_leak else None, seconds=round(seconds, 3),
         failure_reasons=report["failures"])
+
+
+def import_in_background(*modules: str) -> None:
+    """Import ``modules`` in a daemon thread (Python's import lock makes a later import wait for it)."""
+    import importlib
+    import threading
+
+    threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True).start()
 
 
 TASKS_PER_PROCESS = 4  # shards are cut into parts so the last shard does not leave processes idle
@@ -306,6 +336,115 @@ def _score(ds: Dataset, config: CurateConfig, out: str) -> tuple[pa.Table, list[
         if name not in ("key", "phash"):
             index = index.append_column(name, scores.column(name))
     return index, failures
+
+
+def open_folder_input(inp: str, out: str, overwrite: bool, resume: bool) -> tuple[Any, str]:
+    """Make ``out`` ready for the dataset curated from image folder ``inp``; never inside ``inp``."""
+    from pathlib import Path
+
+    fs, root = fsutil.resolve(out)
+    if fsutil.is_local(fs):
+        where, folder = Path(root).resolve(), Path(inp).resolve()
+        if where == folder or folder in where.parents:
+            raise UsageError(f"--out {out} is inside the input folder {inp}: its shards would be read as "
+                             "images next time; choose a directory outside it")
+    return prepare_output(out, overwrite=overwrite, resume=resume)
+
+
+def folder_images(inp: str) -> list[str]:
+    """The image files of folder ``inp`` in `import folder`'s order; a folder without any is an error."""
+    from pathlib import Path
+
+    from pixelforge.sources.folders import IMAGE_EXTENSIONS, images_under
+
+    paths = [str(p) for p in images_under(Path(inp))]
+    if not paths:
+        raise UsageError(f"IN {inp} is neither a pixelforge dataset (no dataset.json) nor a folder of images "
+                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}): pass a dataset or a folder that holds images")
+    return paths
+
+
+def _score_folder(inp: str, paths: list[str], config: CurateConfig,
+                  out: str) -> tuple[pa.Table, list[dict[str, Any]], set[str], int]:
+    """Import and score every image of folder ``inp`` in windows through the executor.
+
+    Returns the readable images' rows with their scores (in folder order, keys 0..N-1 as `import
+    folder` numbers them), the failures, the keys of images stored re-encoded and the number of
+    images in ``paths``. Windows already saved under ``out``/.work/ are read back (resume).
+    """
+    from pixelforge.curate.folder import REENCODED, WINDOW, FolderTask, score_window
+
+    fs, root = fsutil.resolve(out)
+    tables, failures, tasks = [], [], []
+
+    def cache(task: FolderTask) -> str:
+        # named by the window's file list too: if the folder changed since the stopped run, a
+        # window whose files differ is scored again
+        listing = hashlib.blake2b("\n".join(task.paths).encode(), digest_size=8).hexdigest()
+        return fsutil.join(root, WORK_DIR, f"scores-folder-{task.first}-{listing}.arrow")
+
+    for first in range(0, len(paths), WINDOW):
+        task = FolderTask(first, paths[first:first + WINDOW], config.only, config.watermark)
+        if fs.exists(cache(task)):
+            res = _load_scores(fs, cache(task))
+            tables.append(res.table)
+            failures.extend(res.failures)
+        else:
+            tasks.append(task)
+    with track("curate import", total=len(paths)) as bar:
+        bar.advance(sum(t.num_rows for t in tables) + len(failures))
+        for res in run_tasks(score_window, tasks, backend=config.backend, processes=config.processes,
+                             ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
+            _save_scores(fs, cache(res.task), res)
+            tables.append(res.table)
+            failures.extend(res.failures)
+            bar.advance(res.table.num_rows + len(res.failures))
+    if not tables:
+        from pixelforge.curate.folder import ROW_SCHEMA
+
+        return _empty_scored(pa.Table.from_pylist([], schema=ROW_SCHEMA)), failures, set(), len(paths)
+    table = pa.concat_tables(tables).sort_by("key")  # windows finish in any order
+    reencoded = set(table.filter(table.column(REENCODED)).column("key").to_pylist())
+    return table.drop_columns([REENCODED]), sorted(failures, key=lambda f: f["key"]), reencoded, len(paths)
+
+
+def write_folder(out: str, kept: pa.Table, positions: np.ndarray, failures: list[dict[str, Any]],
+                 reencoded: set[str], schema: pa.Schema, config: CurateConfig, done: set[str]) -> None:
+    """Write ``kept`` rows from the folder's files into shards laid out as `import folder` lays them out.
+
+    ``positions`` are the kept rows' places among the readable images: the image at place i goes
+    to shard i // 1000, as the import puts it, and stays there whatever is removed; a failure goes
+    to the shard of the readable images around it.
+    """
+    from pixelforge.curate.folder import SAMPLES_PER_SHARD, FolderWriteTask, write_window
+    from pixelforge.store.shards import shard_name
+
+    rows = kept.to_pylist()
+    shard_of = positions // SAMPLES_PER_SHARD
+    n_shards = int(shard_of.max()) + 1 if len(shard_of) else 1
+    by_shard: dict[int, list[dict[str, Any]]] = {i: [] for i in range(n_shards)}
+    for row, sid in zip(rows, shard_of.tolist()):
+        by_shard[sid].append(row)
+    kept_keys = np.array(kept.column("key").to_pylist(), dtype=object)
+    fails: dict[int, list[dict[str, Any]]] = {i: [] for i in range(n_shards)}
+    for f in failures:
+        at = int(np.searchsorted(kept_keys, f["key"])) if len(kept_keys) else 0
+        sid = int(shard_of[min(at, len(shard_of) - 1)]) if len(shard_of) else 0
+        fails[sid].append({"source": f["source"], "reason": f["reason"], "row": int(f["key"]),
+                           "detail": f"sample {f['key']}: {f['detail']}"})
+
+    def tasks():
+        for sid in range(n_shards):
+            if shard_name(sid) in done:
+                bar.advance(len(by_shard[sid]))
+                continue
+            yield FolderWriteTask(out, sid, by_shard[sid], {r["key"] for r in by_shard[sid]} & reencoded,
+                                  fails[sid], schema)
+
+    with track("curate write", total=len(rows)) as bar:
+        for n in run_tasks(write_window, tasks(), backend=config.backend, processes=config.processes,
+                           ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
+            bar.advance(n)
 
 
 def _empty_scored(index: pa.Table) -> pa.Table:

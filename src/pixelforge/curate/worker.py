@@ -16,7 +16,8 @@ import pyarrow as pa
 from pixelforge import media
 from pixelforge.curate.columns import COLOUR, COLOUR_TYPE, HUE_BINS, SCORE_FIELDS
 from pixelforge.curate.quality import (
-    colour_input, colour_signatures, dhash64, image_signals, jpeg_quality, letterbox, phash_input, phashes,
+    colour_input, colour_signatures, dhash_input, dhashes, image_signals, jpeg_quality, letterbox, phash_input,
+    phashes,
 )
 from pixelforge.errors import ItemError
 from pixelforge.store import Dataset
@@ -30,9 +31,12 @@ LIMITS = media.MediaLimits(max_bytes=512 * 2**20, max_pixels=400_000_000)
 
 DRAFT_SIDE = 256  # = quality.BLUR_SIDE, and above the detector's 128 px input
 # Duplicates only: dhash is taken of a 9x8 copy and the colour signature of a 16x16 one, so a
-# JPEG decoded at up to 1/8 scale (libjpeg's DCT scaling) is enough. On the benchmark corpus 32 px
-# gave precision 1.000 / recall 0.841 against 1.000 / 0.838 at 64 px, for ~15% less CPU.
-DUP_DRAFT_SIDE = 32
+# JPEG decoded at up to 1/8 scale (libjpeg's DCT scaling) is enough. The decode the import takes
+# a kept JPEG's phash of (media.PHASH_DRAFT) serves: curate on a folder (curate.folder) then
+# decodes each image once, and gives the same dhash as import + curate. (On the benchmark corpus
+# 32 px gave precision 1.000 / recall 0.841 against 1.000 / 0.838 at 64 px, for ~15% less CPU
+# in this worker, which the one-pass folder route more than wins back.)
+DUP_DRAFT = media.PHASH_DRAFT
 ONLY_DUPLICATES = "duplicates"
 
 
@@ -72,63 +76,99 @@ def score_shard(task: ScoreTask) -> ShardScores:
     rows = rows[task.start:task.stop]
     wanted = {r["key"]: r for r in rows}
     last = rows[-1]["key"] if rows else None
-    out: dict[str, list] = {"key": [], "phash": [], **{f.name: [] for f in SCORE_FIELDS}, COLOUR: []}
-    failures: list[dict[str, Any]] = []
-    inputs: list[np.ndarray] = []
-    to_hash: list[tuple[int, np.ndarray]] = []  # (row in out, phash_input) of rows without a phash
-    dup_only = task.only == ONLY_DUPLICATES
-    det = _detector(task.weights) if task.watermark and not dup_only else None
+    batch = ScoreBatch(task.only, task.watermark, task.weights)
     seen: set[str] = set()
     for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard), keys=wanted):
         row = wanted.get(key)
         if row is None:
             continue
         seen.add(key)
-        try:
-            score_one = _hash_one if dup_only else _score_one
-            scores, dh, colour, thumb, img = score_one(row, files.get(row["member"].partition(".")[2]), task.shard)
-        except ItemError as exc:
-            failures.append({"key": key, "source": row["source"], "reason": exc.reason, "detail": exc.detail})
-        except Exception as exc:  # a decoder bug on one hostile file must not stop the stage
-            failures.append({"key": key, "source": row["source"], "reason": "decode_error",
-                             "detail": f"{type(exc).__name__}: {exc}"})
+        data = files.get(row["member"].partition(".")[2])
+        if data is None:
+            batch.fail(key, row["source"], "missing_file", f"member {row['member']} is not in shard {task.shard}")
         else:
-            if row["phash"] is None:
-                to_hash.append((len(out["key"]), phash_input(img)))
-            out["key"].append(key)
-            out["phash"].append(row["phash"])
-            for name, value in scores.items():
-                out[name].append(value)
-            out["dhash"].append(dh)
-            out[COLOUR].append(colour)
-            if det is not None:
-                # the thumbnail fits in 128 px already: letterboxing it is a paste, not a resize
-                inputs.append(letterbox(thumb if det.config.input_size == 128 else img, det.config.input_size))
+            batch.add(key, row["source"], data, row["phash"])
         if key == last:
             break  # this task's share ends here: the rest of the tar belongs to other tasks
     for key in wanted.keys() - seen:
-        failures.append({"key": key, "source": wanted[key]["source"], "reason": "missing_file",
-                         "detail": f"sample {key} is in the index but not in shard {task.shard}"})
-    if to_hash:
-        for (i, _), ph in zip(to_hash, phashes(np.stack([g for _, g in to_hash])).tolist()):
-            out["phash"][i] = ph
-    if det is not None and inputs:
-        out["q_watermark"] = det.score_arrays(np.stack(inputs)).tolist()
-    else:
-        out["q_watermark"] = [None] * len(out["key"])
-    # signatures of the whole task at once: per-image NumPy calls would cost more than the maths
-    sig = colour_signatures(np.stack(out[COLOUR])) if out[COLOUR] else np.zeros((0, HUE_BINS), np.float32)
-    out[COLOUR] = pa.FixedSizeListArray.from_arrays(pa.array(sig.reshape(-1), pa.float32()), HUE_BINS)
-    schema = pa.schema([pa.field("key", pa.string()), pa.field("phash", pa.uint64()), *SCORE_FIELDS,
-                        pa.field(COLOUR, COLOUR_TYPE)])
-    return ShardScores(task.shard, pa.Table.from_pydict(out, schema=schema), failures, time.monotonic() - start,
-                       task)
+        batch.fail(key, wanted[key]["source"], "missing_file",
+                   f"sample {key} is in the index but not in shard {task.shard}")
+    return ShardScores(task.shard, batch.table(), batch.failures, time.monotonic() - start, task)
 
 
-def _score_one(row: dict[str, Any], data: bytes | None, shard: str):
+class ScoreBatch:
+    """The scores of a run of samples, gathered into one score table: key, phash, SCORE_FIELDS, colour.
+
+    What score_shard and curate's one-pass folder import (curate.folder) share. The CNN, the
+    missing phashes and the colour signatures are computed for the whole batch at once.
+    """
+
+    def __init__(self, only: str | None, watermark: bool, weights: str | None):
+        self.dup_only = only == ONLY_DUPLICATES
+        self.det = _detector(weights) if watermark and not self.dup_only else None
+        self.out: dict[str, list] = {"key": [], "phash": [], **{f.name: [] for f in SCORE_FIELDS}, COLOUR: []}
+        self.failures: list[dict[str, Any]] = []
+        self._inputs: list[np.ndarray] = []
+        self._to_hash: list[tuple[int, np.ndarray]] = []  # (row in out, phash_input) of rows without a phash
+        self._dhash_inputs: list[np.ndarray] = []  # duplicates only: every row's dhash_input, hashed at once
+
+    def fail(self, key: str, source: str | None, reason: str, detail: str) -> None:
+        self.failures.append({"key": key, "source": source, "reason": reason, "detail": detail})
+
+    def add(self, key: str, source: str | None, data: bytes, phash: int | None, decoded=None) -> bool:
+        """Score one sample's image bytes; False (and a failure) when they do not decode.
+
+        ``decoded``: the image as ``media.decode(data, draft_size=DUP_DRAFT)`` gives it, when the
+        caller has it (used by the duplicates-only scores instead of decoding again).
+        """
+        try:
+            scores, dh, colour, thumb, img = _hash_one(data, decoded) if self.dup_only else _score_one(data)
+        except ItemError as exc:
+            self.fail(key, source, exc.reason, exc.detail)
+            return False
+        except Exception as exc:  # a decoder bug on one hostile file must not stop the stage
+            self.fail(key, source, "decode_error", f"{type(exc).__name__}: {exc}")
+            return False
+        out = self.out
+        if phash is None:
+            self._to_hash.append((len(out["key"]), phash_input(img)))
+        out["key"].append(key)
+        out["phash"].append(phash)
+        for name, value in scores.items():
+            out[name].append(value)
+        if self.dup_only:
+            self._dhash_inputs.append(dh)
+        out["dhash"].append(None if self.dup_only else dh)
+        out[COLOUR].append(colour)
+        if self.det is not None:
+            # the thumbnail fits in 128 px already: letterboxing it is a paste, not a resize
+            self._inputs.append(letterbox(thumb if self.det.config.input_size == 128 else img,
+                                          self.det.config.input_size))
+        return True
+
+    def table(self) -> pa.Table:
+        out = dict(self.out)
+        if self._to_hash:
+            for (i, _), ph in zip(self._to_hash, phashes(np.stack([g for _, g in self._to_hash])).tolist()):
+                out["phash"][i] = ph
+        if self._dhash_inputs:
+            out["dhash"] = dhashes(np.stack(self._dhash_inputs)).tolist()
+        if self.det is not None and self._inputs:
+            out["q_watermark"] = self.det.score_arrays(np.stack(self._inputs)).tolist()
+        else:
+            out["q_watermark"] = [None] * len(out["key"])
+        # signatures of the whole batch at once: per-image NumPy calls would cost more than the maths
+        sig = colour_signatures(np.stack(out[COLOUR])) if out[COLOUR] else np.zeros((0, HUE_BINS), np.float32)
+        out[COLOUR] = pa.FixedSizeListArray.from_arrays(pa.array(sig.reshape(-1), pa.float32()), HUE_BINS)
+        return pa.Table.from_pydict(out, schema=SCORE_SCHEMA)
+
+
+SCORE_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("phash", pa.uint64()), *SCORE_FIELDS,
+                          pa.field(COLOUR, COLOUR_TYPE)])
+
+
+def _score_one(data: bytes):
     """(q_* scores, dhash, colour_input, thumbnail, decoded image) of one sample; raises ItemError."""
-    if data is None:
-        raise ItemError(f"member {row['member']} is not in shard {shard}", reason="missing_file")
     info = media.probe(data, LIMITS)
     # every score needs at most a 256 px copy: JPEGs decode at 1/2..1/8 scale (much faster)
     img = media.decode(data, LIMITS, draft_size=(DRAFT_SIDE, DRAFT_SIDE))
@@ -139,14 +179,17 @@ def _score_one(row: dict[str, Any], data: bytes | None, shard: str):
 _NO_SCORES = {f.name: None for f in SCORE_FIELDS if f.name not in ("dhash", "q_watermark")}
 
 
-def _hash_one(row: dict[str, Any], data: bytes | None, shard: str):
-    """What duplicate grouping needs of one sample, as _score_one returns it (other q_* None)."""
-    if data is None:
-        raise ItemError(f"member {row['member']} is not in shard {shard}", reason="missing_file")
-    img = media.decode(data, LIMITS, draft_size=(DUP_DRAFT_SIDE, DUP_DRAFT_SIDE))
+def _hash_one(data: bytes, img=None):
+    """What duplicate grouping needs of one sample, as _score_one returns it (other q_* None), but
+    with the dhash's input copy (quality.dhash_input) in the dhash's place.
+
+    ``img``: ``data`` already decoded at DUP_DRAFT (by media.process_decoded), not decoded again.
+    """
+    if img is None:
+        img = media.decode(data, LIMITS, draft_size=DUP_DRAFT)
     # q_jpeg_quality reads the header only, and picks a group's representative (lossless first)
     scores = dict(_NO_SCORES, q_jpeg_quality=jpeg_quality(data))
-    return scores, dhash64(img), colour_input(img), None, img
+    return scores, dhash_input(img), colour_input(img), None, img  # dhash: of the whole batch (ScoreBatch)
 
 
 def _detector(weights: str | None):
@@ -174,8 +217,7 @@ class WriteTask:
 def write_shard(task: WriteTask) -> int:
     """Write the output shard: kept samples' bytes unchanged (image, mask, caption) with new rows."""
     ds = Dataset.open(task.dataset)
-    writer = ShardWriter(task.out, task.shard_id, task.schema)
-    try:
+    with ShardWriter(task.out, task.shard_id, task.schema) as writer:
         rows = {r["key"]: r for r in task.rows}
         if rows:
             for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard), keys=rows):
@@ -186,8 +228,4 @@ def write_shard(task: WriteTask) -> int:
                 writer.write(row, files[ext], ext, files.get("mask.png") if row.get("mask") else None)
         for f in task.failures:
             writer.fail(**f)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
     return len(writer.rows)

@@ -96,9 +96,8 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int]:
     denoise = get_denoiser(cfg.denoise)
     augment = parse_spec(cfg.augment) if cfg.augment and cfg.copies else None
     target = None if cfg.resize_mode == "none" else cfg.size
-    writer = ShardWriter(task.out, task.shard_id, task.schema)
     fails = 0
-    try:
+    with ShardWriter(task.out, task.shard_id, task.schema) as writer:
         for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard)):
             row = rows.get(key)
             if row is None:
@@ -125,10 +124,6 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int]:
                     # geometric ops move content, so copies carry no boxes or masks (the README's Curate section)
                     copy = dict(base, key=f"{key}_aug{k}", boxes=[], aug_of=key, aug_index=k)
                     _write(writer, copy, augment(out), None, cfg)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
     return len(writer.rows), fails
 
 

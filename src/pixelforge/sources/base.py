@@ -112,12 +112,17 @@ def mask_to_png(mask: np.ndarray) -> bytes:
 
 def store_image(image: bytes | np.ndarray, limits: media.MediaLimits) -> media.Processed:
     """Checked, measured image ready to store: source bytes kept when they are jpg/png/webp."""
+    return store_image_decoded(image, limits)[0]
+
+
+def store_image_decoded(image: bytes | np.ndarray, limits: media.MediaLimits) -> tuple[media.Processed, Image.Image]:
+    """store_image, and the decoded image its phash is taken of (media.process_decoded)."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ItemError(f"pixel array must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}",
                             reason="bad_record")
-        return media.process(media.array_to_png(image), limits=limits)
-    return media.process(image, limits=limits)
+        image = media.array_to_png(image)
+    return media.process_decoded(image, limits=limits)
 
 
 # Items go to the worker processes in windows of this many; an import with fewer items than
@@ -221,7 +226,7 @@ def run_import(source: Source, options: ImportOptions) -> ImportResult:
                 except ItemError as exc:
                     builder.fail(row=n, source=item.source, reason=exc.reason, detail=exc.detail)
                     continue
-                builder.add(_row(n, item, stored, source.kind, options), stored.data, stored.ext, mask)
+                builder.add(import_row(n, item, stored, source.kind, options), stored.data, stored.ext, mask)
     except BaseException:
         builder.abort()
         raise
@@ -237,7 +242,8 @@ def run_import(source: Source, options: ImportOptions) -> ImportResult:
     return _result(ds, source.kind, seconds)
 
 
-def _row(n: int, item: Record, stored: media.Processed, kind: str, options: ImportOptions) -> dict[str, Any]:
+def import_row(n: int, item: Record, stored: media.Processed, kind: str, options: ImportOptions) -> dict[str, Any]:
+    """The index row of the ``n``-th item of a source (its key is n, zero-padded to 9 digits)."""
     row = {
         "key": f"{n:09d}",
         "source_kind": kind,

@@ -98,24 +98,27 @@ class FolderSource:
 
     def records(self) -> Iterator[Record | Failure]:
         for path in images_under(Path(self.root)):
-            data = _read(path)
-            if isinstance(data, Failure):
-                yield data
-                continue
-            caption = _caption(path)
-            sidecar = _sidecar(path)
-            if isinstance(sidecar, Failure):
-                yield sidecar
-                continue
-            meta = {k: v for k, v in sidecar.items() if k not in SIDECAR_LICENCE_KEYS}
-            if sidecar.get("source_url"):
-                meta["source_url"] = sidecar["source_url"]
-            yield Record(
-                source=str(path), image=data, caption=caption,
-                caption_source="sidecar" if caption is not None else None,
-                license=_text(sidecar.get("license")), license_url=_text(sidecar.get("license_url")),
-                attribution=_text(sidecar.get("attribution")), meta=meta or None,
-            )
+            yield folder_record(path)
+
+
+def folder_record(path: Path) -> Record | Failure:
+    """One image of a captioned folder with its ``.txt`` caption and ``.json`` sidecar (FolderSource)."""
+    data = _read(path)
+    if isinstance(data, Failure):
+        return data
+    caption = _caption(path)
+    sidecar = _sidecar(path)
+    if isinstance(sidecar, Failure):
+        return sidecar
+    meta = {k: v for k, v in sidecar.items() if k not in SIDECAR_LICENCE_KEYS}
+    if sidecar.get("source_url"):
+        meta["source_url"] = sidecar["source_url"]
+    return Record(
+        source=str(path), image=data, caption=caption,
+        caption_source="sidecar" if caption is not None else None,
+        license=_text(sidecar.get("license")), license_url=_text(sidecar.get("license_url")),
+        attribution=_text(sidecar.get("attribution")), meta=meta or None,
+    )
 
 
 def _text(value: Any) -> str | None:

@@ -69,6 +69,7 @@ FAILURE_REASONS: dict[str, str] = {
     "too_small": "the image's shorter side is under the minimum side",
     # importers
     "missing_file": "an annotation or list refers to a file that does not exist",
+    "changed_file": "the file changed between being scored and being written (curate on a folder reads it twice)",
     "path_escape": "a file name points outside the images directory (such as ../../x.jpg)",
     "unsafe_pickle": "a pickle asks for a global outside the allowed numpy/builtin set",
     "bad_annotation": "an annotation is malformed (missing fields, wrong types, unknown category)",
