@@ -29,7 +29,7 @@ from pixelforge.store.schema import index_schema
 from pixelforge.store.shards import ShardWriter
 
 KIND = FolderSource.kind  # rows say source_kind "folder", as `import folder` makes them
-WINDOW = 128  # images per scoring task: large enough that a task's fixed cost is small
+WINDOW = 256  # images per scoring task: large enough that a task's fixed cost is small
 SAMPLES_PER_SHARD = ImportOptions.samples_per_shard  # the layout `import folder` would give
 IMPORT_OPTIONS = ImportOptions(out="")  # licence "unknown", the default size limits
 LIMITS = media.MediaLimits(max_bytes=IMPORT_OPTIONS.max_bytes, max_pixels=IMPORT_OPTIONS.max_pixels)
