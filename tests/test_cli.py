@@ -54,6 +54,20 @@ def test_query_formats(shapes, capsys, fmt):
         assert "6 rows" in out
 
 
+def test_query_csv_writes_nested_columns_as_json(shapes, capsys):
+    import csv
+    import io
+
+    capsys.readouterr()
+    assert main(["query", shapes, "SELECT key, boxes, [label, 7] AS pair FROM samples ORDER BY key LIMIT 2",
+                 "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["key"] for r in rows] == ["000000000", "000000001"]
+    boxes = json.loads(rows[0]["boxes"])
+    assert isinstance(boxes, list) and len(boxes) >= 1 and set(boxes[0]) == {"x0", "y0", "x1", "y1", "label"}
+    assert json.loads(rows[1]["pair"])[1] == 7
+
+
 def test_query_errors(shapes, capsys):
     assert main(["query", shapes, "SELECT nope FROM samples"]) == 2
     err = capsys.readouterr().err

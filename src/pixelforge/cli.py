@@ -312,6 +312,18 @@ def info(
 QUERY_FORMATS = ("table", "csv", "json")
 
 
+def _flat_for_csv(table):
+    """``table`` with its nested columns (boxes, c_flags, ...) as JSON text: CSV has no nested values."""
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_nested(f.type):
+            text = [None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+                    for v in table.column(i).to_pylist()]
+            table = table.set_column(i, pa.field(f.name, pa.string()), pa.array(text, pa.string()))
+    return table
+
+
 @app.command()
 def query(
     path: Annotated[str, typer.Argument(help="Dataset directory.")],
@@ -335,7 +347,7 @@ def query(
         import pyarrow.csv as pacsv
 
         sink = io.BytesIO()
-        pacsv.write_csv(table, sink)
+        pacsv.write_csv(_flat_for_csv(table), sink)
         sys.stdout.write(sink.getvalue().decode("utf-8"))
     elif format == "json":
         _print_json(table.to_pylist())
