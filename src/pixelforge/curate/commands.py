@@ -111,10 +111,10 @@ def curate_command(
         pixelforge curate ~/photos --out data/photos --only duplicates --drop-duplicates
     """
     if backend == "local" and processes > 1:  # the pool's imports overlap with this process's own
+        from pixelforge.entry import EARLY_POOLS
         from pixelforge.run.local import start_fork_server
 
-        # curate.folder imports curate.worker; imagehash.phash imports scipy.fftpack on first use
-        start_fork_server("pixelforge.curate.folder", "scipy.fftpack")
+        start_fork_server(*EARLY_POOLS["curate"])  # no-op when the executable started it already
     from pixelforge.curate.stage import CurateConfig, curate
 
     config = build_config(ctx, CurateConfig, "curate", config_file, dict(

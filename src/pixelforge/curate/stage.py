@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,6 +293,30 @@ def _load_scores(fs, path: str):
     return ShardScores("", table.replace_schema_metadata(None), failures)
 
 
+def _run_saved(fn, tasks, path_of, fs, config: CurateConfig, label: str,
+               total: int) -> tuple[list[pa.Table], list[dict[str, Any]]]:
+    """Run scoring ``fn`` over ``tasks`` through the executor, saving each result at ``path_of(task)``
+    as it arrives; a task already saved there (by a stopped run, see curate's ``resume``) is read
+    back instead of run again. Returns the results' tables and failures, in no particular order."""
+    tables, failures, todo = [], [], []
+    for task in tasks:
+        if fs.exists(path_of(task)):
+            res = _load_scores(fs, path_of(task))
+            tables.append(res.table)
+            failures.extend(res.failures)
+        else:
+            todo.append(task)
+    with track(label, total=total) as bar:
+        bar.advance(sum(t.num_rows for t in tables) + len(failures))
+        for res in run_tasks(fn, todo, backend=config.backend, processes=config.processes,
+                             ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
+            _save_scores(fs, path_of(res.task), res)
+            tables.append(res.table)
+            failures.extend(res.failures)
+            bar.advance(res.table.num_rows + len(res.failures))
+    return tables, failures
+
+
 def _score(ds: Dataset, config: CurateConfig, out: str) -> tuple[pa.Table, list[dict[str, Any]]]:
     """Run score_shard over every shard; return the input rows that scored (with scores) and failures.
 
@@ -301,24 +326,8 @@ def _score(ds: Dataset, config: CurateConfig, out: str) -> tuple[pa.Table, list[
     from pixelforge.curate.worker import score_shard
 
     fs, root = fsutil.resolve(out)
-    tables, failures = [], []
-    tasks = []
-    for task in score_tasks(ds, config):
-        path = _cache_path(root, task)
-        if fs.exists(path):
-            res = _load_scores(fs, path)
-            tables.append(res.table)
-            failures.extend(res.failures)
-        else:
-            tasks.append(task)
-    with track("curate score", total=ds.num_samples) as bar:
-        bar.advance(sum(t.num_rows for t in tables) + len(failures))
-        for res in run_tasks(score_shard, tasks, backend=config.backend, processes=config.processes,
-                             ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
-            _save_scores(fs, _cache_path(root, res.task), res)
-            tables.append(res.table)
-            failures.extend(res.failures)
-            bar.advance(res.table.num_rows + len(res.failures))
+    tables, failures = _run_saved(score_shard, score_tasks(ds, config), lambda t: _cache_path(root, t), fs, config,
+                                  "curate score", ds.num_samples)
     scores = pa.concat_tables(tables) if tables else None  # task order does not matter: rows are placed by key
     index = ds.index()
     drop = [c.name for c in CURATE_FIELDS if c.name in index.column_names]
@@ -340,8 +349,6 @@ def _score(ds: Dataset, config: CurateConfig, out: str) -> tuple[pa.Table, list[
 
 def open_folder_input(inp: str, out: str, overwrite: bool, resume: bool) -> tuple[Any, str]:
     """Make ``out`` ready for the dataset curated from image folder ``inp``; never inside ``inp``."""
-    from pathlib import Path
-
     fs, root = fsutil.resolve(out)
     if fsutil.is_local(fs):
         where, folder = Path(root).resolve(), Path(inp).resolve()
@@ -353,8 +360,6 @@ def open_folder_input(inp: str, out: str, overwrite: bool, resume: bool) -> tupl
 
 def folder_images(inp: str) -> list[str]:
     """The image files of folder ``inp`` in `import folder`'s order; a folder without any is an error."""
-    from pathlib import Path
-
     from pixelforge.sources.folders import IMAGE_EXTENSIONS, images_under
 
     paths = [str(p) for p in images_under(Path(inp))]
@@ -375,7 +380,6 @@ def _score_folder(inp: str, paths: list[str], config: CurateConfig,
     from pixelforge.curate.folder import REENCODED, WINDOW, FolderTask, score_window
 
     fs, root = fsutil.resolve(out)
-    tables, failures, tasks = [], [], []
 
     def cache(task: FolderTask) -> str:
         # named by the window's file list too: if the folder changed since the stopped run, a
@@ -383,26 +387,9 @@ def _score_folder(inp: str, paths: list[str], config: CurateConfig,
         listing = hashlib.blake2b("\n".join(task.paths).encode(), digest_size=8).hexdigest()
         return fsutil.join(root, WORK_DIR, f"scores-folder-{task.first}-{listing}.arrow")
 
-    for first in range(0, len(paths), WINDOW):
-        task = FolderTask(first, paths[first:first + WINDOW], config.only, config.watermark)
-        if fs.exists(cache(task)):
-            res = _load_scores(fs, cache(task))
-            tables.append(res.table)
-            failures.extend(res.failures)
-        else:
-            tasks.append(task)
-    with track("curate import", total=len(paths)) as bar:
-        bar.advance(sum(t.num_rows for t in tables) + len(failures))
-        for res in run_tasks(score_window, tasks, backend=config.backend, processes=config.processes,
-                             ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
-            _save_scores(fs, cache(res.task), res)
-            tables.append(res.table)
-            failures.extend(res.failures)
-            bar.advance(res.table.num_rows + len(res.failures))
-    if not tables:
-        from pixelforge.curate.folder import ROW_SCHEMA
-
-        return _empty_scored(pa.Table.from_pylist([], schema=ROW_SCHEMA)), failures, set(), len(paths)
+    tasks = [FolderTask(first, paths[first:first + WINDOW], config.only, config.watermark)
+             for first in range(0, len(paths), WINDOW)]
+    tables, failures = _run_saved(score_window, tasks, cache, fs, config, "curate import", len(paths))
     table = pa.concat_tables(tables).sort_by("key")  # windows finish in any order
     reencoded = set(table.filter(table.column(REENCODED)).column("key").to_pylist())
     return table.drop_columns([REENCODED]), sorted(failures, key=lambda f: f["key"]), reencoded, len(paths)
