@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from pixelforge.audit.tomlfile import bad_value, read_toml
+from pixelforge.configfile import bad_value, parse_toml, read_toml
 from pixelforge.errors import UsageError
 
 DEFAULT_NAME = "default"
@@ -88,8 +88,6 @@ def load_lexicon(path: str | None = None) -> Lexicon:
     """The lexicon in the TOML file ``path``, or the shipped default when ``path`` is None."""
     if path is None:
         text = resources.files("pixelforge.audit").joinpath("data/lexicon.toml").read_text(encoding="utf-8")
-        import tomllib
-
-        return parse_lexicon(tomllib.loads(text), DEFAULT_NAME, text, "the default lexicon")
+        return parse_lexicon(parse_toml(text, FLAG, DEFAULT_NAME), DEFAULT_NAME, text, "the default lexicon")
     doc, text = read_toml(path, FLAG)
     return parse_lexicon(doc, path, text, path)

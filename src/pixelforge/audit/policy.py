@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pixelforge.audit.tomlfile import bad_value, read_toml
+from pixelforge.configfile import bad_value, read_toml
 from pixelforge.errors import UsageError
 from pixelforge.store import Dataset, query
 

@@ -33,7 +33,7 @@ def build_config(ctx: typer.Context, cls: type, table: str, config_file: Optiona
     not override the file.
     """
     from pixelforge.errors import UsageError
-    from pixelforge.train.config import load_toml, merge
+    from pixelforge.configfile import load_toml, merge
 
     config = cls()
     if config_file:

@@ -21,7 +21,7 @@ from pixelforge.models.registry import LoadedRun, load_run
 from pixelforge.progress import track
 from pixelforge.store import DatasetBuilder, Lineage, config_to_dict
 from pixelforge.store.schema import encode_meta
-from pixelforge.train.config import resolve_device
+from pixelforge.device import resolve_device
 
 
 @dataclass

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from pixelforge.configfile import load_toml
 from pixelforge.errors import UsageError
 from pixelforge.store import Dataset, Lineage
 
@@ -57,10 +56,7 @@ def load_synonyms(path: str | None, classes: list[str]) -> dict[str, list[str]]:
     table: dict[str, list[str]] = {c: [c] for c in classes}
     if path is None:
         return table
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"--synonyms {path}: {exc}") from None
+    doc = load_toml(path, "--synonyms")
     for name, words in doc.items():
         if name not in table:
             raise UsageError(f"--synonyms {path}: class {name!r} is not one of {', '.join(classes)}")
@@ -161,7 +157,7 @@ def _model_suggestions(ds: Dataset, config: SuggestConfig) -> tuple[str, dict[st
     import torch
 
     from pixelforge.models.registry import load_run
-    from pixelforge.train.config import resolve_device
+    from pixelforge.device import resolve_device
     from pixelforge.train.inference import image_batches
 
     dev = resolve_device(config.device)

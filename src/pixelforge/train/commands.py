@@ -14,7 +14,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from pixelforge.errors import UsageError
-from pixelforge.train.config import TrainConfig, load_toml, merge
+from pixelforge.configfile import load_toml, merge
+from pixelforge.train.config import TrainConfig
 
 train_app = typer.Typer(help="Train a model on a dataset (one shared loop for every family).", no_args_is_help=True)
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from pixelforge.device import resolve_device
 from pixelforge.errors import UsageError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -81,40 +79,3 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 0.5:
             raise UsageError(f"--val-fraction {self.val_fraction}: choose a fraction in (0, 0.5)")
         resolve_device(self.device)
-
-
-def resolve_device(name: str) -> "torch.device":
-    """``auto``: CUDA when present, else Apple MPS, else CPU."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.split(":")[0] not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"--device {name!r}: choose auto, cpu, cuda, cuda:N or mps")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
-    return torch.device(name)
-
-
-def load_toml(path: str) -> dict[str, Any]:
-    """The tables of a --config TOML file: [train] and the family's own table (e.g. [diffusion])."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--config {path}: no such file")
-    try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path}: not valid TOML: {exc}") from None
-
-
-def merge(cls: type, base: Any, overrides: dict[str, Any], where: str) -> Any:
-    """``base`` with ``overrides`` applied; an unknown key is an error (a misspelt option must fail)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    return dataclasses.replace(base, **overrides)

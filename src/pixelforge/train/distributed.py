@@ -65,7 +65,7 @@ def must_spawn(cfg: Any) -> bool:
 
 def check_launch(cfg: Any, world: int) -> torch.device:
     """The device type every process uses, checked against ``world`` processes before any work."""
-    from pixelforge.train.config import resolve_device
+    from pixelforge.device import resolve_device
 
     device = resolve_device(cfg.device)
     if world == 1:

@@ -16,7 +16,7 @@ from pixelforge.errors import UsageError
 from pixelforge.models.registry import LoadedRun, load_run
 from pixelforge.progress import track
 from pixelforge.store import Dataset
-from pixelforge.train.config import resolve_device
+from pixelforge.device import resolve_device
 
 
 def image_batches(ds: Dataset, size: int, batch_size: int, columns: list[str] | None = None

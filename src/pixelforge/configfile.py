@@ -1,7 +1,8 @@
-"""Read the audit's TOML files (lexicons, policies) with one-line errors that name the line to fix."""
+"""The one TOML reader (--config files, policies, lexicons, label configs) and the merge of a file's values into a config dataclass."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
@@ -25,8 +26,13 @@ def read_toml(path: str, flag: str) -> tuple[dict[str, Any], str]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{flag} {path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8")
+    return parse_toml(text, flag, path), text
+
+
+def parse_toml(text: str, flag: str, path: str) -> dict[str, Any]:
+    """The TOML document ``text`` (read from ``path`` for ``flag``); bad TOML names the line and column."""
     try:
-        return tomllib.loads(text), text
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         if m := _AT.search(msg):
@@ -35,7 +41,7 @@ def read_toml(path: str, flag: str) -> tuple[dict[str, Any], str]:
             where = f"line {len(text.rstrip().splitlines()) or 1} (end of file)"
         reason = _AT_END.sub("", _AT.sub("", msg)).rstrip(".")
         raise UsageError(f"{flag} {path}: not valid TOML at {where}: {reason}; fix that line "
-                         "(format: README, Audit)")
+                         "(format: README, Audit)") from None
 
 
 def line_of(text: str, key: str, table: str | None = None) -> int:
@@ -62,3 +68,29 @@ def bad_value(flag: str, path: str, text: str, key: str, problem: str, table: st
     line = line_of(text, key, table)
     where = f"line {line}" if line else f"key {key!r}"
     return UsageError(f"{flag} {path}: {where}: {problem} (format: README, Audit)")
+
+
+def load_toml(path: str, flag: str = "--config") -> dict[str, Any]:
+    """The tables of the TOML file ``path`` given to ``flag`` (errors name the file and the line)."""
+    return read_toml(path, flag)[0]
+
+
+def merge(cls: type, base: Any, overrides: dict[str, Any], where: str) -> Any:
+    """``base`` with ``overrides`` applied; an unknown key is an error (a misspelt option must fail).
+
+    A config holding an ``executor`` (run.ExecutorSettings) takes its keys flat, as the flags do:
+    ``processes``, ``backend``, ``ray_address`` and ``ray_task_cpus`` go into it.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    overrides = dict(overrides)
+    if "executor" in names:
+        from pixelforge.run.settings import EXECUTOR_KEYS
+
+        flat = {k: overrides.pop(k) for k in EXECUTOR_KEYS if k in overrides}
+        names = (names - {"executor"}) | set(EXECUTOR_KEYS)
+        if flat:
+            overrides["executor"] = dataclasses.replace(base.executor, **flat)
+    unknown = sorted(set(overrides) - names - {"executor"})
+    if unknown:
+        raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return dataclasses.replace(base, **overrides)
