@@ -31,12 +31,40 @@ from pixelforge.store.dataset import DATASET_JSON, FAILURES, INDEX, STATS  # noq
 from pixelforge.store.schema import FAILURE_SCHEMA, SCHEMA_VERSION, index_schema  # noqa: E402
 
 PEOPLE = {"woman": 0, "man": 1, "girl": 0, "boy": 1, "old woman": 0, "old man": 1, "she": 0, "he": 1}
-JOBS = {"nurse": 0.9, "doctor": 0.3, "engineer": 0.15, "teacher": 0.7, "chef": 0.4, "pilot": 0.1,
-        "farmer": 0.35, "dancer": 0.8}  # probability the caption's person is female
-PLACES = ["in kenya", "in japan", "in france", "in brazil", "in canada", "in the middle east", "in new zealand",
-          "in a city", "at home", "on a beach", "in a forest", "at the office"]
-THINGS = ["with a dog", "with a laptop", "holding flowers", "near a car", "with a bicycle", "under the sky",
-          "next to a window", "with a cup of coffee"]
+JOBS = {
+    "nurse": 0.9,
+    "doctor": 0.3,
+    "engineer": 0.15,
+    "teacher": 0.7,
+    "chef": 0.4,
+    "pilot": 0.1,
+    "farmer": 0.35,
+    "dancer": 0.8,
+}  # probability the caption's person is female
+PLACES = [
+    "in kenya",
+    "in japan",
+    "in france",
+    "in brazil",
+    "in canada",
+    "in the middle east",
+    "in new zealand",
+    "in a city",
+    "at home",
+    "on a beach",
+    "in a forest",
+    "at the office",
+]
+THINGS = [
+    "with a dog",
+    "with a laptop",
+    "holding flowers",
+    "near a car",
+    "with a bicycle",
+    "under the sky",
+    "next to a window",
+    "with a cup of coffee",
+]
 LICENSES = ["cc-by-4.0", "cc-by-sa-4.0", "cc0-1.0", "cc-by-nc-4.0", "unknown", "cc-by-2.0", "pdm-1.0", "mit"]
 LICENSE_P = [0.3, 0.1, 0.15, 0.1, 0.2, 0.1, 0.03, 0.02]
 
@@ -58,8 +86,12 @@ def make_index(root: Path, n: int, seed: int = 0) -> None:
     person = np.where(female, np.asarray(women, dtype=object)[who_i], np.asarray(men, dtype=object)[who_i])
     person = np.where(rng.random(n) < 0.3, "a person", person)  # some captions name no gender
     caption = pc.binary_join_element_wise(
-        pa.array(person, pa.string()), pa.array(np.asarray(jobs, dtype=object)[job_i], pa.string()),
-        pick(rng, THINGS, n), pick(rng, PLACES, n), " ")
+        pa.array(person, pa.string()),
+        pa.array(np.asarray(jobs, dtype=object)[job_i], pa.string()),
+        pick(rng, THINGS, n),
+        pick(rng, PLACES, n),
+        " ",
+    )
     caption = pc.if_else(pa.array(rng.random(n) < 0.05), pa.scalar(None, pa.string()), caption)
     label = rng.zipf(1.3, n) % 1000
     domains = np.asarray([f"site{i}.example.org" for i in range(5000)], dtype=object)[rng.zipf(1.5, n) % 5000]
@@ -69,16 +101,23 @@ def make_index(root: Path, n: int, seed: int = 0) -> None:
     height = rng.choice([256, 240, 512, 480, 768], n).astype(np.int32)
     opt = pc.if_else(pa.array(rng.random(n) < 0.01), pa.scalar("robots.txt"), pa.scalar(None, pa.string()))
     columns = {
-        "key": keys, "shard": pa.array(np.full(n, "000000.tar", dtype=object), pa.string()),
+        "key": keys,
+        "shard": pa.array(np.full(n, "000000.tar", dtype=object), pa.string()),
         "member": pc.binary_join_element_wise(keys, ".jpg", ""),
-        "source_kind": pa.array(np.full(n, "url", dtype=object), pa.string()), "source": source,
-        "caption": caption, "caption_source": pa.array(np.full(n, "alt", dtype=object), pa.string()),
-        "label": pa.array(label.astype(np.int32)), "label_name": pc.binary_join_element_wise(
-            "class", pa.array(label.astype(str), pa.string()), ""),
-        "license": pick(rng, LICENSES, n, LICENSE_P), "opt_out": opt,
+        "source_kind": pa.array(np.full(n, "url", dtype=object), pa.string()),
+        "source": source,
+        "caption": caption,
+        "caption_source": pa.array(np.full(n, "alt", dtype=object), pa.string()),
+        "label": pa.array(label.astype(np.int32)),
+        "label_name": pc.binary_join_element_wise("class", pa.array(label.astype(str), pa.string()), ""),
+        "license": pick(rng, LICENSES, n, LICENSE_P),
+        "opt_out": opt,
         "attribution": pc.binary_join_element_wise("photographer ", pa.array((label % 97).astype(str)), ""),
-        "width": pa.array(width), "height": pa.array(height), "orig_width": pa.array(width),
-        "orig_height": pa.array(height), "format": pa.array(np.full(n, "jpeg", dtype=object), pa.string()),
+        "width": pa.array(width),
+        "height": pa.array(height),
+        "orig_width": pa.array(width),
+        "orig_height": pa.array(height),
+        "format": pa.array(np.full(n, "jpeg", dtype=object), pa.string()),
         "q_min_side": pa.array(np.minimum(width, height)),
         "q_aspect": pa.array((np.maximum(width, height) / np.minimum(width, height)).astype(np.float32)),
         "q_blur": pa.array(rng.gamma(2.0, 200.0, n).astype(np.float32)),
@@ -94,15 +133,30 @@ def make_index(root: Path, n: int, seed: int = 0) -> None:
     pq.write_table(table, root / INDEX, row_group_size=128 * 1024)
     pq.write_table(FAILURE_SCHEMA.empty_table(), root / FAILURES)
     (root / STATS).write_text(json.dumps({"samples": n, "failures": 0}))
-    (root / DATASET_JSON).write_text(json.dumps({
-        "name": f"synthetic-{n}", "schema_version": SCHEMA_VERSION, "num_samples": n, "num_failures": 0,
-        "num_shards": 0, "extra_columns": [], "lineage": {"command": "benchmarks/audit_scale.py"}}))
+    (root / DATASET_JSON).write_text(
+        json.dumps(
+            {
+                "name": f"synthetic-{n}",
+                "schema_version": SCHEMA_VERSION,
+                "num_samples": n,
+                "num_failures": 0,
+                "num_shards": 0,
+                "extra_columns": [],
+                "lineage": {"command": "benchmarks/audit_scale.py"},
+            }
+        )
+    )
     # predictions of a classifier that is worse on captions with female words
     wrong = rng.random(n) < np.where(female, 0.3, 0.1)
     predicted = pc.if_else(pa.array(wrong), pa.scalar("class0"), columns["label_name"])
-    preds = pa.table({"key": keys, "predicted": predicted, "confidence": pa.array(rng.random(n).astype(np.float32)),
-                      "target": columns["label_name"]}).replace_schema_metadata(
-        {"pixelforge.label_column": "label_name"})
+    preds = pa.table(
+        {
+            "key": keys,
+            "predicted": predicted,
+            "confidence": pa.array(rng.random(n).astype(np.float32)),
+            "target": columns["label_name"],
+        }
+    ).replace_schema_metadata({"pixelforge.label_column": "label_name"})
     pq.write_table(preds, root.parent / "predictions.parquet")
 
 
@@ -117,8 +171,10 @@ def main() -> None:
         if not ds.exists():
             t = time.perf_counter()
             make_index(ds, args.rows)
-            print(f"made a {args.rows:,}-row index in {time.perf_counter() - t:.1f} s "
-                  f"({(ds / INDEX).stat().st_size / 2**20:.0f} MB of parquet)")
+            print(
+                f"made a {args.rows:,}-row index in {time.perf_counter() - t:.1f} s "
+                f"({(ds / INDEX).stat().st_size / 2**20:.0f} MB of parquet)"
+            )
         pf = str(ROOT / ".venv" / "bin" / "pixelforge")
         runs = (("audit", []), ("audit --predictions", ["--predictions", str(work / "predictions.parquet")]))
         for name, extra in runs:
@@ -126,8 +182,10 @@ def main() -> None:
             seconds, peak, code = run_measured(cmd)
             status = "ok" if code == 0 else f"FAILED (exit {code})"
             inner = json.loads((work / "audit" / "audit.json").read_text())["audit"]["seconds"] if code == 0 else 0
-            print(f"{name:22s} {args.rows:,} rows  {seconds:6.1f} s wall ({inner:.1f} s auditing, the rest "
-                  f"is start-up)  peak RSS {peak / 2**20:5.0f} MB  target < 60 s  {status}")
+            print(
+                f"{name:22s} {args.rows:,} rows  {seconds:6.1f} s wall ({inner:.1f} s auditing, the rest "
+                f"is start-up)  peak RSS {peak / 2**20:5.0f} MB  target < 60 s  {status}"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

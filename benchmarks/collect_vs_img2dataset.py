@@ -104,36 +104,87 @@ def main() -> None:
     with StaticServer(folder) as server:
         lst = work / "urls.txt"
         lst.write_text("".join(server.url(n) + "\n" for n in names))
-        print(f"corpus: {len(names)} images, {mb:.0f} MB, served by {server.kind} on 127.0.0.1:{server.port}; "
-              f"{shard_size} samples per shard for both")
+        print(
+            f"corpus: {len(names)} images, {mb:.0f} MB, served by {server.kind} on 127.0.0.1:{server.port}; "
+            f"{shard_size} samples per shard for both"
+        )
         for r in range(args.rounds):
             for tool in ("img2dataset", "pixelforge") if r % 2 == 0 else ("pixelforge", "img2dataset"):
                 out = work / f"{tool}-{r}"
                 if tool == "img2dataset":
-                    cmd = [str(Path(ref_py).parent / "img2dataset"), "--url_list", str(lst), "--input_format", "txt",
-                           "--output_folder", str(out), "--output_format", "webdataset", "--image_size", "256",
-                           "--resize_mode", "center_crop", "--encode_format", "jpg", "--encode_quality", "95",
-                           "--processes_count", str(args.processes), "--thread_count", str(args.concurrency),
-                           "--number_sample_per_shard", str(shard_size), "--enable_wandb", "False", "--timeout", "10",
-                           "--retries", "0"]
+                    cmd = [
+                        str(Path(ref_py).parent / "img2dataset"),
+                        "--url_list",
+                        str(lst),
+                        "--input_format",
+                        "txt",
+                        "--output_folder",
+                        str(out),
+                        "--output_format",
+                        "webdataset",
+                        "--image_size",
+                        "256",
+                        "--resize_mode",
+                        "center_crop",
+                        "--encode_format",
+                        "jpg",
+                        "--encode_quality",
+                        "95",
+                        "--processes_count",
+                        str(args.processes),
+                        "--thread_count",
+                        str(args.concurrency),
+                        "--number_sample_per_shard",
+                        str(shard_size),
+                        "--enable_wandb",
+                        "False",
+                        "--timeout",
+                        "10",
+                        "--retries",
+                        "0",
+                    ]
                 else:
-                    cmd = [str(ROOT / ".venv" / "bin" / "pixelforge"), "collect", "urls", str(lst), "--out", str(out),
-                           "--image-size", "256", "--resize-mode", "center_crop", "--encode", "jpg",
-                           "--quality", "95", "--processes", str(args.processes), "--concurrency",
-                           str(args.concurrency), "--samples-per-shard", "1000", "--allow-private-networks",
-                           "--retries", "0"]
+                    cmd = [
+                        str(ROOT / ".venv" / "bin" / "pixelforge"),
+                        "collect",
+                        "urls",
+                        str(lst),
+                        "--out",
+                        str(out),
+                        "--image-size",
+                        "256",
+                        "--resize-mode",
+                        "center_crop",
+                        "--encode",
+                        "jpg",
+                        "--quality",
+                        "95",
+                        "--processes",
+                        str(args.processes),
+                        "--concurrency",
+                        str(args.concurrency),
+                        "--samples-per-shard",
+                        "1000",
+                        "--allow-private-networks",
+                        "--retries",
+                        "0",
+                    ]
                 seconds, peak, code = run_measured(cmd)
                 ok = count_ok(tool, out)
                 results[tool].append((seconds, peak, ok))
-                print(f"round {r} {tool:12s} {ok} images in {seconds:6.1f} s = {ok / seconds:6.1f} images/s, "
-                      f"peak RSS {peak / 2**20:6.0f} MB{'  (exit ' + str(code) + ')' if code else ''}")
+                print(
+                    f"round {r} {tool:12s} {ok} images in {seconds:6.1f} s = {ok / seconds:6.1f} images/s, "
+                    f"peak RSS {peak / 2**20:6.0f} MB{'  (exit ' + str(code) + ')' if code else ''}"
+                )
                 shutil.rmtree(out, ignore_errors=True)
     best = {t: max(ok / s for s, _, ok in rs) for t, rs in results.items()}
     peak = {t: max(p for _, p, _ in rs) for t, rs in results.items()}
     print(f"\nimg2dataset {best['img2dataset']:.1f} images/s, peak {peak['img2dataset'] / 2**20:.0f} MB")
     print(f"pixelforge  {best['pixelforge']:.1f} images/s, peak {peak['pixelforge'] / 2**20:.0f} MB")
-    print(f"speed ratio pixelforge / img2dataset = {best['pixelforge'] / best['img2dataset']:.2f}x; "
-          f"memory ratio = {peak['pixelforge'] / peak['img2dataset']:.2f}x")
+    print(
+        f"speed ratio pixelforge / img2dataset = {best['pixelforge'] / best['img2dataset']:.2f}x; "
+        f"memory ratio = {peak['pixelforge'] / peak['img2dataset']:.2f}x"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
 BENCH_VENV = ROOT / ".venv-bench"
 # turn off the reference tools' telemetry and update checks
-QUIET_ENV = {"NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "WANDB_SILENT": "true",
-             "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+QUIET_ENV = {
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+    "WANDB_MODE": "disabled",
+    "WANDB_SILENT": "true",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TQDM_DISABLE": "1",
+}
 
 
 def reference_python(requirement: str) -> str:
@@ -41,8 +47,12 @@ def run_pixelforge(*args: str) -> tuple[str, float, float]:
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "pixelforge"), *args], env=dict(os.environ, **QUIET_ENV),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "pixelforge"), *args],
+        env=dict(os.environ, **QUIET_ENV),
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -80,7 +90,7 @@ class StaticServer:
         self._httpd = None
         self._tmp = None
 
-    def __enter__(self) -> "StaticServer":
+    def __enter__(self) -> StaticServer:
         if self.kind == "nginx":
             self._tmp = tempfile.mkdtemp(prefix="pf-nginx-")
             conf = Path(self._tmp) / "nginx.conf"
@@ -103,8 +113,9 @@ http {{
   server {{ listen 127.0.0.1:{self.port}; root {self.folder}; }}
 }}
 """)
-            self._proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", self._tmp],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(
+                ["nginx", "-c", str(conf), "-p", self._tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
         else:
             handler = functools.partial(_QuietHandler, directory=str(self.folder))
             self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)

@@ -37,7 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bs4 import BeautifulSoup  # noqa: E402
 
 from pixelforge.collect.crawl.extract import (  # noqa: E402
-    CONTEXT_TAGS, LICENCE_META_NAMES, MIN_DECLARED_SIDE, ROBOTS_META_NAMES, _TRACKER, extract_page, largest_srcset,
+    _TRACKER,
+    CONTEXT_TAGS,
+    LICENCE_META_NAMES,
+    MIN_DECLARED_SIDE,
+    ROBOTS_META_NAMES,
+    extract_page,
+    largest_srcset,
 )
 from pixelforge.collect.crawl.licences import licence_from, parse_jsonld  # noqa: E402
 from pixelforge.collect.crawl.urlnorm import _canonical_absolute, canonical_url  # noqa: E402
@@ -148,8 +154,9 @@ def bs4_extract(html: str, page_url: str) -> dict:
                     break
         ld_lic, ld_who = ld_images.get(url, (None, None))
         lic = lic or licence_from(ld_lic, "jsonld-image") or page_lic
-        images.append((url, cap, source if cap else None, lic.id if lic else None, ld_who or jsonld.attribution
-                       or author))
+        images.append(
+            (url, cap, source if cap else None, lic.id if lic else None, ld_who or jsonld.attribution or author)
+        )
     for content in og:
         url = canonical_url(content, base)
         if url and url not in seen_img:
@@ -176,8 +183,11 @@ def _bs4_context(node):
 
 def ours(html: str, url: str) -> dict:
     info = extract_page(html, url)
-    return {"links": info.links, "images": [(i.url, i.caption, i.caption_source) for i in info.images],
-            "opt_out": info.opt_out}
+    return {
+        "links": info.links,
+        "images": [(i.url, i.caption, i.caption_source) for i in info.images],
+        "opt_out": info.opt_out,
+    }
 
 
 def article(n: int, rng: random.Random) -> str:
@@ -185,8 +195,14 @@ def article(n: int, rng: random.Random) -> str:
     menu = "".join(f'<li><a href="/section/{i}/?utm_source=menu&amp;ref={i}">Section {i}</a></li>' for i in range(150))
     style = "<style>" + " ".join(f".c{i}{{margin:{i}px;color:#{i:06x}}}" for i in range(300)) + "</style>"
     script = "<script>" + ";".join(f"var v{i}={i}*2" for i in range(400)) + "</script>"
-    ld = json.dumps({"@context": "https://schema.org", "@type": "NewsArticle", "license":
-                     "https://creativecommons.org/licenses/by/4.0/", "author": {"name": f"Writer {n % 7}"}})
+    ld = json.dumps(
+        {
+            "@context": "https://schema.org",
+            "@type": "NewsArticle",
+            "license": "https://creativecommons.org/licenses/by/4.0/",
+            "author": {"name": f"Writer {n % 7}"},
+        }
+    )
     body = []
     for k in range(rng.randint(10, 30)):
         body.append(f"<h2>Part {k} of story {n}</h2>")
@@ -194,8 +210,10 @@ def article(n: int, rng: random.Random) -> str:
         kind = rng.randint(0, 3)
         src = f"/media/{n}/{k}.jpg"
         if kind == 0:
-            body.append(f'<figure class="c{k}"><img src="{src}" srcset="{src} 640w, /media/{n}/{k}-xl.jpg 1280w">'
-                        f"<figcaption>Figure {k}: a scene from story {n}</figcaption></figure>")
+            body.append(
+                f'<figure class="c{k}"><img src="{src}" srcset="{src} 640w, /media/{n}/{k}-xl.jpg 1280w">'
+                f"<figcaption>Figure {k}: a scene from story {n}</figcaption></figure>"
+            )
         elif kind == 1:
             body.append(f'<div class="c{k}"><img src="{src}" alt="Photo {k} of story {n}" width="640"></div>')
         elif kind == 2:
@@ -203,11 +221,13 @@ def article(n: int, rng: random.Random) -> str:
         else:
             body.append(f'<p><img src="{src}"></p>')
         body.append('<img src="/static/spacer.gif" width="1" height="1" alt="">')
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>Story {n}</title>{style}{script}'
-            f'<script type="application/ld+json">{ld}</script><meta name="robots" content="index, follow">'
-            f'<meta property="og:image" content="/media/{n}/lead.jpg"></head><body><header><ul>{menu}</ul>'
-            f'</header><main><article><h1>Story {n}</h1>{"".join(body)}</article></main>'
-            f'<aside>{menu[:4000]}</aside><footer>{script}</footer></body></html>')
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>Story {n}</title>{style}{script}'
+        f'<script type="application/ld+json">{ld}</script><meta name="robots" content="index, follow">'
+        f'<meta property="og:image" content="/media/{n}/lead.jpg"></head><body><header><ul>{menu}</ul>'
+        f"</header><main><article><h1>Story {n}</h1>{''.join(body)}</article></main>"
+        f"<aside>{menu[:4000]}</aside><footer>{script}</footer></body></html>"
+    )
 
 
 def corpora(n: int) -> dict[str, list[tuple[str, str]]]:
@@ -234,14 +254,24 @@ def crawl_wall_time(delay: float) -> dict:
     from pixelforge.collect.config import CollectConfig
     from pixelforge.collect.crawl import CrawlConfig, crawl
     from pixelforge.collect.site import SiteServer
+    from pixelforge.run.settings import ExecutorSettings
 
     with SiteServer() as srv, tempfile.TemporaryDirectory() as tmp:
-        cfg = CrawlConfig(seeds=(srv.url("/"),), delay=delay,
-                          download=CollectConfig(allow_private_networks=True, processes=1, image_size=64))
+        cfg = CrawlConfig(
+            seeds=(srv.url("/"),),
+            delay=delay,
+            download=CollectConfig(allow_private_networks=True, executor=ExecutorSettings(processes=1), image_size=64),
+        )
         r = crawl(str(Path(tmp) / "site"), cfg)
-    return {"delay": delay, "pages": r.pages_fetched, "crawl_seconds": r.crawl_seconds,
-            "politeness_floor_seconds": r.politeness_floor_seconds, "parse_seconds": r.parse_seconds,
-            "images": r.images_found, "download_seconds": r.download_seconds}
+    return {
+        "delay": delay,
+        "pages": r.pages_fetched,
+        "crawl_seconds": r.crawl_seconds,
+        "politeness_floor_seconds": r.politeness_floor_seconds,
+        "parse_seconds": r.parse_seconds,
+        "images": r.images_found,
+        "download_seconds": r.download_seconds,
+    }
 
 
 def main() -> None:
@@ -263,15 +293,26 @@ def main() -> None:
         kb = sum(len(h) for h, _ in pages) / len(pages) / 1024
         ref = time_it(bs4_extract, pages, args.rounds)
         mine = time_it(ours, pages, args.rounds)
-        results[name] = {"pages": len(pages), "mean_kb": round(kb, 1), "identical_output": same,
-                         "pixelforge_pages_per_s": round(mine, 1),
-                         "bs4_lxml_pages_per_s": round(ref, 1), "ratio": round(mine / ref, 2)}
-        print(f"{name}: {len(pages)} pages of {kb:.1f} KB: pixelforge {mine:.1f} pages/s, "
-              f"BeautifulSoup+lxml {ref:.1f} pages/s, ratio {mine / ref:.2f}x", file=sys.stderr)
+        results[name] = {
+            "pages": len(pages),
+            "mean_kb": round(kb, 1),
+            "identical_output": same,
+            "pixelforge_pages_per_s": round(mine, 1),
+            "bs4_lxml_pages_per_s": round(ref, 1),
+            "ratio": round(mine / ref, 2),
+        }
+        print(
+            f"{name}: {len(pages)} pages of {kb:.1f} KB: pixelforge {mine:.1f} pages/s, "
+            f"BeautifulSoup+lxml {ref:.1f} pages/s, ratio {mine / ref:.2f}x",
+            file=sys.stderr,
+        )
     results["crawl"] = crawl_wall_time(args.delay)
     c = results["crawl"]
-    print(f"crawl of the bundled site at --delay {c['delay']}: {c['pages']} pages in {c['crawl_seconds']} s; "
-          f"politeness floor {c['politeness_floor_seconds']} s; parsing {c['parse_seconds']} s", file=sys.stderr)
+    print(
+        f"crawl of the bundled site at --delay {c['delay']}: {c['pages']} pages in {c['crawl_seconds']} s; "
+        f"politeness floor {c['politeness_floor_seconds']} s; parsing {c['parse_seconds']} s",
+        file=sys.stderr,
+    )
     print(json.dumps(results, indent=2))
 
 

@@ -85,8 +85,15 @@ def base_image(i: int) -> Image.Image:
     if r < 0.2:
         bg = synth.clean_photo(rng).resize((256, 256))
         positions = list(rng.permutation(["top left", "top right", "bottom left", "bottom right", "center"]))
-        specs = [ShapeSpec(str(rng.choice(SHAPES)), str(rng.choice(SHAPE_COLOURS)), str(rng.choice(["small", "large"])),
-                           str(positions[k])) for k in range(int(rng.integers(2, 4)))]
+        specs = [
+            ShapeSpec(
+                str(rng.choice(SHAPES)),
+                str(rng.choice(SHAPE_COLOURS)),
+                str(rng.choice(["small", "large"])),
+                str(positions[k]),
+            )
+            for k in range(int(rng.integers(2, 4)))
+        ]
         fg = Image.fromarray(render(specs, "black", 256))
         mask = Image.fromarray((np.asarray(fg).max(axis=2) > 40).astype(np.uint8) * 255)
         bg.paste(fg, (0, 0), mask)
@@ -129,14 +136,18 @@ def near_copy(img: Image.Image, i: int) -> tuple[Image.Image, str, int]:
     elif kind == "brightness":
         img = ImageEnhance.Brightness(img).enhance(1 + rng.choice([-1, 1]) * rng.uniform(0.1, 0.2))
     elif kind == "rotate":
-        img = img.rotate(float(rng.choice([-1, 1]) * rng.uniform(2, 5)), resample=Image.Resampling.BICUBIC,
-                         expand=False)
+        img = img.rotate(
+            float(rng.choice([-1, 1]) * rng.uniform(2, 5)), resample=Image.Resampling.BICUBIC, expand=False
+        )
     else:
         draw = ImageDraw.Draw(img)
         font = synth.pick_font(rng, max(10, min(w, h) // 12))
-        draw.text((int(w * rng.uniform(0.05, 0.5)), int(h * rng.uniform(0.05, 0.85))),
-                  str(rng.choice(["SALE 50%", "hello world", "© 2024", "New!", "caption here"])), font=font,
-                  fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        draw.text(
+            (int(w * rng.uniform(0.05, 0.5)), int(h * rng.uniform(0.05, 0.85))),
+            str(rng.choice(["SALE 50%", "hello world", "© 2024", "New!", "caption here"])),
+            font=font,
+            fill=tuple(int(c) for c in rng.integers(0, 256, 3)),
+        )
     return img, kind, quality
 
 
@@ -175,7 +186,7 @@ def pairs_from_groups(groups: dict[str, str]) -> set[frozenset]:
     by: dict[str, list[str]] = {}
     for f, g in groups.items():
         by.setdefault(g, []).append(f)
-    return {frozenset((a, b)) for members in by.values() for i, a in enumerate(members) for b in members[i + 1:]}
+    return {frozenset((a, b)) for members in by.values() for i, a in enumerate(members) for b in members[i + 1 :]}
 
 
 def score(pred: set[frozenset], truth: list[tuple[str, str, str]]) -> dict:
@@ -185,8 +196,12 @@ def score(pred: set[frozenset], truth: list[tuple[str, str, str]]) -> dict:
     for kind in COPY_KINDS:
         ks = [frozenset((b, c)) for b, c, k in truth if k == kind]
         per_kind[kind] = round(sum(p in pred for p in ks) / max(1, len(ks)), 3)
-    return {"precision": round(tp / max(1, len(pred)), 4), "recall": round(tp / max(1, len(true)), 4),
-            "pairs": len(pred), "recall_by_kind": per_kind}
+    return {
+        "precision": round(tp / max(1, len(pred)), 4),
+        "recall": round(tp / max(1, len(true)), 4),
+        "pairs": len(pred),
+        "recall_by_kind": per_kind,
+    }
 
 
 IMAGEDEDUP_SCRIPT = """
@@ -256,7 +271,7 @@ def run_cleanvision(images: Path, work: Path) -> tuple[float, set[frozenset]] | 
     if rc:
         return None
     sets = json.loads(out.read_text())
-    return seconds, {frozenset((a, b)) for s in sets for i, a in enumerate(s) for b in s[i + 1:]}
+    return seconds, {frozenset((a, b)) for s in sets for i, a in enumerate(s) for b in s[i + 1 :]}
 
 
 def scale_check(n: int = 1_000_000, planted: int = 100_000, radius: int = 8) -> dict:
@@ -280,8 +295,15 @@ def scale_check(n: int = 1_000_000, planted: int = 100_000, radius: int = 8) -> 
     dups = hashes_to_groups([None] * n, ph, dh, radius, DEFAULT_COMBINED)
     seconds = time.perf_counter() - start
     found = int((dups.groups[a] == dups.groups[b]).sum())
-    return {"hashes": n, "planted_pairs": planted, "found": found, "radius": radius, "combined": DEFAULT_COMBINED,
-            "pairs_within_radius": int(len(dups.near)), "seconds": round(seconds, 2)}
+    return {
+        "hashes": n,
+        "planted_pairs": planted,
+        "found": found,
+        "radius": radius,
+        "combined": DEFAULT_COMBINED,
+        "pairs_within_radius": int(len(dups.near)),
+        "seconds": round(seconds, 2),
+    }
 
 
 def main() -> None:
@@ -289,8 +311,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--idd-threshold", type=int, default=10, help="imagededup max_distance_threshold (its default)")
-    p.add_argument("--mode", choices=("duplicates", "all"), default="duplicates",
-                   help="duplicates: curate --only duplicates (what imagededup computes); all: every q_* score")
+    p.add_argument(
+        "--mode",
+        choices=("duplicates", "all"),
+        default="duplicates",
+        help="duplicates: curate --only duplicates (what imagededup computes); all: every q_* score",
+    )
     p.add_argument("--skip-scale", action="store_true")
     p.add_argument("--skip-cleanvision", action="store_true")
     args = p.parse_args()
@@ -301,8 +327,11 @@ def main() -> None:
     # imagededup's modules were compiled to bytecode when pip installed them; pixelforge's source
     # tree is installed editable, and a PYTHONDONTWRITEBYTECODE environment (such as CI's) would
     # make every run compile it again: compile it once first, so both tools start alike
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "pixelforge")], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "pixelforge")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         for _ in range(args.rounds):
             extra = ["--only", "duplicates"] if args.mode == "duplicates" else ["--no-watermark"]
@@ -331,12 +360,13 @@ def main() -> None:
     if "imagededup" in results:
         pf, idd = results["pixelforge"], results["imagededup"]
         two = results["pixelforge_two_commands"]
-        results["ratios"] = {"recall_pf_minus_idd": round(pf["recall"] - idd["recall"], 4),
-                             "speedup_end_to_end": round(idd["seconds"] / pf["seconds"], 2),
-                             "speedup_end_to_end_means": round(float(np.mean(idd["every_round"])
-                                                                     / np.mean(pf["every_round"])), 2),
-                             "speedup_two_commands": round(idd["seconds"] / two["seconds"], 2),
-                             "speedup_curate_only": round(idd["seconds"] / two["curate_seconds"], 2)}
+        results["ratios"] = {
+            "recall_pf_minus_idd": round(pf["recall"] - idd["recall"], 4),
+            "speedup_end_to_end": round(idd["seconds"] / pf["seconds"], 2),
+            "speedup_end_to_end_means": round(float(np.mean(idd["every_round"]) / np.mean(pf["every_round"])), 2),
+            "speedup_two_commands": round(idd["seconds"] / two["seconds"], 2),
+            "speedup_curate_only": round(idd["seconds"] / two["curate_seconds"], 2),
+        }
     if not args.skip_scale:
         results["scale"] = scale_check()
     print(json.dumps(results, indent=2))

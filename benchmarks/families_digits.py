@@ -25,8 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_pixelforge  # noqa: E402
 
-
-
 pf = run_pixelforge
 
 
@@ -45,39 +43,125 @@ def main() -> None:
     # -- data ---------------------------------------------------------------------------------------
     if not (work / "digits").exists():
         pf("import", "digits", "--size", "16", "--out", w("digits"))
-        pf("split", w("digits"), "--out", w("digits-split"), "--val", "0.1", "--test", "0.2", "--stratify", "label",
-           "--group", "none", "--seed", "0")
+        pf(
+            "split",
+            w("digits"),
+            "--out",
+            w("digits-split"),
+            "--val",
+            "0.1",
+            "--test",
+            "0.2",
+            "--stratify",
+            "label",
+            "--group",
+            "none",
+            "--seed",
+            "0",
+        )
         for split in ("train", "test"):
-            pf("curate", w("digits-split"), "--out", w(f"digits-{split}"), "--where", f"split = '{split}'",
-               "--no-watermark")
+            pf(
+                "curate",
+                w("digits-split"),
+                "--out",
+                w(f"digits-{split}"),
+                "--where",
+                f"split = '{split}'",
+                "--no-watermark",
+            )
         pf("import", "shapes", "--n", "3000", "--size", "32", "--seed", "0", "--out", w("shapes"))
-        pf("split", w("shapes"), "--out", w("shapes-split"), "--val", "0.1", "--test", "0.2", "--stratify", "shape",
-           "--group", "none", "--seed", "0")
+        pf(
+            "split",
+            w("shapes"),
+            "--out",
+            w("shapes-split"),
+            "--val",
+            "0.1",
+            "--test",
+            "0.2",
+            "--stratify",
+            "shape",
+            "--group",
+            "none",
+            "--seed",
+            "0",
+        )
     rows = []
 
     # -- 1. classifiers -------------------------------------------------------------------------------
     clf = w("run-classifier-digits")
     if "classifier" in only or not Path(clf).exists():
-        for data, run, label, epochs in (("digits-split", "run-classifier-digits", "label", 30),
-                                         ("shapes-split", "run-classifier-shapes", "shape", 15)):
+        for data, run, label, epochs in (
+            ("digits-split", "run-classifier-digits", "label", 30),
+            ("shapes-split", "run-classifier-shapes", "shape", 15),
+        ):
             shutil.rmtree(w(run), ignore_errors=True)
-            out, wall, cpu = pf("train", "classifier", "--data", w(data), "--out", w(run), "--label", label,
-                                "--image-size", "16" if data.startswith("digits") else "32", "--epochs", str(epochs),
-                                "--eval-every", "100", "--seed", "0", "--json")
+            out, wall, cpu = pf(
+                "train",
+                "classifier",
+                "--data",
+                w(data),
+                "--out",
+                w(run),
+                "--label",
+                label,
+                "--image-size",
+                "16" if data.startswith("digits") else "32",
+                "--epochs",
+                str(epochs),
+                "--eval-every",
+                "100",
+                "--seed",
+                "0",
+                "--json",
+            )
             r = json.loads(out)
-            rows.append((f"classifier {data.split('-')[0]} ({label})", f"test accuracy {r['final']['test']['accuracy']:.4f}",
-                         f"val {r['final']['val']['accuracy']:.4f}", f"{cpu / 60:.1f} CPU min, {wall:.0f} s wall"))
+            rows.append(
+                (
+                    f"classifier {data.split('-')[0]} ({label})",
+                    f"test accuracy {r['final']['test']['accuracy']:.4f}",
+                    f"val {r['final']['val']['accuracy']:.4f}",
+                    f"{cpu / 60:.1f} CPU min, {wall:.0f} s wall",
+                )
+            )
 
     # -- 2. the floor: real test vs real train -------------------------------------------------------
-    out, _, _ = pf("evaluate", "--real", w("digits-train"), "--fake", w("digits-test"), "--features",
-                   f"classifier:{clf}", "--metrics", "fid,kid", "--json")
+    out, _, _ = pf(
+        "evaluate",
+        "--real",
+        w("digits-train"),
+        "--fake",
+        w("digits-test"),
+        "--features",
+        f"classifier:{clf}",
+        "--metrics",
+        "fid,kid",
+        "--json",
+    )
     floor = json.loads(out)
-    rows.append(("floor: real test vs real train", f"domain FID {floor['fid']:.3f}", f"KID {floor['kid']:.4f}",
-                 f"n {floor['n_fake']}"))
+    rows.append(
+        (
+            "floor: real test vs real train",
+            f"domain FID {floor['fid']:.3f}",
+            f"KID {floor['kid']:.4f}",
+            f"n {floor['n_fake']}",
+        )
+    )
 
     # -- 3. generators -------------------------------------------------------------------------------
-    common = ["--data", w("digits-split"), "--image-size", "16", "--condition", "class", "--max-minutes",
-              str(args.minutes), "--seed", "0", "--json"]
+    common = [
+        "--data",
+        w("digits-split"),
+        "--image-size",
+        "16",
+        "--condition",
+        "class",
+        "--max-minutes",
+        str(args.minutes),
+        "--seed",
+        "0",
+        "--json",
+    ]
     specs = {
         "gan": ["--batch-size", "64", "--eval-every", "500"],
         "vae": ["--batch-size", "64", "--eval-every", "500"],
@@ -93,17 +177,45 @@ def main() -> None:
         trained = json.loads(out)
         gen = w(f"gen-{family}")
         class_args = [a for d in digits for a in ("--class", d)]
-        _, gen_wall, _ = pf("generate", run, *class_args, "--n", str(args.per_class), "--out", gen, "--overwrite",
-                            "--steps", "50", "--guidance", "2.0", "--seed", "1")
+        _, gen_wall, _ = pf(
+            "generate",
+            run,
+            *class_args,
+            "--n",
+            str(args.per_class),
+            "--out",
+            gen,
+            "--overwrite",
+            "--steps",
+            "50",
+            "--guidance",
+            "2.0",
+            "--seed",
+            "1",
+        )
         out, _, _ = pf("evaluate", "conditional", "--fake", gen, "--classifier", clf, "--json")
         acc = json.loads(out)["attributes"]["label"]["accuracy"]
-        out, _, _ = pf("evaluate", "--real", w("digits-train"), "--fake", gen, "--features", f"classifier:{clf}",
-                       "--metrics", "fid,kid", "--json")
+        out, _, _ = pf(
+            "evaluate",
+            "--real",
+            w("digits-train"),
+            "--fake",
+            gen,
+            "--features",
+            f"classifier:{clf}",
+            "--metrics",
+            "fid,kid",
+            "--json",
+        )
         fid = json.loads(out)
-        rows.append((f"{family} (class-conditional)", f"classified as asked {acc:.3f}",
-                     f"domain FID {fid['fid']:.3f}  KID {fid['kid']:.4f}",
-                     f"{trained['steps']} steps, {cpu / 60:.1f} CPU min, {wall:.0f} s wall; "
-                     f"generate {gen_wall:.0f} s"))
+        rows.append(
+            (
+                f"{family} (class-conditional)",
+                f"classified as asked {acc:.3f}",
+                f"domain FID {fid['fid']:.3f}  KID {fid['kid']:.4f}",
+                f"{trained['steps']} steps, {cpu / 60:.1f} CPU min, {wall:.0f} s wall; generate {gen_wall:.0f} s",
+            )
+        )
 
     print(f"\nfamilies on digits 16 px / shapes 32 px (work dir {work})")
     for r in rows:

@@ -128,8 +128,9 @@ def main() -> None:
                 out = run(code, str(root), tmp, str(weights), torch_home=torch_home)
                 seconds = out["real_seconds"] + out["fake_seconds"]
                 best[tool] = min(best.get(tool, float("inf")), seconds)
-                print(f"{tool}: {2 * args.n} images in {seconds:.1f} s = {2 * args.n / seconds:.2f} images/s",
-                      flush=True)
+                print(
+                    f"{tool}: {2 * args.n} images in {seconds:.1f} s = {2 * args.n / seconds:.2f} images/s", flush=True
+                )
         from pytorch_fid.fid_score import calculate_frechet_distance
 
         from pixelforge.evaluate.metrics import features_to_statistics, frechet_distance
@@ -138,19 +139,28 @@ def main() -> None:
             return np.load(Path(tmp) / f"{tool}-{name}.npy")
 
         # each tool's own statistics and distance: pytorch-fid's np.mean / np.cov and scipy sqrtm
-        their_stats = [(a.mean(axis=0), np.cov(a, rowvar=False)) for a in (load("pytorch-fid", "fake"),
-                                                                           load("pytorch-fid", "real"))]
+        their_stats = [
+            (a.mean(axis=0), np.cov(a, rowvar=False))
+            for a in (load("pytorch-fid", "fake"), load("pytorch-fid", "real"))
+        ]
         theirs = calculate_frechet_distance(*their_stats[0], *their_stats[1])
-        ours = frechet_distance(*features_to_statistics(load("pixelforge", "fake")),
-                                *features_to_statistics(load("pixelforge", "real")))
+        ours = frechet_distance(
+            *features_to_statistics(load("pixelforge", "fake")), *features_to_statistics(load("pixelforge", "real"))
+        )
     rate = {tool: 2 * args.n / s for tool, s in best.items()}
-    print(f"feature extraction: pixelforge {rate['pixelforge']:.2f} images/s, pytorch-fid {rate['pytorch-fid']:.2f} "
-          f"images/s, ratio {rate['pixelforge'] / rate['pytorch-fid']:.2f}x")
-    print(f"FID: pixelforge {ours:.6f}, pytorch-fid {theirs:.6f}, relative difference "
-          f"{abs(ours - theirs) / abs(theirs):.2e}")
+    print(
+        f"feature extraction: pixelforge {rate['pixelforge']:.2f} images/s, pytorch-fid {rate['pytorch-fid']:.2f} "
+        f"images/s, ratio {rate['pixelforge'] / rate['pytorch-fid']:.2f}x"
+    )
+    print(
+        f"FID: pixelforge {ours:.6f}, pytorch-fid {theirs:.6f}, relative difference "
+        f"{abs(ours - theirs) / abs(theirs):.2e}"
+    )
     total, distance = time_frechet()
-    print(f"Fréchet distance of 10,000 x 2,048 features: {total:.2f} s with both sets' statistics, "
-          f"{distance:.2f} s from statistics")
+    print(
+        f"Fréchet distance of 10,000 x 2,048 features: {total:.2f} s with both sets' statistics, "
+        f"{distance:.2f} s from statistics"
+    )
 
 
 if __name__ == "__main__":

@@ -47,12 +47,18 @@ def main() -> int:
     total = per_client * args.clients
     with tempfile.TemporaryDirectory(prefix="label-load-") as tmp:
         data = Path(tmp) / "shapes"
-        subprocess.run([*PIXELFORGE, "import", "shapes", "--n", str(args.images), "--size", "32", "--out", str(data)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*PIXELFORGE, "import", "shapes", "--n", str(args.images), "--size", "32", "--out", str(data)],
+            check=True,
+            capture_output=True,
+        )
         port = free_port()
         db = Path(tmp) / "annotations.sqlite"
-        server = subprocess.Popen([*PIXELFORGE, "label", "serve", str(data), "--task", "review", "--port", str(port),
-                                   "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = subprocess.Popen(
+            [*PIXELFORGE, "label", "serve", str(data), "--task", "review", "--port", str(port), "--db", str(db)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -62,7 +68,7 @@ def main() -> int:
                     break
                 except httpx.TransportError:
                     if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
+                        raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}") from None
                     time.sleep(0.2)
             keys = httpx.get(f"{url}/api/queue?limit={args.images}").json()["keys"]
             classes = session["classes"]
@@ -78,12 +84,22 @@ def main() -> int:
                     for j in range(per_client):
                         key = keys[rng.randrange(len(keys) // 4)] if j % 3 == 0 else rng.choice(keys)  # hot images
                         field = rng.choice(["label", "caption", "boxes", "status"])
-                        value = {"label": rng.choice(classes), "caption": f"client {c} edit {j}",
-                                 "boxes": [{"x0": 1, "y0": 1, "x1": 2 + rng.randrange(20), "y1": 9,
-                                            "label": rng.choice(classes)}],
-                                 "status": rng.choice(["accepted", "skipped"])}[field]
-                        body = {"key": key, "field": field, "value": value, "annotator": f"client{c}",
-                                "base_version": rng.randrange(3), "client_id": f"c{c:02d}-{j:05d}-{os.getpid()}"}
+                        value = {
+                            "label": rng.choice(classes),
+                            "caption": f"client {c} edit {j}",
+                            "boxes": [
+                                {"x0": 1, "y0": 1, "x1": 2 + rng.randrange(20), "y1": 9, "label": rng.choice(classes)}
+                            ],
+                            "status": rng.choice(["accepted", "skipped"]),
+                        }[field]
+                        body = {
+                            "key": key,
+                            "field": field,
+                            "value": value,
+                            "annotator": f"client{c}",
+                            "base_version": rng.randrange(3),
+                            "client_id": f"c{c:02d}-{j:05d}-{os.getpid()}",
+                        }
                         for attempt in range(2 if j % 10 == 0 else 1):  # every tenth request is retried
                             t0 = time.perf_counter()
                             r = http.post("/api/annotate", json=body)
@@ -111,19 +127,21 @@ def main() -> int:
             server.wait(10)
         con = sqlite3.connect(db)
         stored = [r[0] for r in con.execute("SELECT client_id FROM edits")]
-        versions_ok = all(
-            sorted(v) == list(range(1, len(v) + 1))
-            for v in _versions(con).values())
+        versions_ok = all(sorted(v) == list(range(1, len(v) + 1)) for v in _versions(con).values())
         conflicts = con.execute("SELECT count(*) FROM edits WHERE conflict = 1").fetchone()[0]
         lost = set(sent_ids) - set(stored)
         duplicated = len(stored) - len(set(stored))
         lat = np.array(latencies) * 1000
         print(f"clients {args.clients}, annotations sent {total} (+{len(lat) - total} retries), stored {len(stored)}")
-        print(f"lost {len(lost)}, duplicated {duplicated}, versions contiguous {versions_ok}, "
-              f"conflicts recorded {conflicts}, request errors {len(failures)}")
-        print(f"latency ms: p50 {np.percentile(lat, 50):.1f}, p95 {np.percentile(lat, 95):.1f}, "
-              f"p99 {np.percentile(lat, 99):.1f}, max {lat.max():.1f}; {len(lat) / wall:.0f} requests/s over "
-              f"{wall:.1f} s")
+        print(
+            f"lost {len(lost)}, duplicated {duplicated}, versions contiguous {versions_ok}, "
+            f"conflicts recorded {conflicts}, request errors {len(failures)}"
+        )
+        print(
+            f"latency ms: p50 {np.percentile(lat, 50):.1f}, p95 {np.percentile(lat, 95):.1f}, "
+            f"p99 {np.percentile(lat, 99):.1f}, max {lat.max():.1f}; {len(lat) / wall:.0f} requests/s over "
+            f"{wall:.1f} s"
+        )
         ok = not lost and not duplicated and versions_ok and not failures and len(stored) == total
         if failures:
             print("first errors:", failures[:3])

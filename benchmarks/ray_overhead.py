@@ -24,10 +24,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
-
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +43,13 @@ def write_jpegs(folder: Path) -> str:
     for n in range(SHARD_IMAGES):
         rng = np.random.default_rng(n)
         y, x = np.mgrid[0:480, 0:640].astype(np.float32)
-        img = np.stack([60 * np.sin(x * rng.uniform(0.005, 0.05) + y * rng.uniform(0.005, 0.05) + c)
-                        for c in range(3)], -1) + 128 + rng.normal(0, 12, (480, 640, 3))
+        img = (
+            np.stack(
+                [60 * np.sin(x * rng.uniform(0.005, 0.05) + y * rng.uniform(0.005, 0.05) + c) for c in range(3)], -1
+            )
+            + 128
+            + rng.normal(0, 12, (480, 640, 3))
+        )
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"{n:03d}.jpg", quality=90)
     return str(folder)
 
@@ -58,8 +62,10 @@ def shard_task(task: tuple[str, int]) -> int:
     """One shard's image work, read from disk as a stage reads its input; returns the bytes it would store."""
     from pixelforge import media
 
-    return sum(len(media.process(p.read_bytes(), size=256, resize_mode="center_crop", encoding="jpg",
-                                 quality=95).data) for p in sorted(Path(task[0]).iterdir()))
+    return sum(
+        len(media.process(p.read_bytes(), size=256, resize_mode="center_crop", encoding="jpg", quality=95).data)
+        for p in sorted(Path(task[0]).iterdir())
+    )
 
 
 def timed(fn, folder: str, n: int, **kw) -> float:
@@ -115,8 +121,12 @@ def main() -> None:
             "shard_overhead_ms": (t["shard"] * p - args.shards * inline) / args.shards * 1000,
         }
     print(f"\n{'':24}{'local':>12}{'ray':>12}{'ray/local':>12}")
-    for key, label in (("empty_tasks_per_s", "empty tasks/s"), ("empty_overhead_ms", "empty: ms per task"),
-                       ("shard_tasks_per_s", "shard tasks/s"), ("shard_overhead_ms", "shard: overhead ms")):
+    for key, label in (
+        ("empty_tasks_per_s", "empty tasks/s"),
+        ("empty_overhead_ms", "empty: ms per task"),
+        ("shard_tasks_per_s", "shard tasks/s"),
+        ("shard_overhead_ms", "shard: overhead ms"),
+    ):
         lo, ra = results["local"][key], results["ray"][key]
         print(f"{label:24}{lo:12.1f}{ra:12.1f}{ra / lo if lo else float('nan'):12.2f}")
     ray.shutdown()

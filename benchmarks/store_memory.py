@@ -46,8 +46,10 @@ def main() -> None:
     for name, cmd in steps:
         seconds, peak, code = run_measured(cmd)
         status = "ok" if code == 0 else f"FAILED (exit {code})"
-        print(f"{name:20s} {args.n} images  {seconds:6.1f} s  {args.n / seconds:7.0f} images/s  "
-              f"peak RSS {peak / 2**20:5.0f} MB  {status}")
+        print(
+            f"{name:20s} {args.n} images  {seconds:6.1f} s  {args.n / seconds:7.0f} images/s  "
+            f"peak RSS {peak / 2**20:5.0f} MB  {status}"
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

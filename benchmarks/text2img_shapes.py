@@ -81,18 +81,20 @@ def parse_caption(caption: str) -> dict[str, str]:
 
 # -- the judge training set -------------------------------------------------------------------------
 
+
 def make_judge_set(out: str, n: int, seed: int) -> None:
     """Shapes on random background colours with noise and colour jitter, labelled shape and colour."""
     import pyarrow as pa
     from PIL import Image
 
+    from pixelforge.media import encode
     from pixelforge.sources.shapes import COLOURS, POSITIONS, SHAPE_COLOURS, SHAPES, SIZES, _jittered, render
     from pixelforge.store import DatasetBuilder, Lineage
-    from pixelforge.media import encode
 
     rng = np.random.default_rng(seed)
-    b = DatasetBuilder(out, extra_fields=[pa.field("shape", pa.string()), pa.field("colour", pa.string())],
-                       overwrite=True)
+    b = DatasetBuilder(
+        out, extra_fields=[pa.field("shape", pa.string()), pa.field("colour", pa.string())], overwrite=True
+    )
     for i in range(n):
         shape, colour = SHAPES[i % len(SHAPES)], SHAPE_COLOURS[(i // len(SHAPES)) % len(SHAPE_COLOURS)]
         spec = _jittered(shape, colour, SIZES[int(rng.integers(2))], POSITIONS[int(rng.integers(5))], rng)
@@ -107,8 +109,20 @@ def make_judge_set(out: str, n: int, seed: int) -> None:
         img = img + rng.normal(0, rng.uniform(0, 12), size=img.shape)  # pixel noise
         arr = np.clip(np.rint(img), 0, 255).astype(np.uint8)
         png = encode(Image.fromarray(arr), "png")
-        b.add({"key": f"{i:09d}", "source_kind": "shapes", "width": 32, "height": 32, "license": "cc0-1.0",
-               "shape": shape, "colour": colour, "split": "val" if i % 10 == 0 else "train"}, png, "png")
+        b.add(
+            {
+                "key": f"{i:09d}",
+                "source_kind": "shapes",
+                "width": 32,
+                "height": 32,
+                "license": "cc0-1.0",
+                "shape": shape,
+                "colour": colour,
+                "split": "val" if i % 10 == 0 else "train",
+            },
+            png,
+            "png",
+        )
     b.finish(name="shape-judges", lineage=Lineage(command="benchmarks/text2img_shapes.py"))
 
 
@@ -140,8 +154,12 @@ def main() -> None:
     ap.add_argument("--judge-images", type=int, default=6000)
     ap.add_argument("--work", default=None)
     ap.add_argument("--skip-train", action="store_true", help="reuse the run in --work")
-    ap.add_argument("--max-steps", type=int, default=None,
-                    help="train for this many steps instead of --minutes (a fixed amount of work on a busy machine)")
+    ap.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="train for this many steps instead of --minutes (a fixed amount of work on a busy machine)",
+    )
     ap.add_argument("--no-floor", action="store_true", help="skip the 1-step floor model")
     ap.add_argument("--run-name", default="run", help="run directory name in --work (to compare settings)")
     ap.add_argument("--train-args", default="", help="extra `pixelforge train diffusion` options, e.g. '--lr 1e-3'")
@@ -163,8 +181,26 @@ def main() -> None:
     if not Path(judges["colour"]).exists():
         make_judge_set(w("judge-set"), args.judge_images, seed=1)
         for attr, run in judges.items():
-            pf("train", "classifier", "--data", w("judge-set"), "--out", run, "--label", attr, "--image-size", "32",
-               "--epochs", "8", "--eval-every", "200", "--seed", "0", "--augment", "hflip")
+            pf(
+                "train",
+                "classifier",
+                "--data",
+                w("judge-set"),
+                "--out",
+                run,
+                "--label",
+                attr,
+                "--image-size",
+                "32",
+                "--epochs",
+                "8",
+                "--eval-every",
+                "200",
+                "--seed",
+                "0",
+                "--augment",
+                "hflip",
+            )
     # the judges on the real training images (their captions state every attribute)
     real = judge_generated_like(w("shapes"), judges, limit=600, work=work)
     print("judges on 600 real shapes images:", json.dumps({k: round(v, 3) for k, v in real.items()}), flush=True)
@@ -173,13 +209,21 @@ def main() -> None:
     captions = [r["caption"] for r in Dataset.open(w("train")).iter_rows(columns=["caption"])]
     rng = np.random.default_rng(0)
     prompts = sorted(rng.choice(sorted(set(captions)), 20, replace=False).tolist())
-    sizes, positions, backgrounds = ["large", "small"], ["center", "top left", "bottom right", "top right", "bottom left"], \
-        ["black", "white", "gray", "black", "white"]
-    withheld = [f"a {sizes[i % 2]} {c} {s} in the {positions[i]} on a {backgrounds[i]} background"
-                for i, (s, c) in enumerate(WITHHELD)]
+    sizes, positions, backgrounds = (
+        ["large", "small"],
+        ["center", "top left", "bottom right", "top right", "bottom left"],
+        ["black", "white", "gray", "black", "white"],
+    )
+    withheld = [
+        f"a {sizes[i % 2]} {c} {s} in the {positions[i]} on a {backgrounds[i]} background"
+        for i, (s, c) in enumerate(WITHHELD)
+    ]
     rows = []
-    budget = (f"trained {args.max_steps} steps", ["--max-steps", str(args.max_steps)]) if args.max_steps else \
-        (f"trained {args.minutes:g} min", ["--max-minutes", str(args.minutes)])
+    budget = (
+        (f"trained {args.max_steps} steps", ["--max-steps", str(args.max_steps)])
+        if args.max_steps
+        else (f"trained {args.minutes:g} min", ["--max-minutes", str(args.minutes)])
+    )
     models = [budget] if args.no_floor else [("floor (1 training step)", ["--max-steps", "1"]), budget]
     for name, steps in models:
         run = w("run-floor" if "floor" in name else args.run_name)
@@ -188,8 +232,24 @@ def main() -> None:
         cpu = wall = 0.0
         if not (args.skip_train and Path(run).exists()):
             shutil.rmtree(run, ignore_errors=True)
-            out, wall, cpu = pf("train", "diffusion", "--data", w("train"), "--out", run, "--condition", "text",
-                                "--image-size", "32", "--eval-every", "1000", "--seed", "0", *steps, "--json")
+            out, wall, cpu = pf(
+                "train",
+                "diffusion",
+                "--data",
+                w("train"),
+                "--out",
+                run,
+                "--condition",
+                "text",
+                "--image-size",
+                "32",
+                "--eval-every",
+                "1000",
+                "--seed",
+                "0",
+                *steps,
+                "--json",
+            )
             trained = json.loads(out)
         else:
             trained = json.loads((Path(run) / "result.json").read_text())
@@ -197,18 +257,39 @@ def main() -> None:
             gen = w(f"gen-{Path(run).name}-{label.split()[0]}")
             pfile = work / f"{label.split()[0]}.txt"
             pfile.write_text("\n".join(plist) + "\n")
-            pf("generate", run, "--prompts", str(pfile), "--n", str(args.per_prompt), "--out", gen, "--overwrite",
-               "--steps", "50", "--guidance", str(args.guidance), "--seed", "1", "--mark-size", "0")
+            pf(
+                "generate",
+                run,
+                "--prompts",
+                str(pfile),
+                "--n",
+                str(args.per_prompt),
+                "--out",
+                gen,
+                "--overwrite",
+                "--steps",
+                "50",
+                "--guidance",
+                str(args.guidance),
+                "--seed",
+                "1",
+                "--mark-size",
+                "0",
+            )
             acc = judge_generated(gen, judges)
             everything = all_right(gen, judges)
             rows.append((name, label, acc, everything, trained["steps"], cpu, wall))
 
-    print(f"\ntext-to-image on shapes: {n_train} training images at 32 px, guidance {args.guidance:g}, "
-          f"{args.per_prompt} images per prompt (work dir {work})")
+    print(
+        f"\ntext-to-image on shapes: {n_train} training images at 32 px, guidance {args.guidance:g}, "
+        f"{args.per_prompt} images per prompt (work dir {work})"
+    )
     for name, label, acc, everything, steps, cpu, wall in rows:
         parts = "  ".join(f"{k} {v:.3f}" for k, v in acc.items())
-        print(f"  {name:24s} {label:22s} {parts}  all {everything:.3f}  ({steps} steps, {cpu / 60:.1f} CPU min, "
-              f"{wall / 60:.1f} min wall)")
+        print(
+            f"  {name:24s} {label:22s} {parts}  all {everything:.3f}  ({steps} steps, {cpu / 60:.1f} CPU min, "
+            f"{wall / 60:.1f} min wall)"
+        )
 
 
 def judge_generated_like(path: str, judges: dict[str, str], limit: int, work: Path) -> dict[str, float]:
@@ -223,8 +304,8 @@ def all_right(gen: str, judges: dict[str, str]) -> float:
     """Share of images with all five attributes right (classifier judges run here on each image)."""
     import torch
 
-    from pixelforge.models.registry import load_run
     from pixelforge.store import Dataset
+    from pixelforge.train.rundir import load_run
 
     nets = {k: load_run(v) for k, v in judges.items()}
     ok = []

@@ -4,9 +4,10 @@ Both train the text-conditioned tiny UNet2DConditionModel (blocks 32/64/96, cros
 the lowest level, MiniLM token embeddings) with v-prediction on a cosine, zero-terminal-SNR
 schedule, AdamW 4e-4, batch 64, gradient clipping, EMA 0.999 and 10% condition dropout, on the
 same 32 px shapes images (pixelforge with `--snr-gamma 0 --no-text-pooled --no-attention-positions`,
-so the loss and the network are exactly the reference's). The reference loop is written the way diffusers' train_unconditional /
-text-to-image examples do it, with every image decoded into memory first and caption embeddings
-precomputed (the fastest a plain loop can be fed), so any gap is the pipeline's own overhead.
+so the loss and the network are exactly the reference's). The reference loop is written the way
+diffusers' train_unconditional / text-to-image examples do it, with every image decoded into
+memory first and caption embeddings precomputed (the fastest a plain loop can be fed), so any gap
+is the pipeline's own overhead.
 Each runs in its own process, alternating, and images/s is measured after --warmup steps.
 
     .venv/bin/python benchmarks/train_vs_diffusers.py [--steps 60] [--warmup 10] [--rounds 2]
@@ -27,7 +28,7 @@ from common import QUIET_ENV, ROOT  # noqa: E402
 PY = str(ROOT / ".venv" / "bin" / "python")
 PF = str(ROOT / ".venv" / "bin" / "pixelforge")
 
-REFERENCE = r'''
+REFERENCE = r"""
 import sys, time, torch, torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
@@ -78,17 +79,50 @@ while step < steps:
         ema.step(unet.parameters())
         step += 1
 print((steps - warmup) * 64 / (time.perf_counter() - t0))
-'''
+"""
 
 
 def run_pixelforge(data: str, work: Path, steps: int, warmup: int, r: int) -> float:
     out = work / f"pf-{r}"
-    subprocess.run([PF, "train", "diffusion", "--data", data, "--out", str(out), "--condition", "text",
-                    "--image-size", "32", "--batch-size", "64", "--max-steps", str(steps), "--eval-every",
-                    str(10 * steps), "--log-every", str(warmup), "--warmup-steps", "0", "--sample-steps", "2",
-                    "--val-batches", "1", "--device", "cpu", "--snr-gamma", "0",
-                    "--no-text-pooled", "--no-attention-positions"], check=True, env=_env(),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            PF,
+            "train",
+            "diffusion",
+            "--data",
+            data,
+            "--out",
+            str(out),
+            "--condition",
+            "text",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "64",
+            "--max-steps",
+            str(steps),
+            "--eval-every",
+            str(10 * steps),
+            "--log-every",
+            str(warmup),
+            "--warmup-steps",
+            "0",
+            "--sample-steps",
+            "2",
+            "--val-batches",
+            "1",
+            "--device",
+            "cpu",
+            "--snr-gamma",
+            "0",
+            "--no-text-pooled",
+            "--no-attention-positions",
+        ],
+        check=True,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     with open(out / "metrics.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["images_per_s"]]
     # the first window holds the warm-up; later windows are steady state
@@ -97,8 +131,9 @@ def run_pixelforge(data: str, work: Path, steps: int, warmup: int, r: int) -> fl
 
 
 def run_reference(data: str, steps: int, warmup: int) -> float:
-    out = subprocess.run([PY, "-c", REFERENCE, data, str(steps), str(warmup)], check=True, env=_env(),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [PY, "-c", REFERENCE, data, str(steps), str(warmup)], check=True, env=_env(), capture_output=True, text=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -117,19 +152,28 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pf-bench-train-"))
     data = str(work / "shapes")
-    subprocess.run([PF, "import", "shapes", "--n", str(args.n), "--size", "32", "--out", data], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [PF, "import", "shapes", "--n", str(args.n), "--size", "32", "--out", data],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results: dict[str, list[float]] = {"diffusers loop": [], "pixelforge": []}
     for r in range(args.rounds):
         order = ("diffusers loop", "pixelforge") if r % 2 == 0 else ("pixelforge", "diffusers loop")
         for tool in order:
-            rate = run_reference(data, args.steps, args.warmup) if tool == "diffusers loop" else \
-                run_pixelforge(data, work, args.steps, args.warmup, r)
+            rate = (
+                run_reference(data, args.steps, args.warmup)
+                if tool == "diffusers loop"
+                else run_pixelforge(data, work, args.steps, args.warmup, r)
+            )
             results[tool].append(rate)
             print(f"round {r} {tool:15s} {rate:6.1f} images/s")
     best = {k: max(v) for k, v in results.items()}
-    print(f"\ndiffusers loop {best['diffusers loop']:.1f} images/s, pixelforge {best['pixelforge']:.1f} images/s, "
-          f"ratio {best['pixelforge'] / best['diffusers loop']:.2f}x")
+    print(
+        f"\ndiffusers loop {best['diffusers loop']:.1f} images/s, pixelforge {best['pixelforge']:.1f} images/s, "
+        f"ratio {best['pixelforge'] / best['diffusers loop']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

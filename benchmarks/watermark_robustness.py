@@ -65,8 +65,11 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     embedders = (("pixelforge", embed_watermark), ("invisible-watermark", library_embed))
-    print(f"{'set':>6} | {'embedder':>19} | {'marked at':>9} | "
-          + " | ".join(f"{name:>15}" for name, _ in ENCODINGS) + " | PSNR dB | ms/image")
+    print(
+        f"{'set':>6} | {'embedder':>19} | {'marked at':>9} | "
+        + " | ".join(f"{name:>15}" for name, _ in ENCODINGS)
+        + " | PSNR dB | ms/image"
+    )
     for set_name, make in (("smooth", smooth_image), ("flat", flat_image)):
         for size in sizes:
             for emb_name, embed in embedders:
@@ -86,9 +89,11 @@ def main() -> None:
                         bits[quality] += reading.tag_bits_matched
                         found[quality] += reading.found
                 cells = [f"{bits[q] / (32 * args.n):.3f} ({found[q]:>2}/{args.n})" for _, q in ENCODINGS]
-                print(f"{set_name:>6} | {emb_name:>19} | {(str(size) + ' px') if size else '32 px':>9} | "
-                      + " | ".join(f"{c:>15}" for c in cells)
-                      + f" | {np.median(psnrs):7.1f} | {1000 * seconds / args.n:8.1f}")
+                print(
+                    f"{set_name:>6} | {emb_name:>19} | {(str(size) + ' px') if size else '32 px':>9} | "
+                    + " | ".join(f"{c:>15}" for c in cells)
+                    + f" | {np.median(psnrs):7.1f} | {1000 * seconds / args.n:8.1f}"
+                )
     false_pos = sum(read_watermark(upscale_for_mark(smooth_image(1000 + s), 256)).found for s in range(args.n))
     false_pos += sum(read_watermark(upscale_for_mark(flat_image(1000 + s), 256)).found for s in range(args.n))
     print(f"unmarked images judged marked: {false_pos}/{2 * args.n}")

@@ -46,7 +46,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from pixelforge.curate.synth import example_pair  # noqa: E402
 from pixelforge.curate.watermark import (  # noqa: E402
-    WEIGHTS, DetectorConfig, WatermarkNet, batch_to_tensor, save_detector, to_input,
+    WEIGHTS,
+    DetectorConfig,
+    WatermarkNet,
+    batch_to_tensor,
+    save_detector,
+    to_input,
 )
 
 HELDOUT_SEED_BASE = 10_000_000  # held-out pairs use seeds from here: disjoint from training seeds
@@ -82,7 +87,7 @@ def evaluate(model: WatermarkNet, x: np.ndarray, y: np.ndarray, threshold: float
     scores = []
     with torch.inference_mode():
         for i in range(0, len(x), 256):
-            xb = batch_to_tensor(x[i:i + 256]).contiguous(memory_format=torch.channels_last)
+            xb = batch_to_tensor(x[i : i + 256]).contiguous(memory_format=torch.channels_last)
             scores.append(torch.sigmoid(model(xb)).numpy())
     s = np.concatenate(scores)
     pred = s > threshold
@@ -90,9 +95,14 @@ def evaluate(model: WatermarkNet, x: np.ndarray, y: np.ndarray, threshold: float
     fn = int((~pred & (y == 1)).sum())
     from sklearn.metrics import roc_auc_score
 
-    return {"precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4),
-            "accuracy": round(float((pred == (y == 1)).mean()), 4), "auc": round(float(roc_auc_score(y, s)), 4),
-            "n": int(len(y)), "threshold": threshold}, s
+    return {
+        "precision": round(tp / max(tp + fp, 1), 4),
+        "recall": round(tp / max(tp + fn, 1), 4),
+        "accuracy": round(float((pred == (y == 1)).mean()), 4),
+        "auc": round(float(roc_auc_score(y, s)), 4),
+        "n": int(len(y)),
+        "threshold": threshold,
+    }, s
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -101,8 +111,9 @@ def train(args: argparse.Namespace) -> dict:
     config = DetectorConfig()
     t0 = time.monotonic()
     x, y, _ = make_set(range(args.pairs), config.input_size, args.processes)
-    hx, hy, kinds = make_set(range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout), config.input_size,
-                             args.processes)
+    hx, hy, kinds = make_set(
+        range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout), config.input_size, args.processes
+    )
     print(f"data: {len(x)} train, {len(hx)} held-out images in {time.monotonic() - t0:.0f}s", file=sys.stderr)
 
     model = WatermarkNet(config).to(memory_format=torch.channels_last)
@@ -117,7 +128,7 @@ def train(args: argparse.Namespace) -> dict:
         order = rng.permutation(len(x))
         total = 0.0
         for i in range(0, len(order), args.batch):
-            idx = order[i:i + args.batch]
+            idx = order[i : i + args.batch]
             xb = batch_to_tensor(x[idx])
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
             xb[flip] = xb[flip].flip(3)  # a mirrored watermark is still a watermark
@@ -128,8 +139,10 @@ def train(args: argparse.Namespace) -> dict:
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / len(x):.4f} "
-              f"({time.monotonic() - t1:.0f}s)", file=sys.stderr)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {total / len(x):.4f} ({time.monotonic() - t1:.0f}s)",
+            file=sys.stderr,
+        )
     metrics, scores = evaluate(model, hx, hy, config.threshold)
     # recall per watermark placement/kind: where the detector is weak
     marked = scores[1::2] > config.threshold
@@ -139,9 +152,15 @@ def train(args: argparse.Namespace) -> dict:
         by_kind[k][0] += int(hit)
         by_kind[k][1] += 1
     metrics["recall_by_kind"] = {k: round(h / n, 4) for k, (h, n) in sorted(by_kind.items())}
-    metrics.update(train_images=int(len(x)), epochs=args.epochs, seed=args.seed,
-                   train_seconds=round(time.monotonic() - t1, 1), total_seconds=round(time.monotonic() - t0, 1),
-                   cpu_seconds=round(cpu_seconds(), 1), torch_threads=args.threads)
+    metrics.update(
+        train_images=int(len(x)),
+        epochs=args.epochs,
+        seed=args.seed,
+        train_seconds=round(time.monotonic() - t1, 1),
+        total_seconds=round(time.monotonic() - t0, 1),
+        cpu_seconds=round(cpu_seconds(), 1),
+        torch_threads=args.threads,
+    )
     save_detector(model, config, Path(args.out), metrics)
     metrics["weights_bytes"] = Path(args.out).stat().st_size
     return metrics

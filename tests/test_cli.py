@@ -59,8 +59,18 @@ def test_query_csv_writes_nested_columns_as_json(shapes, capsys):
     import io
 
     capsys.readouterr()
-    assert main(["query", shapes, "SELECT key, boxes, [label, 7] AS pair FROM samples ORDER BY key LIMIT 2",
-                 "--format", "csv"]) == 0
+    assert (
+        main(
+            [
+                "query",
+                shapes,
+                "SELECT key, boxes, [label, 7] AS pair FROM samples ORDER BY key LIMIT 2",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["key"] for r in rows] == ["000000000", "000000001"]
     boxes = json.loads(rows[0]["boxes"])
@@ -99,8 +109,21 @@ def test_export_coco_roundtrip(tmp_path):
     assert len(doc["images"]) == 1797 and len(doc["annotations"]) == 1797
     assert [c["name"] for c in doc["categories"]] == [str(i) for i in range(10)]
     assert doc["annotations"][0]["bbox"] == [0, 0, 8, 8]
-    assert main(["import", "coco", "--images", str(out / "images"), "--annotations", str(out / "instances.json"),
-                 "--out", str(tmp_path / "back")]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(out / "images"),
+                "--annotations",
+                str(out / "instances.json"),
+                "--out",
+                str(tmp_path / "back"),
+            ]
+        )
+        == 0
+    )
     back = Dataset.open(str(tmp_path / "back"))
     assert back.num_samples == 1797 and back.index().column("boxes")[0].as_py()[0]["label"] == 0
 
@@ -144,3 +167,28 @@ def test_every_command_has_help_example_and_readme_entry():
         assert cmd.help and "Example" in cmd.help, f"{name} has no Example in its help"
         example = re.search(r"pixelforge " + re.escape(name) + r"\b", readme)
         assert example, f"README has no example of `pixelforge {name}`"
+
+
+def test_collect_flag_defaults_equal_config_defaults():
+    """`collect urls` declares its defaults beside the options (fast --help); they must be CollectConfig's."""
+    import dataclasses
+    import inspect
+
+    from pixelforge.collect.commands import urls_command
+    from pixelforge.collect.config import CollectConfig
+
+    defaults = CollectConfig()
+    values = {n: getattr(defaults, n) for n in defaults.__dataclass_fields__ if n != "executor"}
+    values.update(dataclasses.asdict(defaults.executor))
+    values.update(user_agent=None, caption_col="caption", keep_cols="")  # None: the default agent; "" : no columns
+    params = {n: p.default for n, p in inspect.signature(urls_command).parameters.items() if n in values}
+    assert params == values
+
+
+def test_help_lists_commands_in_pipeline_order():
+    from pixelforge.options import PANELS
+
+    group = typer.main.get_command(app)
+    panels = [group.commands[name].rich_help_panel for name in group.list_commands(None)]
+    assert all(panels) and sorted(set(panels), key=panels.index) == list(PANELS)
+    assert sorted(panels, key=PANELS.index) == panels

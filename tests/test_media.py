@@ -25,7 +25,6 @@ from pixelforge.media import (
 )
 from pixelforge.store.schema import FAILURE_REASONS
 
-
 # ---------------------------------------------------------------- fixtures
 
 
@@ -91,7 +90,11 @@ def test_error_classes_have_documented_reasons():
         assert cls.reason in FAILURE_REASONS
     assert issubclass(DecodeError, media.MediaError)
     assert (NotImage.reason, TooLarge.reason, TooManyPixels.reason, TooSmall.reason) == (
-        "not_image", "too_large", "too_many_pixels", "too_small")
+        "not_image",
+        "too_large",
+        "too_many_pixels",
+        "too_small",
+    )
 
 
 def test_check_resize_mode():
@@ -226,8 +229,15 @@ def test_exif_orientation_6_swaps_and_rotates():
 
 @pytest.mark.parametrize(
     "orientation, size, red_at",
-    [(1, (80, 40), (5, 5)), (2, (80, 40), (75, 5)), (3, (80, 40), (75, 35)), (4, (80, 40), (5, 35)),
-     (5, (40, 80), (5, 5)), (7, (40, 80), (35, 75)), (8, (40, 80), (5, 75))],
+    [
+        (1, (80, 40), (5, 5)),
+        (2, (80, 40), (75, 5)),
+        (3, (80, 40), (75, 35)),
+        (4, (80, 40), (5, 35)),
+        (5, (40, 80), (5, 5)),
+        (7, (40, 80), (35, 75)),
+        (8, (40, 80), (5, 75)),
+    ],
 )
 def test_every_exif_orientation(orientation, size, red_at):
     img = media.decode(jpeg_with_orientation(oriented_fixture(), orientation))
@@ -348,11 +358,18 @@ def test_draft_ignored_for_png():
 
 @pytest.mark.parametrize(
     "src, mode, expected",
-    [((640, 480), "center_crop", (256, 256)), ((640, 480), "keep_ratio", (256, 192)),
-     ((640, 480), "pad", (256, 256)), ((640, 480), "none", (640, 480)),
-     ((480, 640), "center_crop", (256, 256)), ((480, 640), "keep_ratio", (192, 256)),
-     ((480, 640), "pad", (256, 256)), ((480, 640), "none", (480, 640)),
-     ((100, 50), "keep_ratio", (256, 128)), ((100, 50), "center_crop", (256, 256))],
+    [
+        ((640, 480), "center_crop", (256, 256)),
+        ((640, 480), "keep_ratio", (256, 192)),
+        ((640, 480), "pad", (256, 256)),
+        ((640, 480), "none", (640, 480)),
+        ((480, 640), "center_crop", (256, 256)),
+        ((480, 640), "keep_ratio", (192, 256)),
+        ((480, 640), "pad", (256, 256)),
+        ((480, 640), "none", (480, 640)),
+        ((100, 50), "keep_ratio", (256, 128)),
+        ((100, 50), "center_crop", (256, 256)),
+    ],
 )
 def test_resize_output_sizes(src, mode, expected):
     assert media.resize(solid((200, 100, 50), src), 256, mode).size == expected
@@ -487,8 +504,7 @@ def test_process_applies_orientation():
 
 def test_process_resize_with_draft_matches_full_decode(big_jpeg):
     p = media.process(big_jpeg, size=256, resize_mode="center_crop", encoding="jpg", quality=95)
-    assert (p.ext, p.format, p.width, p.height, p.orig_width, p.orig_height) == (
-        "jpg", "jpeg", 256, 256, 1600, 1200)
+    assert (p.ext, p.format, p.width, p.height, p.orig_width, p.orig_height) == ("jpg", "jpeg", 256, 256, 1600, 1200)
     assert media.probe(p.data) == media.ImageInfo("jpeg", 256, 256, 1)
     assert p.sha256 == hashlib.sha256(big_jpeg).hexdigest()
     reference = media.resize(media.decode(big_jpeg), 256, "center_crop")  # no draft
@@ -539,3 +555,123 @@ def test_open_rgb_is_decode():
     data = save(solid((10, 20, 30, 255), mode="RGBA"), "PNG")
     img = media.open_rgb(data)
     assert img.mode == "RGB" and pixel(img, (0, 0)) == (10, 20, 30)
+
+
+# ---------------------------------------------------------------- Pillow's per-image warnings are counted, not printed
+
+
+def palette_png_with_bytes_transparency() -> bytes:
+    """A palette PNG whose tRNS chunk gives per-entry alpha (Pillow keeps it as bytes)."""
+    img = Image.new("P", (16, 16))
+    img.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])
+    img.paste(7, (0, 0, 8, 16))
+    return save(img, "PNG", transparency=bytes([0, 64, 128, 255, 255, 255, 255, 32]))
+
+
+def jpeg_with_corrupt_exif() -> bytes:
+    """A JPEG whose EXIF IFD says it has 5 entries but holds one and a half."""
+    tiff = b"II*\x00\x08\x00\x00\x00" + b"\x05\x00" + b"\x12\x01\x03\x00\x01\x00\x00\x00\x01\x00" + b"\xff" * 6
+    app1 = b"Exif\x00\x00" + tiff
+    data = save(photo(32, 24), "JPEG")
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
+
+
+def invalid_apng() -> bytes:
+    """A PNG with an acTL chunk declaring zero frames: Pillow warns "Invalid APNG" and reads the PNG."""
+    data = save(solid((10, 200, 30), (8, 8)), "PNG")
+    end_of_ihdr = 8 + 8 + 13 + 4
+    return data[:end_of_ihdr] + png_chunk(b"acTL", struct.pack(">II", 0, 0)) + data[end_of_ihdr:]
+
+
+def test_pillow_warnings_are_counted_by_reason_and_never_escape(recwarn):
+    media.take_warnings()  # counts of earlier tests in this process
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes media fails the test
+        assert media.decode(palette_png_with_bytes_transparency()).size == (16, 16)
+        assert media.decode(jpeg_with_corrupt_exif()).size == (32, 24)
+        assert media.decode(jpeg_with_corrupt_exif(), draft_size=(8, 8)).mode == "RGB"
+        assert media.probe(invalid_apng()).format == "png"
+        # converting an opened palette image to RGB is where Pillow warns about its transparency
+        assert media.thumbnail_png(palette_png_with_bytes_transparency(), 32).startswith(b"\x89PNG")
+    assert recwarn.list == []
+    assert media.take_warnings() == {"corrupt_exif": 2, "invalid_apng": 1, "palette_transparency": 1}
+    assert media.take_warnings() == {}  # taking resets
+
+
+def test_counting_warnings_passes_other_libraries_warnings_through():
+    media.take_warnings()
+    with pytest.warns(DeprecationWarning, match="not pillow"), media.counting_warnings():
+        warnings.warn("not pillow", DeprecationWarning, stacklevel=1)
+    assert media.take_warnings() == {}
+
+
+def test_add_warnings_sums_workers_counts():
+    total = {"corrupt_exif": 1}
+    assert media.add_warnings(total, {"corrupt_exif": 2, "other": 1}) == {"corrupt_exif": 3, "other": 1}
+
+
+# ---------------------------------------------------------------- masks, PNG, thumbnails, grids, folder listing
+
+
+def test_masks_roundtrip_8_and_16_bit():
+    small = np.array([[0, 1], [2, 255]], np.uint16)
+    data = media.encode_mask(small)
+    assert Image.open(io.BytesIO(data)).mode == "L"
+    back = media.decode_mask(data)
+    assert back.dtype == np.uint8 and np.array_equal(back, small)
+    wide = np.array([[0, 300], [65535, 7]], np.uint16)
+    back = media.decode_mask(media.encode_mask(wide))
+    assert back.dtype == np.uint16 and np.array_equal(back, wide)
+    with pytest.raises(ItemError) as e:
+        media.encode_mask(np.zeros((2, 2, 3), np.uint8))
+    assert e.value.reason == "bad_annotation"
+
+
+def test_resize_mask_is_nearest_neighbour_over_the_box():
+    mask = np.zeros((4, 8), np.uint8)
+    mask[:, 4:] = 9
+    out = media.resize_mask(mask, (2, 2), (2.0, 0.0, 6.0, 4.0))
+    assert out.tolist() == [[0, 9], [0, 9]]
+
+
+def test_encode_png_of_arrays_and_images_with_text_chunks():
+    from PIL import PngImagePlugin
+
+    arr = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    assert np.array_equal(np.asarray(media.decode(media.encode_png(arr))), arr)
+    assert media.encode_png(arr) == media.array_to_png(arr)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("generator", "pixelforge")
+    data = media.encode_png(Image.fromarray(arr), compress_level=6, pnginfo=info)
+    opened = media.open_image(data)
+    assert opened.format == "PNG" and opened.text == {"generator": "pixelforge"}
+    with pytest.raises(OSError):
+        media.open_image(b"not an image")
+
+
+def test_thumbnail_png_enlarges_small_images_crisply_and_shrinks_large_ones():
+    small = solid((255, 0, 0), (8, 4))
+    assert Image.open(io.BytesIO(media.thumbnail_png(small, 32))).size == (32, 16)
+    big = photo(200, 100)
+    assert Image.open(io.BytesIO(media.thumbnail_png(big, 50))).size == (50, 25)
+    assert Image.open(io.BytesIO(media.thumbnail_png(small, 32, smooth=False))).size == (8, 4)
+    assert Image.open(io.BytesIO(media.thumbnail_png(save(big, "PNG"), 50, smooth=False))).size == (50, 25)
+
+
+def test_save_grid_upscales_with_nearest_neighbour(tmp_path):
+    grid = np.zeros((2, 3, 3), np.uint8)
+    grid[0, 0] = (255, 255, 255)
+    media.save_grid(grid, tmp_path / "g.png", scale=4)
+    out = np.asarray(Image.open(tmp_path / "g.png"))
+    assert out.shape == (8, 12, 3) and (out[:4, :4] == 255).all() and (out[4:, :] == 0).all()
+
+
+def test_images_under_lists_image_files_sorted_skipping_hidden(tmp_path):
+    for name in ("b/2.PNG", "b/1.jpg", "a.webp", ".hidden/x.png", "b/.y.png", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in media.images_under(tmp_path)] == [
+        "a.webp",
+        "b/1.jpg",
+        "b/2.PNG",
+    ]

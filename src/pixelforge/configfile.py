@@ -1,4 +1,4 @@
-"""The one TOML reader (--config files, policies, lexicons, label configs) and the merge of a file's values into a config dataclass."""
+"""The one TOML reader (--config files, policies, lexicons, synonyms) and the merge of a table into a config."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def read_toml(path: str, flag: str) -> tuple[dict[str, Any], str]:
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{flag} {path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8")
+        raise UsageError(f"{flag} {path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     return parse_toml(text, flag, path), text
 
 
@@ -40,8 +40,9 @@ def parse_toml(text: str, flag: str, path: str) -> dict[str, Any]:
         else:  # the file ended inside a value (an unclosed [ or "): point at its last written line
             where = f"line {len(text.rstrip().splitlines()) or 1} (end of file)"
         reason = _AT_END.sub("", _AT.sub("", msg)).rstrip(".")
-        raise UsageError(f"{flag} {path}: not valid TOML at {where}: {reason}; fix that line "
-                         "(format: README, Audit)") from None
+        raise UsageError(
+            f"{flag} {path}: not valid TOML at {where}: {reason}; fix that line (format: README, Audit)"
+        ) from None
 
 
 def line_of(text: str, key: str, table: str | None = None) -> int:
@@ -78,19 +79,21 @@ def load_toml(path: str, flag: str = "--config") -> dict[str, Any]:
 def merge(cls: type, base: Any, overrides: dict[str, Any], where: str) -> Any:
     """``base`` with ``overrides`` applied; an unknown key is an error (a misspelt option must fail).
 
-    A config holding an ``executor`` (run.ExecutorSettings) takes its keys flat, as the flags do:
-    ``processes``, ``backend``, ``ray_address`` and ``ray_task_cpus`` go into it.
+    A field holding a settings dataclass (a stage config's ``executor``) takes that dataclass's keys
+    flat, as the flags do: ``processes = 4`` in a [curate] table sets ``executor.processes``.
     """
-    names = {f.name for f in dataclasses.fields(cls)}
     overrides = dict(overrides)
-    if "executor" in names:
-        from pixelforge.run.settings import EXECUTOR_KEYS
-
-        flat = {k: overrides.pop(k) for k in EXECUTOR_KEYS if k in overrides}
-        names = (names - {"executor"}) | set(EXECUTOR_KEYS)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for f in dataclasses.fields(cls):
+        nested = getattr(base, f.name)
+        if not dataclasses.is_dataclass(nested):
+            continue
+        inner = {g.name for g in dataclasses.fields(nested)} - names
+        flat = {k: overrides.pop(k) for k in inner if k in overrides}
         if flat:
-            overrides["executor"] = dataclasses.replace(base.executor, **flat)
-    unknown = sorted(set(overrides) - names - {"executor"})
+            overrides[f.name] = dataclasses.replace(nested, **flat)
+        names |= inner
+    unknown = sorted(set(overrides) - names)
     if unknown:
         raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
     return dataclasses.replace(base, **overrides)

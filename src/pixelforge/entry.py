@@ -13,11 +13,9 @@ import os
 import sys
 import threading
 
-# command -> the modules its pool's workers import (the task's module first)
-EARLY_POOLS: dict[str, tuple[str, ...]] = {
-    # curate.folder imports curate.worker; imagehash.phash imports scipy.fftpack on first use
-    "curate": ("pixelforge.curate.folder", "scipy.fftpack"),
-}
+# EARLY_POOLS (command -> the modules its pool's workers import) lives beside the pool, where the
+# curate command reads it too; run.local imports no more than starting the fork server needs.
+from pixelforge.run.local import EARLY_POOLS, start_fork_server
 
 
 def early_pool(argv: list[str]) -> tuple[str, ...]:
@@ -36,8 +34,6 @@ def early_pool(argv: list[str]) -> tuple[str, ...]:
 def main() -> int:
     modules = early_pool(sys.argv[1:])
     if modules:
-        from pixelforge.run.local import start_fork_server
-
         start_fork_server(*modules)
     from pixelforge.cli import main as cli_main
 

@@ -1,10 +1,20 @@
-"""Image decoding and encoding: byte and pixel limits, EXIF orientation, mode conversion, resize."""
+"""Image decoding and encoding: byte and pixel limits, EXIF orientation, mode conversion, resize, masks, thumbnails.
+
+The only module that calls Pillow's codecs. Pillow's per-image warnings (corrupt EXIF, malformed
+MPO, palette transparency, invalid APNG, ...) are counted here, not printed: :func:`take_warnings`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import imagehash
@@ -26,8 +36,7 @@ ENCODINGS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 # bytes, and EPS would hand web data to Ghostscript. Fewer candidates also make open() faster.
 Image.init()
 _OPEN_FORMATS = tuple(
-    f for f in ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "ICO", "PPM", "JPEG2000", "AVIF")
-    if f in Image.OPEN
+    f for f in ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "ICO", "PPM", "JPEG2000", "AVIF") if f in Image.OPEN
 )
 # Byte prefixes of formats we decode: if open() fails on these, the file is a broken image
 # (decode_error), not something else (not_image).
@@ -56,6 +65,73 @@ _REDUCING_GAP = 2.0
 # zlib level 1: measured 5x faster than PNG's default 6 for ~15% larger files on a photo; per-image
 # CPU time is the bottleneck of a download, not the store.
 _PNG_COMPRESS_LEVEL = 1
+
+
+# Folder listings (import, curate and evaluate of a plain folder) take files with these suffixes.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
+# zlib level of mask PNGs: masks are mostly flat regions, so level 3 is nearly as small as 6 and faster
+_MASK_COMPRESS_LEVEL = 3
+
+# -- Pillow's per-image warnings ----------------------------------------------------------------
+# A folder of real files makes Pillow warn once per odd file; printed, they bury the progress bar.
+# Each is counted under a short name instead, and stages put the counts in stats.json.
+_WARNING_NAMES = (
+    ("corrupt exif", "corrupt_exif"),
+    ("malformed mpo", "malformed_mpo"),
+    ("transparency expressed in bytes", "palette_transparency"),
+    ("allocate palette entry for transparency", "palette_transparency"),
+    ("invalid apng", "invalid_apng"),
+    ("truncated", "truncated"),
+    ("tag", "bad_tiff_tag"),
+    ("xmp", "xmp_unreadable"),
+)
+_warning_counts: Counter[str] = Counter()
+
+
+def _warning_name(w: warnings.WarningMessage) -> str:
+    if issubclass(w.category, Image.DecompressionBombWarning):
+        return "decompression_bomb"
+    text = str(w.message).lower()
+    return next((name for needle, name in _WARNING_NAMES if needle in text), "other")
+
+
+def _from_pillow(w: warnings.WarningMessage) -> bool:
+    return f"{os.sep}PIL{os.sep}" in (w.filename or "")
+
+
+@contextlib.contextmanager
+def counting_warnings() -> Iterator[None]:
+    """Count Pillow's warnings raised in the block (see :func:`take_warnings`) instead of printing them.
+
+    Warnings from other libraries pass through unchanged.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # "default" would record a warning once per code line
+            yield
+    finally:  # an image that then fails to decode still counts its warnings
+        for w in caught:
+            if _from_pillow(w):
+                _warning_counts[_warning_name(w)] += 1
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def take_warnings() -> dict[str, int]:
+    """This process's Pillow warning counts since the last call (short reason -> count), then reset.
+
+    A stage adds them up over its workers and writes them to stats.json as ``image_warnings``.
+    """
+    out = dict(sorted(_warning_counts.items()))
+    _warning_counts.clear()
+    return out
+
+
+def add_warnings(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """``total`` with ``more``'s counts added (to sum workers' :func:`take_warnings`); ``total`` is updated."""
+    for name, n in more.items():
+        total[name] = total.get(name, 0) + n
+    return total
 
 
 class MediaError(ItemError):
@@ -168,7 +244,10 @@ def _orientation(im: Image.Image) -> int:
 
 
 def _open(data: bytes, limits: MediaLimits) -> tuple[Image.Image, ImageInfo]:
-    """Open ``data`` lazily and check every limit; return the unloaded image and its info."""
+    """Open ``data`` lazily and check every limit; return the unloaded image and its info.
+
+    Callers count Pillow's warnings around it (MPO, APNG and EXIF warnings come from the header).
+    """
     if len(data) > limits.max_bytes:
         raise TooLarge(f"{len(data)} bytes is over the {limits.max_bytes}-byte limit")
     try:
@@ -200,7 +279,8 @@ def probe(data: bytes, limits: MediaLimits = MediaLimits()) -> ImageInfo:
     (a recognised format with a broken header -> DecodeError); ``width * height > max_pixels`` ->
     TooManyPixels; shorter displayed side under ``min_side`` -> TooSmall. No pixels are decoded.
     """
-    return _open(data, limits)[1]
+    with counting_warnings():
+        return _open(data, limits)[1]
 
 
 def _wide_to_l(im: Image.Image) -> Image.Image:
@@ -234,9 +314,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _decode_open(
-    im: Image.Image, info: ImageInfo, draft_size: tuple[int, int] | None
-) -> Image.Image:
+def _decode_open(im: Image.Image, info: ImageInfo, draft_size: tuple[int, int] | None) -> Image.Image:
     if draft_size is not None and info.format == "jpeg":
         dw, dh = draft_size
         if info.orientation >= 5:  # draft works on the stored image, before rotation
@@ -255,9 +333,7 @@ def _decode_open(
     return out
 
 
-def decode(
-    data: bytes, limits: MediaLimits = MediaLimits(), draft_size: tuple[int, int] | None = None
-) -> Image.Image:
+def decode(data: bytes, limits: MediaLimits = MediaLimits(), draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode image bytes to an RGB image as displayed.
 
     Runs every ``probe`` check first (no pixel is decoded for a rejected image). Then: EXIF
@@ -270,8 +346,9 @@ def decode(
     at 1/2, 1/4 or 1/8 scale while both sides stay >= (w, h), much faster than a full decode.
     Truncated or corrupt data raises DecodeError.
     """
-    im, info = _open(data, limits)
-    return _decode_open(im, info, draft_size)
+    with counting_warnings():  # one context for open and load: it costs ~3 us, a tiny PNG's decode ~30
+        im, info = _open(data, limits)
+        return _decode_open(im, info, draft_size)
 
 
 def open_rgb(data: bytes, limits: MediaLimits = MediaLimits()) -> Image.Image:
@@ -393,39 +470,157 @@ def process_decoded(
     _check_quality(quality)
     target = _target_size(size) if size is not None and resize_mode != "none" else None
 
-    im, info = _open(data, limits)
-    w, h = info.width, info.height
-    draft = None
-    if target is not None:
-        # the size the resize scales the whole image to, before any crop or pad
-        draft = _scaled_size(w, h, *target, cover=resize_mode == "center_crop")
-        noop = (w, h) == (target if resize_mode != "keep_ratio" else draft)
-    else:
-        noop = True
-    keep = noop and ext is None and info.orientation == 1 and info.format in KEEP_EXT
-    # a kept image is decoded only to check it and hash it: JPEGs at reduced scale (DCT scaling)
-    img = _decode_open(im, info, PHASH_DRAFT if keep else None if noop else draft)
+    with counting_warnings():  # one context for open and load (see decode)
+        im, info = _open(data, limits)
+        w, h = info.width, info.height
+        draft = None
+        if target is not None:
+            # the size the resize scales the whole image to, before any crop or pad
+            draft = _scaled_size(w, h, *target, cover=resize_mode == "center_crop")
+            noop = (w, h) == (target if resize_mode != "keep_ratio" else draft)
+        else:
+            noop = True
+        keep = noop and ext is None and info.orientation == 1 and info.format in KEEP_EXT
+        # a kept image is decoded only to check it and hash it: JPEGs at reduced scale (DCT scaling)
+        img = _decode_open(im, info, PHASH_DRAFT if keep else None if noop else draft)
     if keep:
         return Processed(
-            data=data, ext=KEEP_EXT[info.format], width=w, height=h, orig_width=w,
-            orig_height=h, format=info.format, sha256=hashlib.sha256(data).hexdigest(),
+            data=data,
+            ext=KEEP_EXT[info.format],
+            width=w,
+            height=h,
+            orig_width=w,
+            orig_height=h,
+            format=info.format,
+            sha256=hashlib.sha256(data).hexdigest(),
             phash=phash64(img),
         ), img
     out = img if target is None else resize(img, target, resize_mode)
     ext = ext or KEEP_EXT.get(info.format, "png")
     return Processed(
-        data=encode(out, ext, quality), ext=ext, width=out.width, height=out.height,
-        orig_width=w, orig_height=h, format=ENCODINGS[ext].lower(),
-        sha256=hashlib.sha256(data).hexdigest(), phash=phash64(out),
+        data=encode(out, ext, quality),
+        ext=ext,
+        width=out.width,
+        height=out.height,
+        orig_width=w,
+        orig_height=h,
+        format=ENCODINGS[ext].lower(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        phash=phash64(out),
     ), out
+
+
+def _from_array(arr: np.ndarray, what: str) -> Image.Image:
+    """A uint8 array, HxW (grey), HxWx1, HxWx3 (RGB) or HxWx4 (RGBA), as a PIL image of that mode."""
+    if arr.dtype != np.uint8:
+        raise ValueError(f"{what} needs a uint8 array, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise ValueError(f"{what} needs HxW, HxWx3 or HxWx4, got shape {arr.shape}")
+    return Image.fromarray(np.ascontiguousarray(arr))  # mode from shape: L, RGB, RGBA
 
 
 def array_to_png(arr: np.ndarray) -> bytes:
     """Encode a uint8 array, HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA), as lossless PNG bytes."""
-    if arr.dtype != np.uint8:
-        raise ValueError(f"array_to_png needs a uint8 array, got {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
-        raise ValueError(f"array_to_png needs HxW, HxWx3 or HxWx4, got shape {arr.shape}")
-    return encode(Image.fromarray(np.ascontiguousarray(arr)), "png")  # mode from shape: L, RGB, RGBA
+    return encode(_from_array(arr, "array_to_png"), "png")
+
+
+def encode_png(
+    image: Image.Image | np.ndarray, compress_level: int = _PNG_COMPRESS_LEVEL, pnginfo: Any = None
+) -> bytes:
+    """``image`` (a PIL image, or a uint8 array as :func:`array_to_png` takes) as PNG bytes.
+
+    ``compress_level`` is zlib's 0-9 (default 1, see _PNG_COMPRESS_LEVEL); ``pnginfo`` a
+    ``PIL.PngImagePlugin.PngInfo`` of text chunks to write. Modes PNG cannot hold become RGB.
+    """
+    img = _from_array(image, "encode_png") if isinstance(image, np.ndarray) else image
+    if img.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
+        img = _to_rgb(img)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=compress_level, pnginfo=pnginfo)
+    return buf.getvalue()
+
+
+def open_image(source: bytes | str | Path) -> Image.Image:
+    """Open image bytes or a file without converting it, to read what decode drops (PNG text chunks, format).
+
+    Pixels load lazily; nothing is checked against MediaLimits, so use :func:`decode` for pixels of
+    untrusted input. Raises OSError for a file that is not an image (PIL's UnidentifiedImageError).
+    """
+    with counting_warnings():
+        im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        im.load()  # read the whole file now: text chunks after the pixels, and no file left open
+    return im
+
+
+# -- label masks: 2-D arrays of class ids stored as lossless PNG members ---------------------------
+def encode_mask(mask: np.ndarray) -> bytes:
+    """A label mask (HxW class ids) as a lossless PNG: 8-bit when every id is under 256, else 16-bit.
+
+    Raises ItemError (reason bad_annotation) for an array that is not 2-D.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ItemError(f"mask must be 2-D, got shape {mask.shape}", reason="bad_annotation")
+    if mask.max(initial=0) < 256:
+        img = Image.fromarray(mask.astype(np.uint8), mode="L")
+    else:
+        img = Image.fromarray(mask.astype(np.uint16))
+    return encode_png(img, compress_level=_MASK_COMPRESS_LEVEL)
+
+
+def decode_mask(data: bytes) -> np.ndarray:
+    """A mask PNG as an HxW array of class ids (uint8 or uint16, as stored)."""
+    with counting_warnings(), Image.open(io.BytesIO(data), formats=("PNG",)) as im:
+        return np.asarray(im)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    """The ``box`` (x0, y0, x1, y1 in source pixels) of ``mask`` scaled to ``size`` (w, h) by nearest
+    neighbour, so class ids stay class ids; the same arithmetic as :func:`resize` uses for pixels."""
+    img = Image.fromarray(np.ascontiguousarray(mask))
+    return np.asarray(img.resize(size, Image.Resampling.NEAREST, box=box))
+
+
+# -- pictures for people: sample grids and thumbnails ------------------------------------------------
+def save_grid(grid: np.ndarray, path: str | Path, scale: int = 1) -> None:
+    """Write a uint8 HxWx3 (or HxW) picture to ``path`` (format from its suffix, PNG for .png),
+    enlarged ``scale`` times with nearest neighbour so small samples stay crisp."""
+    img = _from_array(grid, "save_grid")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    img.save(path)
+
+
+def thumbnail_png(image: Image.Image | bytes | str | Path, side: int, *, smooth: bool = True) -> bytes:
+    """``image`` (a PIL image, image bytes or a file) as optimised RGB PNG bytes fitted inside ``side``.
+
+    smooth: larger images shrink with LANCZOS, and images at most half of ``side`` are enlarged by a
+    whole factor with nearest neighbour (8-32 px samples stay crisp). Not smooth: images larger than
+    ``side`` shrink with nearest neighbour and smaller ones are kept (sample grids, whose pixels
+    must stay sharp). Raises OSError for bytes or a file that is not an image.
+    """
+    img = image if isinstance(image, Image.Image) else open_image(image)
+    with counting_warnings():
+        img = img.convert("RGB")
+    scale = side / max(img.width, img.height)
+    if smooth and scale >= 2:
+        k = int(scale)
+        img = img.resize((img.width * k, img.height * k), Image.Resampling.NEAREST)
+    elif scale < 1:
+        img.thumbnail((side, side), Image.Resampling.LANCZOS if smooth else Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def images_under(root: Path) -> list[Path]:
+    """Image files (IMAGE_EXTENSIONS) below ``root`` in a stable (sorted) order, hidden files and folders skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath) / name)
+    return found

@@ -26,8 +26,11 @@ def test_markdown_credits(skewed, tmp_path):
     assert (result.samples, result.credited, result.missing_attribution) == (20, 12, 3)
     assert result.by_license == {"cc-by-4.0": 6, "cc-by-nc-4.0": 3, "cc-by-sa-2.0-de": 2, "cc-by-2.0": 1}
     lines = out.read_text().splitlines()
-    assert lines[:3] == ["# Credits", "", "Images of the dataset skewed used under licences that require "
-                                          "attribution: attribution, source, licence."]
+    assert lines[:3] == [
+        "# Credits",
+        "",
+        "Images of the dataset skewed used under licences that require attribution: attribution, source, licence.",
+    ]
     assert lines[4:] == [
         f"- (no attribution recorded) — https://www.example.com/img/0.jpg — {BY4}",
         "- Author 1 — https://www.example.com/img/1.jpg — [CC BY 4.0](https://example.com/licence)",
@@ -50,17 +53,32 @@ def test_csv_credits_through_the_cli(skewed, tmp_path, capsys):
     assert main(["attribution", skewed, "--out", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["credited"] == 12
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 12 and list(rows[0]) == ["key", "attribution", "source", "page_url", "license",
-                                                 "license_name", "license_url"]
-    assert rows[2] == {"key": "s002", "attribution": "Author 2", "source": "https://www.example.com/img/2.jpg",
-                       "page_url": "https://www.example.com/page", "license": "cc-by-4.0", "license_name": "CC BY 4.0",
-                       "license_url": "https://creativecommons.org/licenses/by/4.0/"}
+    assert len(rows) == 12 and list(rows[0]) == [
+        "key",
+        "attribution",
+        "source",
+        "page_url",
+        "license",
+        "license_name",
+        "license_url",
+    ]
+    assert rows[2] == {
+        "key": "s002",
+        "attribution": "Author 2",
+        "source": "https://www.example.com/img/2.jpg",
+        "page_url": "https://www.example.com/page",
+        "license": "cc-by-4.0",
+        "license_name": "CC BY 4.0",
+        "license_url": "https://creativecommons.org/licenses/by/4.0/",
+    }
     assert [r["key"] for r in rows][-1] == "s018" and rows[-1]["license"] == "cc-by-2.0"  # stored as CC-BY-2.0
 
 
 def test_markdown_escapes_attribution(tmp_path):
-    ds = make_dataset(tmp_path / "ds", [{"license": "cc-by-4.0", "attribution": "*Bob* [site]\nline two",
-                                         "source": "https://x.org/a.jpg"}])
+    ds = make_dataset(
+        tmp_path / "ds",
+        [{"license": "cc-by-4.0", "attribution": "*Bob* [site]\nline two", "source": "https://x.org/a.jpg"}],
+    )
     write_credits(ds, str(tmp_path / "c.md"))
     last = (tmp_path / "c.md").read_text().splitlines()[-1]
     assert last == rf"- \*Bob\* \[site\] line two — https://x.org/a.jpg — {BY4}"

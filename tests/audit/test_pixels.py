@@ -60,6 +60,7 @@ def test_worker_pool_gives_the_same(tmp_path, monkeypatch):
     ds = Dataset.open(_dataset(tmp_path / "ds"))
     one = pixels.dataset_brightness(ds, processes=1)
     monkeypatch.setattr(pixels, "POOL_FROM", 0)  # use the process pool even for five samples
-    keys, values, unreadable = pixels.dataset_brightness(ds, processes=2)
+    keys, values, unreadable, image_warnings = pixels.dataset_brightness(ds, processes=2)
     assert dict(zip(keys, values)) == dict(zip(one[0], one[1])) and unreadable == one[2] == 1
+    assert image_warnings == one[3] == {}
     assert sorted(keys) == ["k0", "k1", "k2", "k3"]

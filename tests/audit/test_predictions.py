@@ -31,17 +31,22 @@ def test_accuracy_per_label_and_group(skewed, tmp_path):
     overall = 15 / 19
 
     def row(count, correct, flagged):
-        return {"count": count, "correct": correct, "accuracy": correct / count,
-                "points_under_overall": round((overall - correct / count) * 100, 4), "flagged": flagged}
+        return {
+            "count": count,
+            "correct": correct,
+            "accuracy": correct / count,
+            "points_under_overall": round((overall - correct / count) * 100, 4),
+            "flagged": flagged,
+        }
 
     assert pred["per_label"] == [
         {"label": "bird", **row(3, 3, False)},
-        {"label": "cat", **row(10, 7, True)},    # 70.0% vs 78.9%: 8.9 points under
+        {"label": "cat", **row(10, 7, True)},  # 70.0% vs 78.9%: 8.9 points under
         {"label": "dog", **row(6, 5, False)},
     ]
     assert pred["per_group"] == [
         {"group": "age", "subgroup": "child", **row(1, 1, False)},
-        {"group": "age", "subgroup": "elderly", **row(1, 0, False)},   # 79 points under, but 1 < --min-count 2
+        {"group": "age", "subgroup": "elderly", **row(1, 0, False)},  # 79 points under, but 1 < --min-count 2
         {"group": "gender", "subgroup": "female", **row(6, 3, True)},  # 50%: the nurse captions the model gets wrong
         {"group": "gender", "subgroup": "male", **row(6, 5, False)},
         {"group": "region", "subgroup": "africa", **row(1, 1, False)},  # s019 has no target
@@ -51,8 +56,8 @@ def test_accuracy_per_label_and_group(skewed, tmp_path):
 
 
 def test_flag_is_strictly_more_than_five_points():
-    assert _accuracy(10, 7, (20, 15))["flagged"] is False       # exactly 5 points under (0.75 - 0.70)
-    assert _accuracy(100, 69, (20, 15))["flagged"] is True      # 6 points under
+    assert _accuracy(10, 7, (20, 15))["flagged"] is False  # exactly 5 points under (0.75 - 0.70)
+    assert _accuracy(100, 69, (20, 15))["flagged"] is True  # 6 points under
     assert _accuracy(100, 69, (20, 15), min_count=101)["flagged"] is False
     assert _accuracy(10, 7, (20, 15))["points_under_overall"] == 5.0
 
@@ -70,8 +75,10 @@ def test_bad_predictions_files(skewed, tmp_path, capsys):
     pq.write_table(pa.table({"key": ["s000"], "label": ["cat"]}), missing)
     assert main(["audit", skewed, "--out", str(tmp_path / "a"), "--predictions", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"Error: --predictions {missing}: no column predicted, target; it needs key, predicted and "
-                   "target (as `pixelforge predict` writes)\n")
+    assert err == (
+        f"Error: --predictions {missing}: no column predicted, target; it needs key, predicted and "
+        "target (as `pixelforge predict` writes)\n"
+    )
     text = tmp_path / "t.parquet"
     text.write_text("key,predicted\n")
     assert main(["audit", skewed, "--out", str(tmp_path / "a"), "--predictions", str(text)]) == 2

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image
 
+
 @lru_cache(maxsize=1)
 def gzip_bomb() -> bytes:
     """64 MiB of zeros, gzipped to ~64 KB (compressed once: on a busy machine it takes seconds)."""
@@ -47,6 +48,7 @@ def png(n: int, w: int = 200, h: int = 150) -> bytes:
 
 def png_bomb(width: int = 40_000, height: int = 40_000) -> bytes:
     """A tiny PNG whose header declares width x height pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -57,7 +59,7 @@ def png_bomb(width: int = 40_000, height: int = 40_000) -> bytes:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "ImageServer"
+    server: ImageServer
 
     def log_message(self, *args) -> None:  # keep test output quiet
         pass
@@ -121,8 +123,9 @@ class Handler(BaseHTTPRequestHandler):
         if head == "loop":
             return self._send(302, b"", "text/plain", {"Location": path})
         if head == "to-other-host":  # redirect to the same server under another loopback address
-            return self._send(302, b"", "text/plain",
-                              {"Location": f"http://{self.server.other_host}:{self.server.port}/img/1.jpg"})
+            return self._send(
+                302, b"", "text/plain", {"Location": f"http://{self.server.other_host}:{self.server.port}/img/1.jpg"}
+            )
         if head == "html":
             return self._send(200, b"<html><body>not an image</body></html>", "image/jpeg")
         if head == "truncated":
@@ -188,8 +191,7 @@ class ImageServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, other_host: str = "127.0.0.2",
-                 max_stall: float = 6.0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, other_host: str = "127.0.0.2", max_stall: float = 6.0):
         super().__init__((host, port), Handler)
         self.host, self.port = host, self.server_address[1]
         self.other_host = other_host
@@ -206,7 +208,7 @@ class ImageServer(ThreadingHTTPServer):
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
 
-    def __enter__(self) -> "ImageServer":
+    def __enter__(self) -> ImageServer:
         self._thread.start()
         return self
 

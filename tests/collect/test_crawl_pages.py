@@ -12,6 +12,7 @@ from pixelforge.cli import main
 from pixelforge.collect.config import CollectConfig
 from pixelforge.collect.crawl import CrawlConfig, crawl
 from pixelforge.errors import UsageError
+from pixelforge.run.settings import ExecutorSettings
 from pixelforge.store import Dataset
 from tests.collect.imageserver import jpeg
 
@@ -58,8 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.log.append((self.path, time.monotonic()))
         if self.path == "/robots.txt":
-            status, headers, body = (200, {"Content-Type": "text/plain"}, srv.robots.encode()) if srv.robots \
-                else (404, {}, b"")
+            status, headers, body = (
+                (200, {"Content-Type": "text/plain"}, srv.robots.encode()) if srv.robots else (404, {}, b"")
+            )
         elif self.path.startswith("/img/"):
             num = int("".join(c for c in self.path if c.isdigit()) or 0)
             status, headers, body = 200, {"Content-Type": "image/jpeg"}, jpeg(num, 64, 48)
@@ -82,10 +84,16 @@ def page(body, head=""):
 
 
 def run(srv, tmp_path, *seeds, **kw):
-    download = dict(allow_private_networks=True, processes=1, image_size=32, timeout=5.0, retries=0)
+    download = dict(
+        allow_private_networks=True, executor=ExecutorSettings(processes=1), image_size=32, timeout=5.0, retries=0
+    )
     download.update(kw.pop("download", {}))
-    cfg = CrawlConfig(seeds=tuple(srv.url(s) for s in seeds or ["/"]), delay=kw.pop("delay", 0.0),
-                      download=CollectConfig(**download), **kw)
+    cfg = CrawlConfig(
+        seeds=tuple(srv.url(s) for s in seeds or ["/"]),
+        delay=kw.pop("delay", 0.0),
+        download=CollectConfig(**download),
+        **kw,
+    )
     res = crawl(str(tmp_path / "out"), cfg)
     table = pq.read_table(tmp_path / "out" / "pages.parquet")
     pages = {r["url"].replace(srv.url(""), ""): r for r in table.to_pylist()}
@@ -93,12 +101,19 @@ def run(srv, tmp_path, *seeds, **kw):
 
 
 def test_robots_disallow_and_crawl_delay(tmp_path):
-    robots = ("User-agent: *\nDisallow: /nobody/\n\nUser-agent: pixelforge\nDisallow: /secret/\n"
-              "Disallow: /img/9\nCrawl-delay: 0.2\n")
-    routes = {"/": page('<a href="/a.html">a</a><a href="/b.html">b</a><a href="/secret/s.html">s</a>'
-                        '<img src="/img/1.jpg" alt="one"><img src="/img/9.jpg" alt="nine">'),
-              "/a.html": page('<img src="/img/2.jpg" alt="two">'), "/b.html": page("<p>b</p>"),
-              "/secret/s.html": page('<img src="/img/3.jpg" alt="three">')}
+    robots = (
+        "User-agent: *\nDisallow: /nobody/\n\nUser-agent: pixelforge\nDisallow: /secret/\n"
+        "Disallow: /img/9\nCrawl-delay: 0.2\n"
+    )
+    routes = {
+        "/": page(
+            '<a href="/a.html">a</a><a href="/b.html">b</a><a href="/secret/s.html">s</a>'
+            '<img src="/img/1.jpg" alt="one"><img src="/img/9.jpg" alt="nine">'
+        ),
+        "/a.html": page('<img src="/img/2.jpg" alt="two">'),
+        "/b.html": page("<p>b</p>"),
+        "/secret/s.html": page('<img src="/img/3.jpg" alt="three">'),
+    }
     with PageServer(routes, robots) as srv:
         res, pages, ds = run(srv, tmp_path)
         log = [(p, t) for p, t in srv.log if not p.startswith("/img/") and p != "/.well-known/tdmrep.json"]
@@ -137,21 +152,31 @@ def test_header_and_tdm_opt_outs(tmp_path):
         res, pages, ds = run(srv, tmp_path)
         fetched = {p for p in srv.paths() if p.startswith("/img/")}
     assert {u: p["opt_out"] for u, p in pages.items() if p["opt_out"]} == {
-        "/xrt.html": "x-robots-tag: noimageai", "/ours.html": "x-robots-tag: noindex",
-        "/tdmh.html": "tdm-reservation: 1"}
-    fails = {f["url"].replace(srv.url(""), ""): (f["reason"], f["detail"].split(" (page")[0])
-             for f in ds.failures().to_pylist()}
-    assert fails == {"/img/1.jpg": ("opt_out_header", "x-robots-tag: noimageai"),
-                     "/img/3.jpg": ("opt_out_header", "x-robots-tag: noindex"),
-                     "/img/4.jpg": ("opt_out_header", "tdm-reservation: 1"),
-                     "/img/70.jpg": ("opt_out_page", "tdmrep.json reserves TDM rights for this image")}
+        "/xrt.html": "x-robots-tag: noimageai",
+        "/ours.html": "x-robots-tag: noindex",
+        "/tdmh.html": "tdm-reservation: 1",
+    }
+    fails = {
+        f["url"].replace(srv.url(""), ""): (f["reason"], f["detail"].split(" (page")[0])
+        for f in ds.failures().to_pylist()
+    }
+    assert fails == {
+        "/img/1.jpg": ("opt_out_header", "x-robots-tag: noimageai"),
+        "/img/3.jpg": ("opt_out_header", "x-robots-tag: noindex"),
+        "/img/4.jpg": ("opt_out_header", "tdm-reservation: 1"),
+        "/img/70.jpg": ("opt_out_page", "tdmrep.json reserves TDM rights for this image"),
+    }
     assert fetched == {"/img/2.jpg", "/img/5.jpg"} and res.samples == 2
 
 
 def test_ignore_opt_outs_downloads_and_records_why(tmp_path):
-    routes = {"/": page('<a href="/secret/s.html">s</a><img src="/img/1.jpg" alt="a" data-noai>',
-                        '<meta name="robots" content="noai">'),
-              "/secret/s.html": page('<img src="/img/2.jpg" alt="b">')}
+    routes = {
+        "/": page(
+            '<a href="/secret/s.html">s</a><img src="/img/1.jpg" alt="a" data-noai>',
+            '<meta name="robots" content="noai">',
+        ),
+        "/secret/s.html": page('<img src="/img/2.jpg" alt="b">'),
+    }
     with PageServer(routes, "User-agent: *\nDisallow: /secret/\n") as srv:
         res, pages, ds = run(srv, tmp_path, download={"ignore_opt_outs": True})
     rows = {r["source"].replace(srv.url(""), ""): r["opt_out"] for r in ds.index().to_pylist()}
@@ -163,8 +188,21 @@ def test_ignore_opt_outs_downloads_and_records_why(tmp_path):
 
 def test_bad_pages_are_rows_never_fatal(tmp_path):
     routes = {
-        "/": page("".join(f'<a href="{u}">x</a>' for u in (
-            "/big.html", "/pdf.html", "/err.html", "/away.html", "/same.html", "/img.png", "/slash", "/ok.html"))),
+        "/": page(
+            "".join(
+                f'<a href="{u}">x</a>'
+                for u in (
+                    "/big.html",
+                    "/pdf.html",
+                    "/err.html",
+                    "/away.html",
+                    "/same.html",
+                    "/img.png",
+                    "/slash",
+                    "/ok.html",
+                )
+            )
+        ),
         "/big.html": page("<p>" + "x" * 5000 + "</p>"),
         "/pdf.html": (200, {"Content-Type": "application/pdf"}, b"%PDF-1.4"),
         "/err.html": (500, {}, "boom"),
@@ -176,9 +214,16 @@ def test_bad_pages_are_rows_never_fatal(tmp_path):
     with PageServer(routes) as srv:
         res, pages, ds = run(srv, tmp_path, max_page_bytes=4096)
     got = {u: (p["status"], p["error"]) for u, p in pages.items()}
-    assert got == {"/": (200, None), "/big.html": (None, "too_large"), "/pdf.html": (200, "not_html"),
-                   "/err.html": (500, "http_5xx"), "/away.html": (302, "out_of_scope_redirect"),
-                   "/same.html": (200, "duplicate"), "/slash": (200, None), "/ok.html": (200, None)}
+    assert got == {
+        "/": (200, None),
+        "/big.html": (None, "too_large"),
+        "/pdf.html": (200, "not_html"),
+        "/err.html": (500, "http_5xx"),
+        "/away.html": (302, "out_of_scope_redirect"),
+        "/same.html": (200, "duplicate"),
+        "/slash": (200, None),
+        "/ok.html": (200, None),
+    }
     assert pages["/same.html"]["final_url"] == srv.url("/ok.html")
     assert pages["/same.html"]["detail"].endswith("/ok.html, already queued or crawled")
     assert pages["/away.html"]["detail"] == "redirect to http://127.0.0.2:1/elsewhere.html leaves the --scope site"
@@ -188,8 +233,13 @@ def test_bad_pages_are_rows_never_fatal(tmp_path):
 
 def test_scope_include_exclude_and_max_pages(tmp_path):
     links = "".join(f'<a href="{u}">x</a>' for u in ("/a/1.html", "/a/2.html", "/b/1.html", "/a/skip.html"))
-    routes = {"/a/": page(links), "/a/1.html": page(links), "/a/2.html": page(""), "/b/1.html": page(""),
-              "/a/skip.html": page("")}
+    routes = {
+        "/a/": page(links),
+        "/a/1.html": page(links),
+        "/a/2.html": page(""),
+        "/b/1.html": page(""),
+        "/a/skip.html": page(""),
+    }
     with PageServer(routes) as srv:
         _, pages, _ = run(srv, tmp_path, "/a/", scope="prefix", exclude=("skip",))
         assert sorted(pages) == ["/a/", "/a/1.html", "/a/2.html"]
@@ -201,21 +251,33 @@ def test_scope_include_exclude_and_max_pages(tmp_path):
         assert list(pages) == ["/a/"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["ftp://x.org/"], "Error: SEED_URL 'ftp://x.org/': not an http(s) URL with a host; "
-                       "write it like https://example.org/gallery/"),
-    (["http://127.0.0.1:9/"], "Error: SEED_URL 'http://127.0.0.1:9/' is a loopback/private address: "
-                              "pass --allow-private-networks to crawl it"),
-    (["http://x.org/", "--scope", "world"], "Error: --scope 'world': choose one of site, domain, prefix"),
-    (["http://x.org/", "--max-pages", "0"], "Error: --max-pages 0: must be at least 1"),
-    (["http://x.org/", "--max-depth", "-1"], "Error: --max-depth -1: must be at least 0"),
-    (["http://x.org/", "--delay", "-1"], "Error: --delay -1.0: must be 0 or more seconds"),
-    (["http://x.org/", "--include", "a(b"], "Error: --include 'a(b' is not a valid regular expression "
-                                            "(missing ), unterminated subpattern at position 1); escape special "
-                                            "characters such as ? and ( with a backslash"),
-    (["http://x.org/", "--resize-mode", "fit"], None),
-    (["http://x.org/", "--image-size", "2"], "Error: --image-size 2: must be at least 8"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["ftp://x.org/"],
+            "Error: SEED_URL 'ftp://x.org/': not an http(s) URL with a host; "
+            "write it like https://example.org/gallery/",
+        ),
+        (
+            ["http://127.0.0.1:9/"],
+            "Error: SEED_URL 'http://127.0.0.1:9/' is a loopback/private address: "
+            "pass --allow-private-networks to crawl it",
+        ),
+        (["http://x.org/", "--scope", "world"], "Error: --scope 'world': choose one of site, domain, prefix"),
+        (["http://x.org/", "--max-pages", "0"], "Error: --max-pages 0: must be at least 1"),
+        (["http://x.org/", "--max-depth", "-1"], "Error: --max-depth -1: must be at least 0"),
+        (["http://x.org/", "--delay", "-1"], "Error: --delay -1.0: must be 0 or more seconds"),
+        (
+            ["http://x.org/", "--include", "a(b"],
+            "Error: --include 'a(b' is not a valid regular expression "
+            "(missing ), unterminated subpattern at position 1); escape special "
+            "characters such as ? and ( with a backslash",
+        ),
+        (["http://x.org/", "--resize-mode", "fit"], None),
+        (["http://x.org/", "--image-size", "2"], "Error: --image-size 2: must be at least 8"),
+    ],
+)
 def test_bad_arguments_one_line_exit_2(tmp_path, capsys, args, message):
     assert main(["collect", "crawl", *args, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err

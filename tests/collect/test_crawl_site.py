@@ -39,10 +39,16 @@ def test_pages_table(crawled, site):
     assert len(pages) == 38
     errors = {u: p["error"] for u, p in pages.items() if p["error"]}
     assert errors == {
-        "/private/": "opt_out_robots", "/missing.html": "http_4xx", "/docs/notes.txt": "not_html",
-        "/loop.html": "redirect_limit", "/index.html": "duplicate", "/blog/index.html?page=1": "duplicate",
-        "/gallery/1.html?sort=name": "duplicate", "/gallery/2.html?sort=name": "duplicate",
-        "/gallery/3.html?sort=name": "duplicate", "/gallery/4.html?sort=name": "duplicate",
+        "/private/": "opt_out_robots",
+        "/missing.html": "http_4xx",
+        "/docs/notes.txt": "not_html",
+        "/loop.html": "redirect_limit",
+        "/index.html": "duplicate",
+        "/blog/index.html?page=1": "duplicate",
+        "/gallery/1.html?sort=name": "duplicate",
+        "/gallery/2.html?sort=name": "duplicate",
+        "/gallery/3.html?sort=name": "duplicate",
+        "/gallery/4.html?sort=name": "duplicate",
         "/calendar/day/1.html?view=week": "duplicate",
     }
     assert pages["/"]["depth"] == 0 and pages["/gallery/1.html"]["depth"] == 2
@@ -51,20 +57,43 @@ def test_pages_table(crawled, site):
     assert pages["/missing.html"]["status"] == 404 and pages["/private/"]["status"] is None
     assert pages["/docs/notes.txt"]["detail"] == "Content-Type text/plain; charset=utf-8 is not HTML"
     found = {u: p["images_found"] for u, p in pages.items() if p["images_found"]}
-    assert found == {"/gallery/1.html": 30, "/gallery/2.html": 30, "/gallery/3.html": 30, "/gallery/4.html": 30,
-                     "/gallery/5.html": 30, "/gallery/6.html": 30, "/gallery/7.html": 30, "/gallery/8.html": 31,
-                     "/gallery/members.html": 12, "/gallery/press.html": 8, "/gallery/tdm-meta.html": 6,
-                     "/gallery/noai-images.html": 8, "/reserved/": 8, "/blog/1.html": 4, "/blog/2.html": 4,
-                     "/blog/3.html": 4, "/blog/4.html": 4, "/blog/5.html": 4, "/legacy/broken.html": 5,
-                     "/legacy/latin1.html": 5}
+    assert found == {
+        "/gallery/1.html": 30,
+        "/gallery/2.html": 30,
+        "/gallery/3.html": 30,
+        "/gallery/4.html": 30,
+        "/gallery/5.html": 30,
+        "/gallery/6.html": 30,
+        "/gallery/7.html": 30,
+        "/gallery/8.html": 31,
+        "/gallery/members.html": 12,
+        "/gallery/press.html": 8,
+        "/gallery/tdm-meta.html": 6,
+        "/gallery/noai-images.html": 8,
+        "/reserved/": 8,
+        "/blog/1.html": 4,
+        "/blog/2.html": 4,
+        "/blog/3.html": 4,
+        "/blog/4.html": 4,
+        "/blog/5.html": 4,
+        "/legacy/broken.html": 5,
+        "/legacy/latin1.html": 5,
+    }
     licences = {u: p["license"] for u, p in pages.items() if p["license"]}
-    assert licences == {"/gallery/1.html": "cc-by-4.0", "/gallery/2.html": "cc-by-nc-4.0",
-                        "/gallery/3.html": "all-rights-reserved", "/gallery/4.html": "cc-by-sa-4.0",
-                        "/gallery/5.html": "cc-by-nc-sa-4.0"}
+    assert licences == {
+        "/gallery/1.html": "cc-by-4.0",
+        "/gallery/2.html": "cc-by-nc-4.0",
+        "/gallery/3.html": "all-rights-reserved",
+        "/gallery/4.html": "cc-by-sa-4.0",
+        "/gallery/5.html": "cc-by-nc-sa-4.0",
+    }
     opted = {u: p["opt_out"] for u, p in pages.items() if p["opt_out"]}
-    assert opted == {"/gallery/members.html": "meta robots: noai", "/gallery/press.html": "x-robots-tag: noai",
-                     "/gallery/tdm-meta.html": "tdm-reservation meta: 1",
-                     "/reserved/": "tdmrep.json: tdm-reservation 1"}
+    assert opted == {
+        "/gallery/members.html": "meta robots: noai",
+        "/gallery/press.html": "x-robots-tag: noai",
+        "/gallery/tdm-meta.html": "tdm-reservation meta: 1",
+        "/reserved/": "tdmrep.json: tdm-reservation 1",
+    }
     assert pages["/legacy/latin1.html"]["charset"] == "cp1252"
     crawl = stats["crawl"]
     assert crawl["skipped_urls"] == {"max_depth": 2, "out_of_scope": 3}
@@ -95,15 +124,31 @@ def test_samples_and_failures(crawled):
     members = [f for f in fails if "/members/" in f["url"]]
     assert len(members) == 12 and members[0]["detail"].startswith("meta robots: noai (page http://")
     assert {f["detail"].split(" (")[0] for f in fails if "/noai/" in f["url"]} == {
-        "data-noai", "img data-robots: noimageai"}
+        "data-noai",
+        "img data-robots: noimageai",
+    }
     rows = _q(ds, "SELECT caption_source, license, count(*) AS n FROM samples GROUP BY ALL ORDER BY ALL")
     assert [(r["caption_source"], r["license"], r["n"]) for r in rows] == [
-        ("alt", "all-rights-reserved", 30), ("alt", "cc-by-4.0", 50), ("alt", "cc-by-nc-4.0", 30),
-        ("alt", "cc-by-nd-4.0", 10), ("alt", "cc-by-sa-4.0", 30), ("alt", "unknown", 53),
-        ("aria-label", "unknown", 7), ("context", "unknown", 27), ("figcaption", "cc-by-nc-sa-4.0", 15),
-        ("figcaption", "cc0-1.0", 15), ("title", "unknown", 8)]
-    assert _q(ds, "SELECT count(*) AS n FROM samples WHERE source_kind = 'crawl' AND page_url IS NOT NULL "
-                  "AND caption IS NOT NULL AND opt_out IS NULL AND width = 32")[0]["n"] == 275
+        ("alt", "all-rights-reserved", 30),
+        ("alt", "cc-by-4.0", 50),
+        ("alt", "cc-by-nc-4.0", 30),
+        ("alt", "cc-by-nd-4.0", 10),
+        ("alt", "cc-by-sa-4.0", 30),
+        ("alt", "unknown", 53),
+        ("aria-label", "unknown", 7),
+        ("context", "unknown", 27),
+        ("figcaption", "cc-by-nc-sa-4.0", 15),
+        ("figcaption", "cc0-1.0", 15),
+        ("title", "unknown", 8),
+    ]
+    assert (
+        _q(
+            ds,
+            "SELECT count(*) AS n FROM samples WHERE source_kind = 'crawl' AND page_url IS NOT NULL "
+            "AND caption IS NOT NULL AND opt_out IS NULL AND width = 32",
+        )[0]["n"]
+        == 275
+    )
 
 
 def _described(name):
@@ -121,11 +166,12 @@ def test_captions_are_true_descriptions(crawled):
     # every caption, whatever its source, is the exact description of the drawn image
     assert all(r["caption"].lower().removeprefix("café: ") == _described(n) for n, r in by_name.items())
     r = by_name["g5/001-large-red-circle-center-on-gray.jpg"]
-    assert (r["caption"], r["caption_source"]) == ("a large red circle in the center on a gray background",
-                                                   "figcaption")
+    assert (r["caption"], r["caption_source"]) == (
+        "a large red circle in the center on a gray background",
+        "figcaption",
+    )
     r = by_name["blog1/000-small-yellow-cross-center-on-gray.jpg"]
-    assert (r["caption"], r["caption_source"]) == ("A small yellow cross in the center on a gray background",
-                                                   "context")
+    assert (r["caption"], r["caption_source"]) == ("A small yellow cross in the center on a gray background", "context")
     g7 = [r for n, r in by_name.items() if n.startswith("g7/")]
     assert len(g7) == 30 and {json.loads(r["meta"])["license_source"] for r in g7} == {"jsonld-image"}
     assert sorted({r["attribution"] for r in g7}) == [f"Artist {i}" for i in range(5)]
@@ -142,8 +188,25 @@ def test_captions_are_true_descriptions(crawled):
 
 def test_calendar_trap_is_bounded(site, tmp_path, capsys):
     out = tmp_path / "cal"
-    assert main(["collect", "crawl", site.url("/calendar/"), "--out", str(out), "--scope", "prefix",
-                 "--max-depth", "40", "--max-per-pattern", "5"] + FAST) == 0
+    assert (
+        main(
+            [
+                "collect",
+                "crawl",
+                site.url("/calendar/"),
+                "--out",
+                str(out),
+                "--scope",
+                "prefix",
+                "--max-depth",
+                "40",
+                "--max-per-pattern",
+                "5",
+            ]
+            + FAST
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert (res["pages_fetched"], res["page_errors"], res["samples"]) == (11, {"duplicate": 5}, 0)
     urls = [r["url"].replace(site.url(""), "") for r in pq.read_table(out / "pages.parquet").to_pylist()]
@@ -151,8 +214,27 @@ def test_calendar_trap_is_bounded(site, tmp_path, capsys):
     stats = json.loads((out / "stats.json").read_text())["crawl"]
     assert stats["skipped_urls"] == {"out_of_scope": 4, "pattern_cap": 1}
     # the same trap under --max-pages: stops at exactly that many fetches
-    assert main(["collect", "crawl", site.url("/calendar/"), "--out", str(tmp_path / "c2"), "--scope", "prefix",
-                 "--max-depth", "1000", "--max-per-pattern", "1000", "--max-pages", "7"] + FAST) == 0
+    assert (
+        main(
+            [
+                "collect",
+                "crawl",
+                site.url("/calendar/"),
+                "--out",
+                str(tmp_path / "c2"),
+                "--scope",
+                "prefix",
+                "--max-depth",
+                "1000",
+                "--max-per-pattern",
+                "1000",
+                "--max-pages",
+                "7",
+            ]
+            + FAST
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["pages_fetched"] == 7
 
@@ -183,8 +265,13 @@ def test_site_images_are_drawn_from_their_names():
 
 def test_serve_site_command(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "pixelforge.cli", "serve-site", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixelforge.cli", "serve-site", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/")

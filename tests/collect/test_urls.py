@@ -15,19 +15,28 @@ from pixelforge.cli import main
 from pixelforge.collect import netguard
 from pixelforge.collect.urls import CollectConfig, collect_urls
 from pixelforge.errors import UsageError
+from pixelforge.run.settings import ExecutorSettings
 from pixelforge.store import Dataset
 
 
 def _cfg(**kw):
-    base = dict(processes=1, allow_private_networks=True, timeout=3.0, retries=1, image_size=64,
-                samples_per_shard=50)
+    base = dict(
+        executor=ExecutorSettings(processes=kw.pop("processes", 1)),
+        allow_private_networks=True,
+        timeout=3.0,
+        retries=1,
+        image_size=64,
+        samples_per_shard=50,
+    )
     base.update(kw)
     return CollectConfig(**base)
 
 
 def _write_list(path, urls, captions=None):
-    rows = [{"url": u, "caption": (captions or {}).get(i, f"caption {i}"), "license": "cc-by-4.0" if i == 0 else None}
-            for i, u in enumerate(urls)]
+    rows = [
+        {"url": u, "caption": (captions or {}).get(i, f"caption {i}"), "license": "cc-by-4.0" if i == 0 else None}
+        for i, u in enumerate(urls)
+    ]
     pq.write_table(pa.Table.from_pylist(rows), path)
     return str(path)
 
@@ -75,14 +84,29 @@ def test_every_failure_reason(tmp_path, server):
     ds = Dataset.open(res.out)
     got = {names[row]: reason for row, reason in _reasons(ds).items()}
     assert got == {
-        "http_4xx": "http_4xx", "http_5xx": "http_5xx", "timeout": "timeout", "slow_body": "timeout",
-        "connection_error": "connection_error", "too_large": "too_large", "too_many_pixels": "too_many_pixels",
-        "too_small": "too_small", "not_image": "not_image", "decode_error": "decode_error",
-        "opt_out_robots": "opt_out_robots", "opt_out_robots_ours": "opt_out_robots",
-        "opt_out_header": "opt_out_header", "tdm": "opt_out_header", "ours_scoped": "opt_out_header",
-        "redirect_limit": "redirect_limit", "loop": "redirect_limit", "endless": "too_large",
-        "gzip_bomb": "too_large", "duplicate": "duplicate_url", "invalid": "invalid_url",
-        "invalid_scheme": "invalid_url", "empty": "invalid_url",
+        "http_4xx": "http_4xx",
+        "http_5xx": "http_5xx",
+        "timeout": "timeout",
+        "slow_body": "timeout",
+        "connection_error": "connection_error",
+        "too_large": "too_large",
+        "too_many_pixels": "too_many_pixels",
+        "too_small": "too_small",
+        "not_image": "not_image",
+        "decode_error": "decode_error",
+        "opt_out_robots": "opt_out_robots",
+        "opt_out_robots_ours": "opt_out_robots",
+        "opt_out_header": "opt_out_header",
+        "tdm": "opt_out_header",
+        "ours_scoped": "opt_out_header",
+        "redirect_limit": "redirect_limit",
+        "loop": "redirect_limit",
+        "endless": "too_large",
+        "gzip_bomb": "too_large",
+        "duplicate": "duplicate_url",
+        "invalid": "invalid_url",
+        "invalid_scheme": "invalid_url",
+        "empty": "invalid_url",
     }
     keys = {int(k) for k in ds.index(columns=["key"]).column("key").to_pylist()}
     assert {names[k] for k in keys} == {"ok", "png", "other_scoped_ok", "redirect_ok", "flaky_ok"}
@@ -97,8 +121,9 @@ def test_rows_carry_provenance(tmp_path, server):
     res = collect_urls(lst, str(tmp_path / "out"), _cfg(image_size=64, resize_mode="center_crop"))
     rows = Dataset.open(res.out).index().to_pylist()
     first, second = rows
-    from tests.collect.imageserver import jpeg
     import hashlib
+
+    from tests.collect.imageserver import jpeg
 
     assert first["source"] == server.url("/img/3.jpg") and first["source_kind"] == "url"
     assert first["sha256"] == hashlib.sha256(jpeg(3)).hexdigest()
@@ -166,8 +191,10 @@ def test_list_formats(tmp_path, server, fmt):
     if fmt == "txt":
         path.write_text("\n".join(urls) + "\n")
     elif fmt == "jsonl":
-        path.write_text("\n".join(json.dumps({"url": u, "caption": f"c{i}", "extra": i}) for i, u in enumerate(urls))
-                        + "\n{broken\n")
+        path.write_text(
+            "\n".join(json.dumps({"url": u, "caption": f"c{i}", "extra": i}) for i, u in enumerate(urls))
+            + "\n{broken\n"
+        )
     else:
         sep = "," if fmt == "csv" else "\t"
         path.write_text(f"url{sep}caption{sep}extra\n" + "".join(f"{u}{sep}c{i}{sep}{i}\n" for i, u in enumerate(urls)))
@@ -191,15 +218,30 @@ def test_bad_arguments_are_one_line_errors(tmp_path, server, capsys):
     assert "--url-col 'URL' is not a column" in capsys.readouterr().err
     assert main(["collect", "urls", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
-    with pytest.raises(UsageError, match="--processes 0: must be at least 1"):
+    with pytest.raises(UsageError, match="--processes 0: choose at least 1"):
         collect_urls(lst, str(tmp_path / "o"), _cfg(processes=0))
 
 
 def test_two_processes_through_cli(tmp_path, server, capsys):
     urls = [server.url(f"/img/{i}.jpg") for i in range(40)] + [server.url("/status/404")]
     lst = _write_list(tmp_path / "l.parquet", urls)
-    code = main(["collect", "urls", lst, "--out", str(tmp_path / "out"), "--processes", "2",
-                 "--samples-per-shard", "10", "--image-size", "32", "--allow-private-networks", "--json"])
+    code = main(
+        [
+            "collect",
+            "urls",
+            lst,
+            "--out",
+            str(tmp_path / "out"),
+            "--processes",
+            "2",
+            "--samples-per-shard",
+            "10",
+            "--image-size",
+            "32",
+            "--allow-private-networks",
+            "--json",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["samples"] == 40 and result["failures"] == 1 and result["failure_reasons"] == {"http_4xx": 1}
@@ -217,9 +259,27 @@ def test_kill_9_then_resume(tmp_path, server):
         urls += [server.url(f"/img/{shard * 10 + i}.jpg") for i in range(9)] + [server.url(f"/slow/{shard}.jpg")]
     lst = _write_list(tmp_path / "l.parquet", urls)
     out = str(tmp_path / "out")
-    args = [sys.executable, "-m", "pixelforge.cli", "collect", "urls", lst, "--out", out, "--processes", "2",
-            "--samples-per-shard", "10", "--timeout", "2.5", "--retries", "0", "--image-size", "32",
-            "--allow-private-networks"]
+    args = [
+        sys.executable,
+        "-m",
+        "pixelforge.cli",
+        "collect",
+        "urls",
+        lst,
+        "--out",
+        out,
+        "--processes",
+        "2",
+        "--samples-per-shard",
+        "10",
+        "--timeout",
+        "2.5",
+        "--retries",
+        "0",
+        "--image-size",
+        "32",
+        "--allow-private-networks",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
     shards = tmp_path / "out" / "shards"
@@ -235,10 +295,50 @@ def test_kill_9_then_resume(tmp_path, server):
     assert not (tmp_path / "out" / "dataset.json").exists()
     with pytest.raises(Exception, match="partly written"):
         Dataset.open(out)
-    assert main(["collect", "urls", lst, "--out", out, "--samples-per-shard", "10", "--timeout", "2.5",
-                 "--retries", "0", "--image-size", "32", "--allow-private-networks", "--processes", "1"]) == 2
-    code = main(["collect", "urls", lst, "--out", out, "--samples-per-shard", "10", "--timeout", "2.5",
-                 "--retries", "0", "--image-size", "32", "--allow-private-networks", "--processes", "2", "--resume"])
+    assert (
+        main(
+            [
+                "collect",
+                "urls",
+                lst,
+                "--out",
+                out,
+                "--samples-per-shard",
+                "10",
+                "--timeout",
+                "2.5",
+                "--retries",
+                "0",
+                "--image-size",
+                "32",
+                "--allow-private-networks",
+                "--processes",
+                "1",
+            ]
+        )
+        == 2
+    )
+    code = main(
+        [
+            "collect",
+            "urls",
+            lst,
+            "--out",
+            out,
+            "--samples-per-shard",
+            "10",
+            "--timeout",
+            "2.5",
+            "--retries",
+            "0",
+            "--image-size",
+            "32",
+            "--allow-private-networks",
+            "--processes",
+            "2",
+            "--resume",
+        ]
+    )
     assert code == 0
     ds = Dataset.open(out)
     keys = [int(k) for k in ds.index(columns=["key"]).column("key").to_pylist()]

@@ -13,7 +13,14 @@ from pixelforge import media
 from pixelforge.cli import main
 from pixelforge.curate.dedup import colour_distance, hashes_to_groups
 from pixelforge.curate.quality import (
-    colour_input, colour_signature, colour_signatures, dhash64, dhash_input, dhashes, phash_input, phashes,
+    colour_input,
+    colour_signature,
+    colour_signatures,
+    dhash64,
+    dhash_input,
+    dhashes,
+    phash_input,
+    phashes,
 )
 from pixelforge.store import Dataset, DatasetBuilder, Lineage
 
@@ -23,8 +30,21 @@ from .conftest import photo
 def shape(fill, side=96) -> Image.Image:
     """A flat star-like polygon on a dark grey ground: grey hashes cannot tell its colour."""
     img = Image.new("RGB", (side, side), (40, 40, 40))
-    pts = [(side * x, side * y) for x, y in ((0.5, 0.1), (0.62, 0.4), (0.9, 0.45), (0.66, 0.62), (0.75, 0.9),
-                                             (0.5, 0.74), (0.25, 0.9), (0.34, 0.62), (0.1, 0.45), (0.38, 0.4))]
+    pts = [
+        (side * x, side * y)
+        for x, y in (
+            (0.5, 0.1),
+            (0.62, 0.4),
+            (0.9, 0.45),
+            (0.66, 0.62),
+            (0.75, 0.9),
+            (0.5, 0.74),
+            (0.25, 0.9),
+            (0.34, 0.62),
+            (0.1, 0.45),
+            (0.38, 0.4),
+        )
+    ]
     ImageDraw.Draw(img).polygon(pts, fill=fill)
     return img
 
@@ -106,17 +126,34 @@ def test_veto_applies_to_near_pairs_only():
 @pytest.fixture(scope="module")
 def shapes_ds(tmp_path_factory):
     """red star, blue star, four near copies of the red one, and an unrelated photo."""
-    items = {"red": media.encode(shape(RED), "png"), "blue": media.encode(shape(BLUE), "png"),
-             **{f"red_{k}": v for k, v in near_copies(shape(RED)).items()}, "photo": media.encode(photo(9), "png")}
+    items = {
+        "red": media.encode(shape(RED), "png"),
+        "blue": media.encode(shape(BLUE), "png"),
+        **{f"red_{k}": v for k, v in near_copies(shape(RED)).items()},
+        "photo": media.encode(photo(9), "png"),
+    }
     path = tmp_path_factory.mktemp("colour") / "in"
     b = DatasetBuilder(str(path), samples_per_shard=4)
     for key, data in items.items():
         img = media.decode(data)
         jpeg = data[:2] == b"\xff\xd8"
-        b.add({"key": key, "source_kind": "folder", "source": f"/{key}", "caption": "a star", "width": img.width,
-               "height": img.height, "orig_width": img.width, "orig_height": img.height,
-               "format": "jpeg" if jpeg else "png", "sha256": hashlib.sha256(data).hexdigest(),
-               "phash": media.phash64(img)}, data, "jpg" if jpeg else "png")
+        b.add(
+            {
+                "key": key,
+                "source_kind": "folder",
+                "source": f"/{key}",
+                "caption": "a star",
+                "width": img.width,
+                "height": img.height,
+                "orig_width": img.width,
+                "orig_height": img.height,
+                "format": "jpeg" if jpeg else "png",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "phash": media.phash64(img),
+            },
+            data,
+            "jpg" if jpeg else "png",
+        )
     b.finish(name="stars", lineage=Lineage(command="test"))
     return str(path)
 
@@ -148,8 +185,12 @@ def test_colour_check_off_groups_by_shape(shapes_ds, tmp_path):
 def test_only_duplicates_skips_the_image_scores(fixture_ds, tmp_path):
     full, fast = tmp_path / "full", tmp_path / "fast"
     assert main(["curate", fixture_ds, "--out", str(full), "--no-drop-opt-out", "--processes", "1"]) == 0
-    assert main(["curate", fixture_ds, "--out", str(fast), "--no-drop-opt-out", "--processes", "2",
-                 "--only", "duplicates"]) == 0
+    assert (
+        main(
+            ["curate", fixture_ds, "--out", str(fast), "--no-drop-opt-out", "--processes", "2", "--only", "duplicates"]
+        )
+        == 0
+    )
     cols = ["key", "dup_group", "dup_count", "dup_keep", "q_jpeg_quality", "q_blur", "q_watermark", "c_words"]
     a = {r["key"]: r for r in Dataset.open(full).iter_rows(columns=cols)}
     b = {r["key"]: r for r in Dataset.open(fast).iter_rows(columns=cols)}
@@ -163,11 +204,17 @@ def test_only_duplicates_skips_the_image_scores(fixture_ds, tmp_path):
     assert sorted((f["reason"], f["source"]) for f in fails) == [("decode_error", "/src/9"), ("not_image", "/src/8")]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--only", "duplicates", "--min-side", "32"], "--min-side needs the image scores that --only duplicates skips"),
-    (["--only", "quality"], "--only 'quality': choose one of duplicates"),
-    (["--colour", "-1"], "--colour -1.0: choose a colour distance from 0 to 2"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (
+            ["--only", "duplicates", "--min-side", "32"],
+            "--min-side needs the image scores that --only duplicates skips",
+        ),
+        (["--only", "quality"], "--only 'quality': choose one of duplicates"),
+        (["--colour", "-1"], "--colour -1.0: choose a colour distance from 0 to 2"),
+    ],
+)
 def test_bad_only_and_colour_flags(fixture_ds, tmp_path, capsys, args, words):
     assert main(["curate", fixture_ds, "--out", str(tmp_path / "x"), *args]) == 2
     err = capsys.readouterr().err

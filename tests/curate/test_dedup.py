@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from pixelforge.curate.dedup import (
-    exact_pairs, hamming, hashes_to_groups, near_pairs, pairs_to_groups, plan_chunks,
+    exact_pairs,
+    hamming,
+    hashes_to_groups,
+    near_pairs,
+    pairs_to_groups,
+    plan_chunks,
 )
 
 

@@ -15,15 +15,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from pixelforge.cli import main
+from pixelforge.curate.columns import CURATE_FIELDS
 from pixelforge.curate.folder import FolderWriteTask, write_window
 from pixelforge.store import Dataset, index_schema
-from pixelforge.curate.columns import CURATE_FIELDS
 from tests.curate.conftest import photo
 
 CLI = "import sys; from pixelforge.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -48,12 +47,16 @@ def folder(tmp_path_factory) -> Path:
     (root / "sub").mkdir(parents=True)
     a = photo(1)
     files = {
-        "a.png": a, "a_copy.png": a,  # exact duplicates
+        "a.png": a,
+        "a_copy.png": a,  # exact duplicates
         "a_small.jpg": _jpeg(a.resize((67, 67)), 70),  # a near duplicate
-        "sub/b.jpg": _jpeg(photo(2)), "sub/c.webp": photo(3), "d.bmp": photo(4),  # BMP: stored as PNG
+        "sub/b.jpg": _jpeg(photo(2)),
+        "sub/c.webp": photo(3),
+        "d.bmp": photo(4),  # BMP: stored as PNG
         "rotated.jpg": _jpeg(photo(5, 80).resize((80, 60)), exif=_rotated_exif()),  # stored upright, re-encoded
         "grey.png": Image.new("RGB", (64, 64), (90, 90, 90)),
-        "not_image.jpg": b"<html>not an image</html>", "truncated.png": None,
+        "not_image.jpg": b"<html>not an image</html>",
+        "truncated.png": None,
     }
     for i in range(10):
         files[f"p{i:02d}.png"] = photo(10 + i, 48)
@@ -71,8 +74,9 @@ def folder(tmp_path_factory) -> Path:
             content.save(path)
     (root / "a.txt").write_text("a colourful scene with round shapes")
     (root / "p00.txt").write_text("IMG_1234.jpg")
-    (root / "sub" / "b.json").write_text(json.dumps({"license": "cc-by-4.0", "attribution": "B. Author",
-                                                     "source_url": "https://example.org/b"}))
+    (root / "sub" / "b.json").write_text(
+        json.dumps({"license": "cc-by-4.0", "attribution": "B. Author", "source_url": "https://example.org/b"})
+    )
     (root / "p01.json").write_text("{broken")
     return root
 
@@ -93,9 +97,17 @@ def test_one_pass_equals_import_then_curate(folder, tmp_path, extra):
     one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
     assert len(one) == 17 and one == two  # every column, shard and member included
     # the unreadable files are failures of the one pass (import's failures in the two-command route)
-    assert _failures(tmp_path / "one") == _failures(tmp_path / "ds") == sorted([
-        (str(folder / "not_image.jpg"), "not_image"), (str(folder / "p01.png"), "bad_annotation"),
-        (str(folder / "truncated.png"), "decode_error")])
+    assert (
+        _failures(tmp_path / "one")
+        == _failures(tmp_path / "ds")
+        == sorted(
+            [
+                (str(folder / "not_image.jpg"), "not_image"),
+                (str(folder / "p01.png"), "bad_annotation"),
+                (str(folder / "truncated.png"), "decode_error"),
+            ]
+        )
+    )
     # stored bytes: the same, and a kept file's are the file's own
     got = {s.key: s.image for s in Dataset.open(tmp_path / "one").iter_samples()}
     assert got == {s.key: s.image for s in Dataset.open(tmp_path / "two").iter_samples()}
@@ -132,8 +144,16 @@ def test_a_file_changed_after_scoring_is_a_failure_not_a_sample(tmp_path):
     path = tmp_path / "x.png"
     photo(3, 32).save(path)
     schema = index_schema(list(CURATE_FIELDS))
-    row = {"key": "000000000", "source_kind": "folder", "source": str(path), "license": "unknown",
-           "width": 32, "height": 32, "format": "png", "sha256": hashlib.sha256(b"other bytes").hexdigest()}
+    row = {
+        "key": "000000000",
+        "source_kind": "folder",
+        "source": str(path),
+        "license": "unknown",
+        "width": 32,
+        "height": 32,
+        "format": "png",
+        "sha256": hashlib.sha256(b"other bytes").hexdigest(),
+    }
     ok = dict(row, key="000000001", sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     (tmp_path / "out" / ".work").mkdir(parents=True)
     assert write_window(FolderWriteTask(str(tmp_path / "out"), 0, [row, ok], set(), [], schema)) == 1

@@ -14,6 +14,7 @@ import pytest
 
 from pixelforge.cli import main
 from pixelforge.curate import stage
+from pixelforge.run.settings import ExecutorSettings
 from pixelforge.store import Dataset
 
 CLI = "import sys; from pixelforge.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -23,16 +24,32 @@ CLI = "import sys; from pixelforge.cli import main; sys.exit(main(sys.argv[1:]))
 def many_shards(tmp_path_factory):
     """240 shapes in 12 shards of 20: writing them takes long enough to stop a run in the middle."""
     out = tmp_path_factory.mktemp("resume") / "shapes"
-    assert main(["import", "shapes", "--n", "240", "--size", "32", "--seed", "2", "--samples-per-shard", "20",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "shapes",
+                "--n",
+                "240",
+                "--size",
+                "32",
+                "--seed",
+                "2",
+                "--samples-per-shard",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return str(out)
 
 
 def kill_after_first_shard(args: list[str], out: Path) -> dict[str, tuple[int, int]]:
     """Run the CLI with ``args`` in a subprocess, SIGKILL it as soon as a shard of ``out`` exists
     under its final name; return the finished shards' (inode, mtime_ns)."""
-    proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shards = out / "shards"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -57,11 +74,14 @@ def members(path) -> dict[str, bytes]:
     return {s.key: s.image for s in Dataset.open(path).iter_samples()}
 
 
-@pytest.mark.parametrize("command", [
-    ["curate", "--no-watermark", "--drop-duplicates"],
-    ["split", "--val", "0.2", "--test", "0.1", "--stratify", "label"],
-    ["prepare", "--size", "16", "--augment", "hflip,rotate=10", "--copies", "1"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["curate", "--no-watermark", "--drop-duplicates"],
+        ["split", "--val", "0.2", "--test", "0.1", "--stratify", "label"],
+        ["prepare", "--size", "16", "--augment", "hflip,rotate=10", "--copies", "1"],
+    ],
+)
 def test_killed_run_resumes_to_the_uninterrupted_result(many_shards, tmp_path, command):
     name, *flags = command
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -101,7 +121,7 @@ def test_resume_of_a_finished_dataset_is_refused(many_shards, tmp_path, capsys):
 def test_curate_resume_reuses_saved_scores(many_shards, tmp_path, monkeypatch):
     """A run stopped after scoring (before any shard) does not score again when resumed."""
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
-    config = stage.CurateConfig(watermark=False, processes=1)
+    config = stage.CurateConfig(watermark=False, executor=ExecutorSettings(processes=1))
     stage.curate(many_shards, str(whole), config)
 
     def stop(*args, **kwargs):

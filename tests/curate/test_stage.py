@@ -20,8 +20,23 @@ def _digest(path):
 def curated(fixture_ds, tmp_path_factory, capsys_module=None):
     before = _digest(fixture_ds)
     out = tmp_path_factory.mktemp("cur") / "out"
-    code = main(["curate", fixture_ds, "--out", str(out), "--min-side", "32", "--max-blur", "1",
-                 "--drop-duplicates", "--drop-bad-captions", "--processes", "1", "--json"])
+    code = main(
+        [
+            "curate",
+            fixture_ds,
+            "--out",
+            str(out),
+            "--min-side",
+            "32",
+            "--max-blur",
+            "1",
+            "--drop-duplicates",
+            "--drop-bad-captions",
+            "--processes",
+            "1",
+            "--json",
+        ]
+    )
     assert code == 0
     assert _digest(fixture_ds) == before  # the input is never modified
     return out
@@ -32,8 +47,13 @@ def test_rules_remove_exactly_what_they_should(curated):
     assert report["input_samples"] == 12 and report["scored"] == 10 and report["output_samples"] == 4
     assert report["failures"] == {"not_image": 1, "decode_error": 1}
     rules = {r["rule"]: (r["removed"], r["examples"]) for r in report["rules"]}
-    assert rules == {"opt_out": (1, ["k04"]), "min_side": (1, ["k05"]), "max_blur": (1, ["k06"]),
-                     "bad_captions": (1, ["k03"]), "duplicates": (2, ["k01", "k02"])}
+    assert rules == {
+        "opt_out": (1, ["k04"]),
+        "min_side": (1, ["k05"]),
+        "max_blur": (1, ["k06"]),
+        "bad_captions": (1, ["k03"]),
+        "duplicates": (2, ["k01", "k02"]),
+    }
     assert report["duplicates"]["exact_pairs"] == 1 and report["duplicates"]["groups"] == 1
     assert report["duplicates"]["rows_in_groups"] == 3
     assert report["caption_flags"]["filename_like"] == 1 and report["caption_flags"]["too_short"] == 1
@@ -66,8 +86,21 @@ def test_failures_and_lineage(curated):
 
 def test_where_keeps_matching_rows_in_parallel(fixture_ds, tmp_path, capsys):
     out = tmp_path / "w"
-    code = main(["curate", fixture_ds, "--out", str(out), "--no-drop-opt-out", "--no-watermark",
-                 "--where", "label = 0 AND q_min_side >= 32", "--processes", "2", "--json"])
+    code = main(
+        [
+            "curate",
+            fixture_ds,
+            "--out",
+            str(out),
+            "--no-drop-opt-out",
+            "--no-watermark",
+            "--where",
+            "label = 0 AND q_min_side >= 32",
+            "--processes",
+            "2",
+            "--json",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     # label 0: k00 k02 k04 k06 k10 (k08 failed); k02 is 67 px, so all pass q_min_side
@@ -77,10 +110,13 @@ def test_where_keeps_matching_rows_in_parallel(fixture_ds, tmp_path, capsys):
     assert all(r["q_watermark"] is None for r in rows) and rows[2]["opt_out"] == "robots.txt"
 
 
-@pytest.mark.parametrize("where, words", [
-    ("nope > 1", "is not a valid DuckDB boolean expression"),
-    ("q_blur", "gives FLOAT, not a boolean"),
-])
+@pytest.mark.parametrize(
+    "where, words",
+    [
+        ("nope > 1", "is not a valid DuckDB boolean expression"),
+        ("q_blur", "gives FLOAT, not a boolean"),
+    ],
+)
 def test_bad_where_is_one_line_naming_columns(fixture_ds, tmp_path, capsys, where, words):
     assert main(["curate", fixture_ds, "--out", str(tmp_path / "x"), "--where", where]) == 2
     err = capsys.readouterr().err
@@ -88,11 +124,14 @@ def test_bad_where_is_one_line_naming_columns(fixture_ds, tmp_path, capsys, wher
     assert "columns: key, shard" in err and "q_watermark" in err and "dup_keep" in err
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--max-watermark", "2"], "--max-watermark 2.0: choose a probability from 0 to 1"),
-    (["--hamming", "20"], "--hamming 20: choose 0..16 bits"),
-    (["--min-side", "0"], "--min-side 0: choose a positive number"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--max-watermark", "2"], "--max-watermark 2.0: choose a probability from 0 to 1"),
+        (["--hamming", "20"], "--hamming 20: choose 0..16 bits"),
+        (["--min-side", "0"], "--min-side 0: choose a positive number"),
+    ],
+)
 def test_bad_flags_stop_before_work(fixture_ds, tmp_path, capsys, args, words):
     assert main(["curate", fixture_ds, "--out", str(tmp_path / "x"), *args]) == 2
     assert words in capsys.readouterr().err

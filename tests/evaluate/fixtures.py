@@ -70,8 +70,8 @@ class ColourJudge(torch.nn.Module):
         return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(2, 3))                                        # (B, 3)
-        return -torch.cdist(mean, self.prototypes) ** 2                  # (B, K)
+        mean = x.mean(dim=(2, 3))  # (B, 3)
+        return -(torch.cdist(mean, self.prototypes) ** 2)  # (B, K)
 
 
 def colour_image(name: str, size: int, seed: int) -> np.ndarray:
@@ -80,7 +80,7 @@ def colour_image(name: str, size: int, seed: int) -> np.ndarray:
     img = np.empty((size, size, 3), np.float64)
     img[:] = COLOURS[name]
     x, y = rng.integers(0, size // 2, 2)
-    img[y:y + size // 4, x:x + size // 4] *= 0.8
+    img[y : y + size // 4, x : x + size // 4] *= 0.8
     img += rng.normal(0, 6, img.shape)
     return np.clip(img, 0, 255).round().astype(np.uint8)
 
@@ -95,8 +95,9 @@ def generated_dataset(path: Path, images: np.ndarray, rows: list[dict]) -> Path:
     extra = [pa.field("colour", pa.string())] if any("colour" in r for r in rows) else []
     builder = DatasetBuilder(str(path), samples_per_shard=16, extra_fields=extra)
     for i, (a, row) in enumerate(zip(images, rows)):
-        builder.add({"key": f"g{i:04d}", "source_kind": "generated", "license": "unknown", **row},
-                    media.array_to_png(a), "png")
+        builder.add(
+            {"key": f"g{i:04d}", "source_kind": "generated", "license": "unknown", **row}, media.array_to_png(a), "png"
+        )
     builder.finish(name="generated", lineage=Lineage(command="test"))
     return path
 

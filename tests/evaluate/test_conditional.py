@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import types
 
 import numpy as np
@@ -94,24 +93,43 @@ def classifier_run(tmp_path, monkeypatch):
     """A classifier run directory plus a stand-in for the classifier issue's load_run."""
     run = tmp_path / "colour-run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"family": "classifier", "model": {"image_size": 16},
-                                                 "labels": NAMES, "label_column": "colour"}))
-    registry = types.ModuleType("pixelforge.models.registry")
-    registry.load_run = lambda run_dir: types.SimpleNamespace(model=ColourJudge(), config={"labels": NAMES})
-    monkeypatch.setitem(sys.modules, "pixelforge.models.registry", registry)
+    (run / "config.json").write_text(
+        json.dumps({"family": "classifier", "model": {"image_size": 16}, "labels": NAMES, "label_column": "colour"})
+    )
+    monkeypatch.setattr(
+        "pixelforge.train.rundir.load_run",
+        lambda run_dir: types.SimpleNamespace(model=ColourJudge(), config={"labels": NAMES}),
+    )
     return run
 
 
 def test_cli_conditional_json_through_a_classifier_run(generated, classifier_run, capsys):
     path, _, _ = generated
     capsys.readouterr()
-    assert main(["evaluate", "conditional", "--fake", path, "--classifier", str(classifier_run), "--workers", "0",
-                 "--json"]) == 0
+    assert (
+        main(
+            ["evaluate", "conditional", "--fake", path, "--classifier", str(classifier_run), "--workers", "0", "--json"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     colour = out["attributes"]["colour"]  # the attribute came from the run's config ("label_column": "colour")
     assert (colour["judged"], colour["correct"], colour["labels"]) == (29, 25, NAMES)
-    assert main(["evaluate", "conditional", "--fake", path, "--classifier", str(classifier_run),
-                 "--attribute", "colour,shape"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "conditional",
+                "--fake",
+                path,
+                "--classifier",
+                str(classifier_run),
+                "--attribute",
+                "colour,shape",
+            ]
+        )
+        == 2
+    )
     assert "one classifier per attribute" in capsys.readouterr().err
 
 
@@ -119,8 +137,25 @@ def test_classifier_features_give_a_domain_fid(generated, classifier_run, tmp_pa
     path, _, _ = generated
     real = write_folder(tmp_path / "real", np.stack([colour_image(NAMES[i % 3], 24, 100 + i) for i in range(12)]))
     capsys.readouterr()
-    assert main(["evaluate", "--real", str(real), "--fake", path, "--features", f"classifier:{classifier_run}",
-                 "--metrics", "fid,is", "--workers", "0", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--real",
+                str(real),
+                "--fake",
+                path,
+                "--features",
+                f"classifier:{classifier_run}",
+                "--metrics",
+                "fid,is",
+                "--workers",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["features"] == f"classifier:{classifier_run}" and out["dims"] == 6 and out["fid_impl"] is None
     assert out["fid"] > 0 and 1 <= out["is"] <= 3

@@ -14,7 +14,11 @@ from torch_fidelity.metric_isc import isc_features_to_metric
 from pixelforge.errors import UsageError
 from pixelforge.evaluate.images import extract, open_images
 from pixelforge.evaluate.inception import (
-    WEIGHTS_FILE, InceptionFeatures, find_weights, hub_weights_paths, resize_like_tensorflow1x,
+    WEIGHTS_FILE,
+    InceptionFeatures,
+    find_weights,
+    hub_weights_paths,
+    resize_like_tensorflow1x,
 )
 from pixelforge.evaluate.metrics import features_to_statistics, frechet_distance, inception_score
 from tests.evaluate.fixtures import smooth_images, write_folder
@@ -69,8 +73,9 @@ def test_features_logits_and_inception_score_equal_torch_fidelity_network(weight
     # is the 2,048-d parity: a full-rank end-to-end run would need 2 x 2,049 images through the
     # 299 px network per tool, minutes of CPU.
     images = smooth_images(4, 40, seed=3)
-    theirs_net = FeatureExtractorInceptionV3("inception-v3-compat", ["64", "2048", "logits_unbiased"],
-                                             feature_extractor_weights_path=str(weights))
+    theirs_net = FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["64", "2048", "logits_unbiased"], feature_extractor_weights_path=str(weights)
+    )
     with torch.no_grad():
         t64, t2048, tlogits = theirs_net(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255

@@ -38,8 +38,12 @@ def planted(tmp_path_factory):
     fake_dir = write_folder(root / "fake", smooth_images(20, 32, seed=12))
     for name, a in copies.items():
         Image.fromarray(a).save(fake_dir / name)
-    expected = {"copy-exact.png": "00003.png", "copy-noise.png": "00010.png", "copy-jpeg.png": "00020.png",
-                "copy-bright.png": "00030.png"}
+    expected = {
+        "copy-exact.png": "00003.png",
+        "copy-noise.png": "00010.png",
+        "copy-jpeg.png": "00020.png",
+        "copy-bright.png": "00030.png",
+    }
     return train_dir, fake_dir, expected
 
 
@@ -91,8 +95,24 @@ def test_cli_json_schema_and_saved_output(planted, tmp_path, capsys):
     train, fake, expected = planted
     capsys.readouterr()
     saved = tmp_path / "memorization.json"
-    assert main(["evaluate", "memorization", "--train", str(train), "--fake", str(fake), "--workers", "0",
-                 "--out", str(saved), "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "memorization",
+                "--train",
+                str(train),
+                "--fake",
+                str(fake),
+                "--workers",
+                "0",
+                "--out",
+                str(saved),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     doc = json.loads(saved.read_text())
     assert doc["command"] == "evaluate memorization" and doc["config"]["threshold"] == pytest.approx(1 / 3)
@@ -109,6 +129,7 @@ def test_bad_arguments(planted, tmp_path):
     one = write_folder(tmp_path / "one", smooth_images(1, 16, seed=1))
     with pytest.raises(UsageError, match="at least 2 images"):
         find_memorized(str(one), str(fake))
-    result = find_memorized(str(write_folder(tmp_path / "few", smooth_images(5, 16, seed=2))), str(fake),
-                            MemorizationConfig(workers=0))
+    result = find_memorized(
+        str(write_folder(tmp_path / "few", smooth_images(5, 16, seed=2))), str(fake), MemorizationConfig(workers=0)
+    )
     assert result.warnings == ["--neighbours 50 lowered to 5, the number of training images"]

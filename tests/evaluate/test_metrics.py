@@ -14,8 +14,14 @@ from torch_fidelity.metric_prc import prc_features_to_metric
 from pixelforge.errors import UsageError
 from pixelforge.evaluate import metrics
 from pixelforge.evaluate.metrics import (
-    MetricInputs, check_metrics, compute_metrics, features_to_statistics, frechet_distance, inception_score,
-    kernel_inception_distance, precision_recall,
+    MetricInputs,
+    check_metrics,
+    compute_metrics,
+    features_to_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    precision_recall,
 )
 
 
@@ -77,9 +83,10 @@ def test_frechet_stays_real_and_exact_when_singular():
 def test_kid_equals_torch_fidelity():
     fake, real = relu_features(300, 64, seed=6, shift=0.1), relu_features(250, 64, seed=7)
     ours = kernel_inception_distance(fake, real, subsets=20, subset_size=100)
-    theirs = kid_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real), kid_subsets=20,
-                                    kid_subset_size=100, verbose=False)
-    assert rel(ours[0], theirs["kernel_inception_distance_mean"]) < 1e-5   # theirs sums in float32
+    theirs = kid_features_to_metric(
+        torch.from_numpy(fake), torch.from_numpy(real), kid_subsets=20, kid_subset_size=100, verbose=False
+    )
+    assert rel(ours[0], theirs["kernel_inception_distance_mean"]) < 1e-5  # theirs sums in float32
     assert rel(ours[1], theirs["kernel_inception_distance_std"]) < 1e-3
 
 
@@ -110,8 +117,14 @@ def test_precision_recall_equal_torch_fidelity_even_with_ties():
     fake, real = relu_features(150, 64, seed=10, shift=0.3), relu_features(140, 64, seed=11)
     fake[:20] = real[:20]  # exact copies sit exactly on ball boundaries of their own neighbours
     ours = precision_recall(fake, real)
-    theirs = prc_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real), prc_neighborhood=3,
-                                    prc_batch_size=10000, save_cpu_ram=False, verbose=False)
+    theirs = prc_features_to_metric(
+        torch.from_numpy(fake),
+        torch.from_numpy(real),
+        prc_neighborhood=3,
+        prc_batch_size=10000,
+        save_cpu_ram=False,
+        verbose=False,
+    )
     assert ours == (theirs["precision"], theirs["recall"])
     assert 0 < ours[0] < 1 and 0 < ours[1] < 1
 

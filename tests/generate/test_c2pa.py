@@ -15,19 +15,32 @@ from pixelforge.cli import main
 
 
 def _name(cn):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pixelforge test")])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pixelforge test")]
+    )
 
 
 def _cert(subject, issuer, public_key, signing_key, ca: bool, issuer_key=None):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
-                 encipher_only=False, decipher_only=False)
-    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-         .not_valid_after(now + datetime.timedelta(days=30))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-         .add_extension(x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **usage), critical=True))
+    now = datetime.datetime.now(datetime.UTC)
+    usage = dict(
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **usage), critical=True)
+    )
     b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     if not ca:  # C2PA wants an end-entity certificate fit for signing documents, naming its issuer's key
         b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
@@ -41,12 +54,12 @@ def signing(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = _cert(_name("test root"), _name("test root"), ca_key.public_key(), ca_key, ca=True)
-    leaf = _cert(_name("pixelforge signer"), ca.subject, key.public_key(), ca_key, ca=False,
-                 issuer_key=ca_key.public_key())
+    leaf = _cert(
+        _name("pixelforge signer"), ca.subject, key.public_key(), ca_key, ca=False, issuer_key=ca_key.public_key()
+    )
     pem = serialization.Encoding.PEM
     (d / "chain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
-    (d / "key.pem").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    (d / "key.pem").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return str(d / "chain.pem"), str(d / "key.pem")
 
 
@@ -54,8 +67,29 @@ def signing(tmp_path_factory):
 def gan_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("c2pa")
     assert main(["import", "digits", "--out", str(root / "digits")]) == 0
-    assert main(["train", "gan", "--data", str(root / "digits"), "--out", str(root / "run"), "--condition", "class",
-                 "--image-size", "8", "--max-steps", "1", "--batch-size", "16", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "gan",
+                "--data",
+                str(root / "digits"),
+                "--out",
+                str(root / "run"),
+                "--condition",
+                "class",
+                "--image-size",
+                "8",
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "16",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return root / "run"
 
 
@@ -63,8 +97,8 @@ def _retext(png: bytes, old: bytes, new: bytes) -> bytes:
     """``png`` with a text chunk's bytes replaced (CRC recomputed): still a valid PNG, other bytes."""
     out, pos = bytearray(png[:8]), 8
     while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos:pos + 4])
-        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, body = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
         if kind in (b"tEXt", b"iTXt") and old in body:
             body = body.replace(old, new)
         out += struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
@@ -75,8 +109,27 @@ def _retext(png: bytes, old: bytes, new: bytes) -> bytes:
 def test_signed_manifest_is_read_validated_and_broken_by_edits(gan_run, signing, tmp_path, capsys):
     chain, key = signing
     out = tmp_path / "gen"
-    assert main(["generate", str(gan_run), "--class", "3", "--n", "2", "--out", str(out), "--mark-size", "0",
-                 "--c2pa-cert", chain, "--c2pa-key", key]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(gan_run),
+                "--class",
+                "3",
+                "--n",
+                "2",
+                "--out",
+                str(out),
+                "--mark-size",
+                "0",
+                "--c2pa-cert",
+                chain,
+                "--c2pa-key",
+                key,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["verify", str(out / "images"), "--json"]) == 0
     results = json.loads(capsys.readouterr().out)

@@ -11,16 +11,44 @@ from pixelforge.cli import main
 from pixelforge.generate.mark import block_bits, embed_watermark, payload_bits, read_watermark, upscale_for_mark
 from pixelforge.store import Dataset
 
-TRAIN = ["--batch-size", "16", "--eval-every", "2", "--max-steps", "2", "--device", "cpu", "--sample-steps", "2",
-         "--val-batches", "1"]
+TRAIN = [
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "2",
+    "--max-steps",
+    "2",
+    "--device",
+    "cpu",
+    "--sample-steps",
+    "2",
+    "--val-batches",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
 def class_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("gen")
     assert main(["import", "digits", "--out", str(root / "digits")]) == 0
-    assert main(["train", "diffusion", "--data", str(root / "digits"), "--out", str(root / "run"), "--condition",
-                 "class", "--image-size", "8", *TRAIN]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "diffusion",
+                "--data",
+                str(root / "digits"),
+                "--out",
+                str(root / "run"),
+                "--condition",
+                "class",
+                "--image-size",
+                "8",
+                *TRAIN,
+            ]
+        )
+        == 0
+    )
     return root / "run"
 
 
@@ -28,8 +56,24 @@ def class_run(tmp_path_factory):
 def text_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("gentext")
     assert main(["import", "shapes", "--n", "48", "--size", "16", "--out", str(root / "shapes")]) == 0
-    assert main(["train", "diffusion", "--data", str(root / "shapes"), "--out", str(root / "run"), "--condition",
-                 "text", "--image-size", "16", *TRAIN]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "diffusion",
+                "--data",
+                str(root / "shapes"),
+                "--out",
+                str(root / "run"),
+                "--condition",
+                "text",
+                "--image-size",
+                "16",
+                *TRAIN,
+            ]
+        )
+        == 0
+    )
     return root / "run"
 
 
@@ -53,13 +97,34 @@ def test_same_seed_same_images_and_provenance(class_run, tmp_path):
 
 def test_text_run_generates_from_prompts(text_run, tmp_path):
     prompts = tmp_path / "p.txt"
-    prompts.write_text("a large red circle in the center on a blue background\n\na small white star in the top left "
-                       "on a black background\n")
-    assert main(["generate", str(text_run), "--prompts", str(prompts), "--n", "1", "--steps", "2", "--sampler",
-                 "dpm++", "--out", str(tmp_path / "g")]) == 0
+    prompts.write_text(
+        "a large red circle in the center on a blue background\n\na small white star in the top left "
+        "on a black background\n"
+    )
+    assert (
+        main(
+            [
+                "generate",
+                str(text_run),
+                "--prompts",
+                str(prompts),
+                "--n",
+                "1",
+                "--steps",
+                "2",
+                "--sampler",
+                "dpm++",
+                "--out",
+                str(tmp_path / "g"),
+            ]
+        )
+        == 0
+    )
     rows = Dataset.open(str(tmp_path / "g")).index().to_pylist()
-    assert [r["caption"] for r in rows] == ["a large red circle in the center on a blue background",
-                                            "a small white star in the top left on a black background"]
+    assert [r["caption"] for r in rows] == [
+        "a large red circle in the center on a blue background",
+        "a small white star in the top left on a black background",
+    ]
     assert {r["caption_source"] for r in rows} == {"generated"}
 
 
@@ -75,8 +140,10 @@ def test_wrong_condition_arguments(class_run, text_run, tmp_path, capsys):
 
 
 def test_verify_marked_reencoded_and_unmarked(class_run, tmp_path, capsys):
-    assert main(["generate", str(class_run), "--class", "5", "--n", "1", "--steps", "3", "--out",
-                 str(tmp_path / "g")]) == 0
+    assert (
+        main(["generate", str(class_run), "--class", "5", "--n", "1", "--steps", "3", "--out", str(tmp_path / "g")])
+        == 0
+    )
     (marked,) = sorted((tmp_path / "g" / "images").iterdir())
     Image.open(marked).convert("RGB").save(tmp_path / "reencoded.jpg", "JPEG", quality=90)
     rng = np.random.default_rng(0)

@@ -33,8 +33,14 @@ def post(client, **body):
 
 def test_session_queue_item_image(client, digits):
     s = client.get("/api/session").json()
-    assert s == {"task": "classify", "classes": [str(i) for i in range(10)], "dataset": "digits",
-                 "fields": ["label", "status"], "done": 0, "total": 1797}
+    assert s == {
+        "task": "classify",
+        "classes": [str(i) for i in range(10)],
+        "dataset": "digits",
+        "fields": ["label", "status"],
+        "done": 0,
+        "total": 1797,
+    }
     q = client.get("/api/queue?offset=0&limit=3").json()
     assert q["keys"] == ["000000000", "000000001", "000000002"] and q["finished"] == [False] * 3
     item = client.get("/api/item/000000001").json()
@@ -48,10 +54,19 @@ def test_session_queue_item_image(client, digits):
     assert client.get("/static/app.js").status_code == 200
 
 
-@pytest.mark.parametrize("path", [
-    "/api/image/..%2F..%2Fdataset.json", "/api/image/%2E%2E", "/api/image/000000001.png", "/api/item/..%2Findex",
-    "/api/image/000000001?side=../b", "/api/history/a%00b", "/static/..%2Findex.html", "/static/../db.py",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/image/..%2F..%2Fdataset.json",
+        "/api/image/%2E%2E",
+        "/api/image/000000001.png",
+        "/api/item/..%2Findex",
+        "/api/image/000000001?side=../b",
+        "/api/history/a%00b",
+        "/static/..%2Findex.html",
+        "/static/../db.py",
+    ],
+)
 def test_keys_cannot_traverse_paths(client, path):
     r = client.get(path)
     assert r.status_code in (400, 404), r.text
@@ -90,12 +105,15 @@ def test_boxes_are_checked_against_the_image(shapes, tmp_path):
     r = post(c, key="000000000", field="boxes", value=good, annotator="ann")
     assert r.status_code == 200
     assert c.get("/api/item/000000000").json()["current"]["boxes"]["value"] == [
-        {"x0": 1.0, "y0": 2.0, "x1": 10.5, "y1": 31.0, "label": project.classes[0]}]
-    for bad, message in [([{"x0": 5, "y0": 0, "x1": 40, "y1": 4}], "not inside the 32x32 image"),
-                         ([{"x0": 5, "y0": 5, "x1": 4, "y1": 9}], "x0 < x1"),
-                         ([{"x0": 0, "y0": 0, "x1": 4, "y1": 4, "label": "dragon"}], "not one of the project's"),
-                         ([{"x0": "a", "y0": 0, "x1": 4, "y1": 4}], "must be numbers"),
-                         ("nope", "a list of at most 500")]:
+        {"x0": 1.0, "y0": 2.0, "x1": 10.5, "y1": 31.0, "label": project.classes[0]}
+    ]
+    for bad, message in [
+        ([{"x0": 5, "y0": 0, "x1": 40, "y1": 4}], "not inside the 32x32 image"),
+        ([{"x0": 5, "y0": 5, "x1": 4, "y1": 9}], "x0 < x1"),
+        ([{"x0": 0, "y0": 0, "x1": 4, "y1": 4, "label": "dragon"}], "not one of the project's"),
+        ([{"x0": "a", "y0": 0, "x1": 4, "y1": 4}], "must be numbers"),
+        ("nope", "a list of at most 500"),
+    ]:
         r = post(c, key="000000000", field="boxes", value=bad, annotator="ann")
         assert r.status_code == 400 and message in r.json()["error"]
 
@@ -110,7 +128,9 @@ def test_concurrent_edit_keeps_both_and_tells_the_other(client, project):
     assert item["current"]["label"]["value"] == "8" and item["current"]["label"]["annotator"] == "bob"  # last wins
     edits = client.get("/api/history/000000010").json()["edits"]
     assert [(e["annotator"], e["value"], e["previous"], e["conflict"]) for e in edits] == [
-        ("ann", "3", None, False), ("bob", "8", "3", True)]
+        ("ann", "3", None, False),
+        ("bob", "8", "3", True),
+    ]
     notices = client.get("/api/notices?annotator=ann").json()["notices"]
     assert [(n["key"], n["by"], n["your_value"], n["value"]) for n in notices] == [("000000010", "bob", "3", "8")]
     assert client.get(f"/api/notices?annotator=ann&after={notices[0]['id']}").json()["notices"] == []
@@ -174,8 +194,9 @@ def test_token_required_off_loopback(project):
         assert httpx.get(f"{server.url}/api/image/000000001").status_code == 401
         wrong = httpx.get(f"{server.url}/api/session", headers={"authorization": "Bearer " + "y" * len(token)})
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
-        r = httpx.post(f"{server.url}/api/annotate", json={"key": "000000001", "field": "label", "value": "1",
-                                                           "annotator": "eve"})
+        r = httpx.post(
+            f"{server.url}/api/annotate", json={"key": "000000001", "field": "label", "value": "1", "annotator": "eve"}
+        )
         assert r.status_code == 401 and project.db.count() == 0
         ok = httpx.get(f"{server.url}/api/session", headers={"authorization": f"Bearer {token}"})
         assert ok.status_code == 200 and ok.json()["total"] == 1797
@@ -183,8 +204,10 @@ def test_token_required_off_loopback(project):
             first = browser.get(f"{server.url}/?token={token}")
             assert first.status_code == 200 and "HttpOnly" in first.headers["set-cookie"]
             assert browser.get(f"{server.url}/api/image/000000001").status_code == 200
-            r = browser.post(f"{server.url}/api/annotate", json={"key": "000000001", "field": "label", "value": "1",
-                                                                  "annotator": "ann"})
+            r = browser.post(
+                f"{server.url}/api/annotate",
+                json={"key": "000000001", "field": "label", "value": "1", "annotator": "ann"},
+            )
             assert r.status_code == 200 and project.db.count() == 1
 
 
@@ -202,8 +225,11 @@ def test_compare_hides_models_and_maps_choices(tmp_path):
     assert 0 < sum(swapped) < 6  # the order is randomised per pair
     for k, sw in zip(keys, swapped):
         item = c.get(f"/api/item/{k}").json()
-        assert item["images"] == ([f"/api/image/{k}?side=b", f"/api/image/{k}?side=a"] if sw else
-                                  [f"/api/image/{k}?side=a", f"/api/image/{k}?side=b"])
+        assert item["images"] == (
+            [f"/api/image/{k}?side=b", f"/api/image/{k}?side=a"]
+            if sw
+            else [f"/api/image/{k}?side=a", f"/api/image/{k}?side=b"]
+        )
         assert post(c, key=k, field="compare", value="left", annotator="ann").status_code == 200
         assert c.get(f"/api/item/{k}").json()["current"]["compare"]["value"] == "left"  # shown as chosen
     stored = [e["value"] for e in project.db.history() if e["field"] == "compare"]
@@ -230,9 +256,25 @@ def test_serve_command_generates_a_token_off_loopback(digits, tmp_path):
     from .conftest import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pixelforge.cli", "label", "serve", digits, "--host", "0.0.0.0",
-                             "--port", str(port), "--db", str(tmp_path / "s.sqlite")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pixelforge.cli",
+            "label",
+            "serve",
+            digits,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp_path / "s.sqlite"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stderr.readline()
         assert "1797 items (classify) at http://0.0.0.0:" in line and "?token=" in line
@@ -270,9 +312,18 @@ def test_queue_puts_low_confidence_then_suspected_errors_first(shapes, tmp_path)
         return row
 
     out = tmp_path / "prio"
-    rewrite(Dataset.open(shapes), str(out), update,
-            [pa.field("suggested_label", pa.string()), pa.field("suggested_confidence", pa.float32()),
-             pa.field("label_issue", pa.bool_()), pa.field("label_quality", pa.float32())], Lineage("test"))
+    rewrite(
+        Dataset.open(shapes),
+        str(out),
+        update,
+        [
+            pa.field("suggested_label", pa.string()),
+            pa.field("suggested_confidence", pa.float32()),
+            pa.field("label_issue", pa.bool_()),
+            pa.field("label_quality", pa.float32()),
+        ],
+        Lineage("test"),
+    )
     project = Project(ProjectConfig(str(out), db=str(tmp_path / "p.sqlite")))
     assert project.order[:5] == ["000000003", "000000007", "000000009", "000000005", "000000000"]
     assert project.order[-1] == "000000001"  # a confident suggestion goes last
@@ -281,10 +332,12 @@ def test_queue_puts_low_confidence_then_suspected_errors_first(shapes, tmp_path)
 def test_serve_bad_arguments_are_one_line_errors(digits, capsys):
     from pixelforge.cli import main
 
-    for args, message in [(["--task", "foo"], "--task 'foo': choose one of classify, boxes, caption, review, rate"),
-                          ([digits], "--task compare needs two datasets"),
-                          (["--host", "0.0.0.0", "--token", "short"], "--token: use at least 16 characters"),
-                          (["--port", "0"], "--port 0: choose 1-65535")]:
+    for args, message in [
+        (["--task", "foo"], "--task 'foo': choose one of classify, boxes, caption, review, rate"),
+        ([digits], "--task compare needs two datasets"),
+        (["--host", "0.0.0.0", "--token", "short"], "--token: use at least 16 characters"),
+        (["--port", "0"], "--port 0: choose 1-65535"),
+    ]:
         assert main(["label", "serve", digits, *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("Error: ") and message in err and err.count("\n") == 1

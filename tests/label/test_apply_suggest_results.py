@@ -30,10 +30,18 @@ def test_apply_merges_accepted_with_history(shapes, tmp_path, capsys):
     capsys.readouterr()
     assert main(["label", "apply", shapes, "--out", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert {k: res[k] for k in ("samples", "accepted", "skipped", "labels_merged", "boxes_merged",
-                                "captions_merged", "edits")} == {
-        "samples": 12, "accepted": 1, "skipped": 1, "labels_merged": 1, "boxes_merged": 1, "captions_merged": 1,
-        "edits": 8}
+    assert {
+        k: res[k]
+        for k in ("samples", "accepted", "skipped", "labels_merged", "boxes_merged", "captions_merged", "edits")
+    } == {
+        "samples": 12,
+        "accepted": 1,
+        "skipped": 1,
+        "labels_merged": 1,
+        "boxes_merged": 1,
+        "captions_merged": 1,
+        "edits": 8,
+    }
     before = {r["key"]: r for r in Dataset.open(shapes).iter_rows()}
     after = {r["key"]: r for r in Dataset.open(str(out)).iter_rows()}
     r0 = after["000000000"]
@@ -45,7 +53,9 @@ def test_apply_merges_accepted_with_history(shapes, tmp_path, capsys):
         assert after[key]["label_name"] == before[key]["label_name"] and after[key]["annotated_by"] is None
     history = pq.read_table(out / "annotations.parquet").to_pylist()
     assert [(h["key"], h["field"], json.loads(h["value"]), h["annotator"], h["conflict"]) for h in history[:2]] == [
-        ("000000000", "label", "circle", "ann", False), ("000000000", "label", "hexagon", "bob", True)]
+        ("000000000", "label", "circle", "ann", False),
+        ("000000000", "label", "hexagon", "bob", True),
+    ]
     assert json.loads(history[1]["previous"]) == "circle"
     assert Dataset.open(str(out)).info["lineage"]["command"] == "label apply"
     # inputs are never modified, and the output is not overwritten silently
@@ -66,14 +76,17 @@ def test_suggest_from_captions(shapes, tmp_path, capsys):
     syn.write_text('circle = ["ring", "disc"]\n')
     out = tmp_path / "sugg"
     capsys.readouterr()
-    assert main(["label", "suggest", shapes, "--from-captions", "--synonyms", str(syn), "--out", str(out),
-                 "--json"]) == 0
+    assert (
+        main(["label", "suggest", shapes, "--from-captions", "--synonyms", str(syn), "--out", str(out), "--json"]) == 0
+    )
     res = json.loads(capsys.readouterr().out)
     # shapes captions name the drawn shape exactly: every suggestion agrees with the label
     assert res["suggested"] == 12 and res["agree_with_label"] == 1.0 and res["failed"] == 0
     rows = list(Dataset.open(str(out)).iter_rows())
-    assert all(r["suggested_label"] == r["label_name"] and r["suggested_confidence"] == 1.0 and
-               r["suggested_by"] == "captions" for r in rows)
+    assert all(
+        r["suggested_label"] == r["label_name"] and r["suggested_confidence"] == 1.0 and r["suggested_by"] == "captions"
+        for r in rows
+    )
     from pixelforge.label.suggest import caption_matcher
 
     match = caption_matcher({"cat": ["cat", "kitten"], "dog": ["dog", "puppy"]})
@@ -83,8 +96,9 @@ def test_suggest_from_captions(shapes, tmp_path, capsys):
     assert main(["label", "suggest", shapes, "--out", str(tmp_path / "x")]) == 2
     assert "exactly one of --model RUN or --from-captions" in capsys.readouterr().err
     syn.write_text('unicorn = ["horse"]\n')
-    assert main(["label", "suggest", shapes, "--from-captions", "--synonyms", str(syn), "--out",
-                 str(tmp_path / "y")]) == 2
+    assert (
+        main(["label", "suggest", shapes, "--from-captions", "--synonyms", str(syn), "--out", str(tmp_path / "y")]) == 2
+    )
     assert "class 'unicorn' is not one of" in capsys.readouterr().err
 
 
@@ -108,8 +122,13 @@ def test_results_scores_and_win_rates(tmp_path, capsys):
         db.save(f"00000000{i}", "faithfulness", f, "ann")
     db.save("000000000", "realism", 1, "bob")
     db.save("000000000", "realism", 2, "bob")  # bob's final answer counts, once
-    for key, who, v in [("p1", "ann", "a"), ("p2", "ann", "a"), ("p3", "ann", "b"), ("p4", "ann", "tie"),
-                        ("p1", "bob", "a")]:
+    for key, who, v in [
+        ("p1", "ann", "a"),
+        ("p2", "ann", "a"),
+        ("p3", "ann", "b"),
+        ("p4", "ann", "tie"),
+        ("p1", "bob", "a"),
+    ]:
         db.save(key, "compare", v, who)
     capsys.readouterr()
     assert main(["label", "results", str(a), "--json"]) == 0

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.browser
 
 
 def _wait_text(page, selector: str, prefix: str) -> None:
-    page.wait_for_function("([s, p]) => document.querySelector(s).textContent.startsWith(p)", arg=[selector, prefix],
-                           timeout=10_000)
+    page.wait_for_function(
+        "([s, p]) => document.querySelector(s).textContent.startsWith(p)", arg=[selector, prefix], timeout=10_000
+    )
 
 
 def test_label_draw_caption_reload(browser_page, shapes, tmp_path):
@@ -39,8 +40,9 @@ def test_label_draw_caption_reload(browser_page, shapes, tmp_path):
         db = AnnotationDB(db_path)
         current = db.all_current()
         assert [current[k]["label"]["value"] for k in keys[:5]] == chosen
-        assert all(current[k]["status"]["value"] == "accepted" and current[k]["label"]["annotator"] == "ann"
-                   for k in keys[:5])
+        assert all(
+            current[k]["status"]["value"] == "accepted" and current[k]["label"]["annotator"] == "ann" for k in keys[:5]
+        )
         page.goto(f"{server.url}/#{keys[2]}")
         page.reload()  # everything comes back from the server
         _wait_text(page, "#position", f"3 of 12: {keys[2]}")
@@ -105,7 +107,9 @@ def test_two_browsers_on_one_image_both_told(browser_page, shapes, tmp_path):
         bob.wait_for_selector("#toasts .toast:has-text('replaced an edit by ann')")
         ann.wait_for_selector("#toasts .toast:has-text('bob replaced your label')", timeout=10_000)
         edits = AnnotationDB(project.db.path).history(key)
-        assert [(e["annotator"], e["value"], e["conflict"]) for e in edits] == [("ann", first, False),
-                                                                                ("bob", second, True)]
+        assert [(e["annotator"], e["value"], e["conflict"]) for e in edits] == [
+            ("ann", first, False),
+            ("bob", second, True),
+        ]
         bob.close()
     assert ann.console_errors == []

@@ -27,9 +27,20 @@ def masked(tmp_path) -> str:
     mask[15, 15] = 5
     out = tmp_path / "masked"
     b = DatasetBuilder(str(out))
-    b.add({"key": "m0", "source_kind": "folder", "width": 20, "height": 20, "label": None,
-           "boxes": [{"x0": 1.0, "y0": 1.0, "x1": 10.0, "y1": 10.0, "label": 3}], "license": "cc0-1.0"},
-          _png(np.full((20, 20, 3), 128, np.uint8)), "png", mask=_png(mask))
+    b.add(
+        {
+            "key": "m0",
+            "source_kind": "folder",
+            "width": 20,
+            "height": 20,
+            "label": None,
+            "boxes": [{"x0": 1.0, "y0": 1.0, "x1": 10.0, "y1": 10.0, "label": 3}],
+            "license": "cc0-1.0",
+        },
+        _png(np.full((20, 20, 3), 128, np.uint8)),
+        "png",
+        mask=_png(mask),
+    )
     b.finish(name="masked", lineage=Lineage("test"))
     return str(out)
 
@@ -49,8 +60,22 @@ def test_coco_segmentations_from_masks(masked, tmp_path):
     decoded = cocomask.decode({"size": dot["segmentation"]["size"], "counts": dot["segmentation"]["counts"]})
     assert decoded.sum() == 1 and decoded[15, 15] == 1
     # back in through the COCO importer with --masks: the square survives as category 3
-    assert main(["import", "coco", "--images", str(out / "images"), "--annotations", str(out / "instances.json"),
-                 "--masks", "--out", str(tmp_path / "back")]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(out / "images"),
+                "--annotations",
+                str(out / "instances.json"),
+                "--masks",
+                "--out",
+                str(tmp_path / "back"),
+            ]
+        )
+        == 0
+    )
     sample = next(Dataset.open(str(tmp_path / "back")).iter_samples())
     back = np.asarray(Image.open(io.BytesIO(sample.mask)))
     assert back[15, 15] == 5 and (back[2:8, 2:8] == 3).mean() > 0.6 and (back == 3).sum() <= 36

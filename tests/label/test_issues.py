@@ -48,16 +48,39 @@ def test_flipped_digits_are_found(digits, tmp_path, capsys):
     out = tmp_path / "issues"
     capsys.readouterr()
     runs = tmp_path / "runs"
-    assert main(["label", "issues", str(noisy), "--folds", "5", "--epochs", "8", "--image-size", "16", "--width", "16",
-                 "--keep-runs", str(runs), "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "label",
+                "issues",
+                str(noisy),
+                "--folds",
+                "5",
+                "--epochs",
+                "8",
+                "--image-size",
+                "16",
+                "--width",
+                "16",
+                "--keep-runs",
+                str(runs),
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     rows = list(Dataset.open(str(out)).iter_rows(columns=["key", "label_issue", "label_quality", "suggested_label"]))
     found = {r["key"] for r in rows if r["label_issue"]}
     tp = len(found & flipped)
     precision, recall = tp / len(found), tp / len(flipped)
     with capsys.disabled():  # the figure the README quotes
-        print(f"\nlabel errors: {len(flipped)} flipped, {len(found)} flagged, {tp} right: precision {precision:.3f}, "
-              f"recall {recall:.3f}, out-of-fold accuracy {res['oof_accuracy']}")
+        print(
+            f"\nlabel errors: {len(flipped)} flipped, {len(found)} flagged, {tp} right: precision {precision:.3f}, "
+            f"recall {recall:.3f}, out-of-fold accuracy {res['oof_accuracy']}"
+        )
     assert len(flipped) == 90 and res["issues"] == len(found) and res["labelled"] == 1797
     assert recall >= 0.8 and precision >= 0.8
     assert all(0.0 <= r["label_quality"] <= 1.0 for r in rows)
@@ -67,8 +90,12 @@ def test_flipped_digits_are_found(digits, tmp_path, capsys):
     assert qualities == sorted(qualities)  # worst first
     # a fold's classifier pre-labels the clean digits (suggest --model)
     capsys.readouterr()
-    assert main(["label", "suggest", digits, "--model", str(runs / "fold0" / "run"), "--out", str(tmp_path / "s"),
-                 "--json"]) == 0
+    assert (
+        main(
+            ["label", "suggest", digits, "--model", str(runs / "fold0" / "run"), "--out", str(tmp_path / "s"), "--json"]
+        )
+        == 0
+    )
     sugg = json.loads(capsys.readouterr().out)
     assert sugg["suggested"] == 1797 and sugg["failed"] == 0 and sugg["agree_with_label"] > 0.85
     first = next(Dataset.open(str(tmp_path / "s")).iter_rows())
@@ -80,4 +107,3 @@ def test_issues_bad_arguments(digits, tmp_path, capsys):
     assert "--folds 1: choose 2 to 20" in capsys.readouterr().err
     assert main(["label", "issues", digits, "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "is not a training run (no config.json)" in capsys.readouterr().err
-

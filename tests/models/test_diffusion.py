@@ -10,7 +10,12 @@ import torch
 
 from pixelforge.errors import UsageError
 from pixelforge.models.diffusion import (
-    DiffusionConfig, build_unet, denoise, pool_tokens, sincos_2d, snr_weights,
+    DiffusionConfig,
+    build_unet,
+    denoise,
+    pool_tokens,
+    sincos_2d,
+    snr_weights,
 )
 from pixelforge.models.text import MiniLMEncoder
 from pixelforge.train.families import config_from_saved
@@ -30,8 +35,8 @@ def test_pool_tokens_ignores_padding():
     tokens[0, :2] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # two real tokens, two padding
     tokens[1, :1] = torch.tensor([[0.0, 0.0, 2.0]])
     pooled = pool_tokens(tokens)
-    s3 = 3 ** 0.5
-    assert torch.allclose(pooled[0], torch.tensor([s3 / 2 ** 0.5, s3 / 2 ** 0.5, 0.0]), atol=1e-6)
+    s3 = 3**0.5
+    assert torch.allclose(pooled[0], torch.tensor([s3 / 2**0.5, s3 / 2**0.5, 0.0]), atol=1e-6)
     assert torch.allclose(pooled[1], torch.tensor([0.0, 0.0, s3]), atol=1e-6)
 
 
@@ -53,8 +58,10 @@ def test_negative_snr_gamma_is_refused():
 
 
 def test_text_layer_keeps_left_and_right_apart():
-    caps = ["a small red circle in the top left on a blue background",
-            "a small red circle in the top right on a blue background"]
+    caps = [
+        "a small red circle in the top left on a blue background",
+        "a small red circle in the top right on a blue background",
+    ]
     last, penultimate = MiniLMEncoder(16, layer=-1), MiniLMEncoder(16, layer=-2)
     direct = last.tokenizer(caps, padding="max_length", max_length=16, return_tensors="pt")
     with torch.inference_mode():
@@ -71,10 +78,12 @@ def test_text_layer_keeps_left_and_right_apart():
 def test_cross_attention_levels():
     two = DiffusionConfig(condition="text", image_size=8, text_dim=16, cross_attention_levels=2)
     unet = build_unet(two)
-    assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D", "CrossAttnDownBlock2D",
-                                                            "CrossAttnDownBlock2D"]
-    assert [type(b).__name__ for b in unet.up_blocks] == ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
-                                                          "UpBlock2D"]
+    assert [type(b).__name__ for b in unet.down_blocks] == [
+        "DownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+    ]
+    assert [type(b).__name__ for b in unet.up_blocks] == ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]
     out = denoise(unet, two, torch.randn(2, 3, 8, 8), torch.tensor([3, 700]), torch.randn(2, 4, 16))
     assert out.shape == (2, 3, 8, 8)
     one = build_unet(DiffusionConfig(condition="text", image_size=8, text_dim=16))
@@ -86,8 +95,21 @@ def test_cross_attention_levels():
 def test_sincos_table_tells_every_position_apart():
     table = sincos_2d(8, 3, 4)  # 2 frequencies per quarter: 1 and 1/10
     assert table.shape == (8, 3, 4)
-    assert torch.allclose(table[:, 2, 1], torch.tensor([math.sin(2), math.sin(0.2), math.cos(2), math.cos(0.2),
-                                                        math.sin(1), math.sin(0.1), math.cos(1), math.cos(0.1)]))
+    assert torch.allclose(
+        table[:, 2, 1],
+        torch.tensor(
+            [
+                math.sin(2),
+                math.sin(0.2),
+                math.cos(2),
+                math.cos(0.2),
+                math.sin(1),
+                math.sin(0.1),
+                math.cos(1),
+                math.cos(0.1),
+            ]
+        ),
+    )
     flat = table.flatten(1).T  # (12 positions, 8)
     assert torch.cdist(flat, flat).add(torch.eye(12)).min() > 0.05
 
@@ -97,17 +119,21 @@ def test_attention_positions_at_every_cross_attention_resolution():
     unet = build_unet(cfg)
     shapes = {k: tuple(v.shape) for k, v in unet.state_dict().items() if k.endswith(".pos")}
     # down level 1 (8x8, 64 channels), level 2 and the middle (4x4, 96), up levels 0 (4x4) and 1 (8x8)
-    assert shapes == {"down_blocks.1.attentions.0.proj_in.pos": (1, 64, 8, 8),
-                      "down_blocks.2.attentions.0.proj_in.pos": (1, 96, 4, 4),
-                      "mid_block.attentions.0.proj_in.pos": (1, 96, 4, 4),
-                      **{f"up_blocks.0.attentions.{i}.proj_in.pos": (1, 96, 4, 4) for i in range(2)},
-                      **{f"up_blocks.1.attentions.{i}.proj_in.pos": (1, 64, 8, 8) for i in range(2)}}
+    assert shapes == {
+        "down_blocks.1.attentions.0.proj_in.pos": (1, 64, 8, 8),
+        "down_blocks.2.attentions.0.proj_in.pos": (1, 96, 4, 4),
+        "mid_block.attentions.0.proj_in.pos": (1, 96, 4, 4),
+        **{f"up_blocks.0.attentions.{i}.proj_in.pos": (1, 96, 4, 4) for i in range(2)},
+        **{f"up_blocks.1.attentions.{i}.proj_in.pos": (1, 64, 8, 8) for i in range(2)},
+    }
     # with the embeddings zeroed, the network is the plain one with the same weights
     torch.manual_seed(0)
-    plain = build_unet(DiffusionConfig(condition="text", image_size=16, text_dim=16, cross_attention_levels=2,
-                                       attention_positions=False))
-    state = {k.replace("proj_in.proj.", "proj_in."): v for k, v in unet.state_dict().items()
-             if not k.endswith(".pos")}
+    plain = build_unet(
+        DiffusionConfig(
+            condition="text", image_size=16, text_dim=16, cross_attention_levels=2, attention_positions=False
+        )
+    )
+    state = {k.replace("proj_in.proj.", "proj_in."): v for k, v in unet.state_dict().items() if not k.endswith(".pos")}
     plain.load_state_dict(state)
     x, t, cond = torch.randn(2, 3, 16, 16), torch.tensor([5, 900]), torch.randn(2, 4, 16)
     with torch.no_grad():

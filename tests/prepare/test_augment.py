@@ -49,13 +49,16 @@ def test_seed_fixes_output_and_pipeline_pickles():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("sharpen", "unknown op 'sharpen'; allowed ops: hflip"),
-    ("rotate", "op 'rotate' needs a value"),
-    ("rotate=200", "rotate=200 is outside 0..180"),
-    ("crop=abc", "crop='abc' is not a number"),
-    ("hflip,hflip", "op 'hflip' given twice"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("sharpen", "unknown op 'sharpen'; allowed ops: hflip"),
+        ("rotate", "op 'rotate' needs a value"),
+        ("rotate=200", "rotate=200 is outside 0..180"),
+        ("crop=abc", "crop='abc' is not a number"),
+        ("hflip,hflip", "op 'hflip' given twice"),
+    ],
+)
 def test_bad_specs_name_the_problem(spec, words):
     with pytest.raises(UsageError) as err:
         parse_spec(spec)

@@ -26,19 +26,33 @@ def boxed(tmp_path_factory):
         mask[:, 20:] = 7
         buf = io.BytesIO()
         Image.fromarray(mask).save(buf, "PNG")
-        b.add({"key": f"s{i}", "source_kind": "folder", "source": f"/s{i}", "split": split, "width": 40,
-               "height": 20, "boxes": [{"x0": 20.0, "y0": 0.0, "x1": 40.0, "y1": 20.0, "label": 1}]},
-              media.encode(Image.fromarray(arr), "png"), "png", mask=buf.getvalue())
+        b.add(
+            {
+                "key": f"s{i}",
+                "source_kind": "folder",
+                "source": f"/s{i}",
+                "split": split,
+                "width": 40,
+                "height": 20,
+                "boxes": [{"x0": 20.0, "y0": 0.0, "x1": 40.0, "y1": 20.0, "label": 1}],
+            },
+            media.encode(Image.fromarray(arr), "png"),
+            "png",
+            mask=buf.getvalue(),
+        )
     b.add({"key": "bad", "source_kind": "folder", "source": "/bad", "width": 1, "height": 1}, b"junk", "png")
     b.finish(name="boxed", lineage=Lineage("test"))
     return str(path)
 
 
-@pytest.mark.parametrize("mode, box", [
-    ("center_crop", {"x0": 8.0, "y0": 0.0, "x1": 16.0, "y1": 16.0, "label": 1}),  # the centre 20x20 cut
-    ("keep_ratio", {"x0": 8.0, "y0": 0.0, "x1": 16.0, "y1": 8.0, "label": 1}),
-    ("pad", {"x0": 8.0, "y0": 4.0, "x1": 16.0, "y1": 12.0, "label": 1}),
-])
+@pytest.mark.parametrize(
+    "mode, box",
+    [
+        ("center_crop", {"x0": 8.0, "y0": 0.0, "x1": 16.0, "y1": 16.0, "label": 1}),  # the centre 20x20 cut
+        ("keep_ratio", {"x0": 8.0, "y0": 0.0, "x1": 16.0, "y1": 8.0, "label": 1}),
+        ("pad", {"x0": 8.0, "y0": 4.0, "x1": 16.0, "y1": 12.0, "label": 1}),
+    ],
+)
 def test_boxes_follow_each_resize_mode(mode, box):
     geo = geometry(40, 20, 16, mode)
     assert move_boxes([{"x0": 20.0, "y0": 0.0, "x1": 40.0, "y1": 20.0, "label": 1}], geo) == [box]
@@ -75,8 +89,30 @@ def test_denoisers_keep_size_and_reduce_noise(name):
 def test_prepare_end_to_end(boxed, tmp_path, capsys):
     out = tmp_path / "p"
     capsys.readouterr()
-    assert main(["prepare", boxed, "--out", str(out), "--size", "16", "--resize-mode", "pad", "--denoise", "median",
-                 "--augment", "hflip=1", "--copies", "2", "--processes", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                boxed,
+                "--out",
+                str(out),
+                "--size",
+                "16",
+                "--resize-mode",
+                "pad",
+                "--denoise",
+                "median",
+                "--augment",
+                "hflip=1",
+                "--copies",
+                "2",
+                "--processes",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     # 3 good samples; copies only for the train and unsplit ones (2 each)
     assert result == {**result, "input_samples": 4, "samples": 7, "augmented": 4, "failures": 1}
@@ -95,14 +131,40 @@ def test_prepare_end_to_end(boxed, tmp_path, capsys):
     assert json.loads((out / "dataset.json").read_text())["lineage"]["config"]["augment"] == "hflip=1"
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--resize-mode", "fit"], "--resize-mode 'fit': choose one of center_crop, keep_ratio, pad, none"),
-    (["--denoise", "bm3d"], "--denoise 'bm3d': choose one of none, median, nlm"),
-    (["--augment", "zoom=2", "--copies", "1"], "unknown op 'zoom'; allowed ops: hflip"),
-    (["--copies", "2"], "--copies 2 needs --augment SPEC"),
-    (["--augment", "hflip"], "--augment needs --copies K"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--resize-mode", "fit"], "--resize-mode 'fit': choose one of center_crop, keep_ratio, pad, none"),
+        (["--denoise", "bm3d"], "--denoise 'bm3d': choose one of none, median, nlm"),
+        (["--augment", "zoom=2", "--copies", "1"], "unknown op 'zoom'; allowed ops: hflip"),
+        (["--copies", "2"], "--copies 2 needs --augment SPEC"),
+        (["--augment", "hflip"], "--augment needs --copies K"),
+    ],
+)
 def test_bad_prepare_flags(boxed, tmp_path, capsys, args, words):
     assert main(["prepare", boxed, "--out", str(tmp_path / "x"), *args]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+def test_pillow_warnings_are_counted_in_stats(tmp_path, recwarn):
+    import struct
+
+    from pixelforge.prepare.stage import PrepareConfig, prepare
+    from pixelforge.run import ExecutorSettings
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 12), (200, 40, 40)).save(buf, "JPEG")
+    tiff = b"II*\x00\x08\x00\x00\x00" + b"\x05\x00" + b"\x12\x01\x03\x00\x01\x00\x00\x00\x01\x00" + b"\xff" * 6
+    app1 = b"Exif\x00\x00" + tiff
+    bad_exif = buf.getvalue()[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + buf.getvalue()[2:]
+    b = DatasetBuilder(str(tmp_path / "in"), samples_per_shard=2)
+    for i in range(3):
+        b.add(
+            {"key": f"s{i}", "source_kind": "folder", "source": f"/{i}.jpg", "width": 16, "height": 12}, bad_exif, "jpg"
+        )
+    b.finish(name="in", lineage=Lineage("test"))
+    res = prepare(str(tmp_path / "in"), str(tmp_path / "out"), PrepareConfig(size=8, executor=ExecutorSettings(1)))
+    assert res.samples == 3
+    assert Dataset.open(res.out).stats()["image_warnings"] == {"corrupt_exif": 3}
+    assert recwarn.list == []

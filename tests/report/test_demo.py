@@ -10,11 +10,43 @@ import pytest
 from pixelforge.cli import main
 
 # tiny data and budgets (hidden options): the pipeline is the same, only smaller
-TINY = ["--minutes", "0.05", "--shapes", "60", "--image-size", "16", "--max-pages", "10", "--classifier-epochs", "1",
-        "--classifier-minutes", "0.2", "--prompts", "2", "--per-prompt", "2", "--sample-steps", "2",
-        "--eval-every", "2", "--no-watermark-scores"]
-STAGES = ["crawl", "import digits", "import shapes", "curate", "audit", "split", "train diffusion",
-          "train classifiers", "generate", "verify", "evaluate", "report"]
+TINY = [
+    "--minutes",
+    "0.05",
+    "--shapes",
+    "60",
+    "--image-size",
+    "16",
+    "--max-pages",
+    "10",
+    "--classifier-epochs",
+    "1",
+    "--classifier-minutes",
+    "0.2",
+    "--prompts",
+    "2",
+    "--per-prompt",
+    "2",
+    "--sample-steps",
+    "2",
+    "--eval-every",
+    "2",
+    "--no-watermark-scores",
+]
+STAGES = [
+    "crawl",
+    "import digits",
+    "import shapes",
+    "curate",
+    "audit",
+    "split",
+    "train diffusion",
+    "train classifiers",
+    "generate",
+    "verify",
+    "evaluate",
+    "report",
+]
 
 
 def _stage_lines(out: str) -> list[tuple[str, bool]]:

@@ -27,16 +27,36 @@ def page(tiny, tmp_path_factory):
 
 def test_kinds_are_detected(tiny):
     kinds = {k: detect(tiny[k]).kind for k in ORDER}
-    assert kinds == {"shapes": "dataset", "curated": "dataset", "audit": "audit", "clf": "run", "diff": "run",
-                     "gan": "run", "vae": "run", "gen": "generated", "fid": "evaluation", "cond": "evaluation",
-                     "mem": "evaluation"}
+    assert kinds == {
+        "shapes": "dataset",
+        "curated": "dataset",
+        "audit": "audit",
+        "clf": "run",
+        "diff": "run",
+        "gan": "run",
+        "vae": "run",
+        "gen": "generated",
+        "fid": "evaluation",
+        "cond": "evaluation",
+        "mem": "evaluation",
+    }
 
 
 def test_sections_in_pipeline_order(page):
     assert list(sections_of(page)) == [
-        "Dataset: shapes", "Dataset: curated", "Audit: curated", "Training: clf (classifier)",
-        "Training: diff (diffusion)", "Training: gan (gan)", "Training: vae (vae)", "Provenance: gen",
-        "Generated dataset: gen", "Memorisation: mem.json", "Evaluation: fid.json", "Prompt accuracy: cond.json"]
+        "Dataset: shapes",
+        "Dataset: curated",
+        "Audit: curated",
+        "Training: clf (classifier)",
+        "Training: diff (diffusion)",
+        "Training: gan (gan)",
+        "Training: vae (vae)",
+        "Provenance: gen",
+        "Generated dataset: gen",
+        "Memorisation: mem.json",
+        "Evaluation: fid.json",
+        "Prompt accuracy: cond.json",
+    ]
     # self-contained: no external resource of any kind
     assert not [src for src in __import__("re").findall(r'src="([^"]+)"', page) if not src.startswith("data:image/")]
     assert "<link" not in page and "<script" not in page
@@ -104,8 +124,15 @@ def test_provenance_and_evaluations(tiny, page):
     assert facts_of(ev)["fake images"] == "6" and "Classifier-feature FID is domain-specific" in ev
     cond = json.loads(open(tiny["cond"]).read())["result"]["attributes"]["label"]
     c = sections_of(page)["Prompt accuracy: cond.json"]
-    assert rows_of(c, "Per attribute") == [["label", f"{cond['accuracy']:.4g}" if cond["accuracy"] not in (0, 1)
-                                            else str(int(cond["accuracy"])), str(cond["correct"]), "6", "0"]]
+    assert rows_of(c, "Per attribute") == [
+        [
+            "label",
+            f"{cond['accuracy']:.4g}" if cond["accuracy"] not in (0, 1) else str(int(cond["accuracy"])),
+            str(cond["correct"]),
+            "6",
+            "0",
+        ]
+    ]
     assert "label: confusion" in c
     mem = sections_of(page)["Memorisation: mem.json"]
     assert facts_of(mem)["flagged"] == "6 (100.0%)"
@@ -124,12 +151,15 @@ def test_missing_files_are_named(tiny, tmp_path, capsys):
     assert "no result.json yet" in body and "no metrics.csv in the run" in body and "no samples/step_*.png" in body
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p / "nope", "no such file or folder"),
-    (lambda p: (p / "folder").mkdir() or p / "folder", "this folder is none of the known kinds"),
-    (lambda p: (p / "x.json").write_text('{"a": 1}') and p / "x.json", "this file is none of the known kinds"),
-    (lambda p: (p / "x.txt").write_text("hi") and p / "x.txt", "this file is none of the known kinds"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "nope", "no such file or folder"),
+        (lambda p: (p / "folder").mkdir() or p / "folder", "this folder is none of the known kinds"),
+        (lambda p: (p / "x.json").write_text('{"a": 1}') and p / "x.json", "this file is none of the known kinds"),
+        (lambda p: (p / "x.txt").write_text("hi") and p / "x.txt", "this file is none of the known kinds"),
+    ],
+)
 def test_bad_paths_are_one_line_errors(tmp_path, capsys, make, message):
     path = make(tmp_path)
     assert main(["report", str(path), "--out", str(tmp_path / "r.html")]) == 2

@@ -32,8 +32,9 @@ def content(path: str) -> dict:
     so members are compared, not tar bytes.
     """
     ds = Dataset.open(path)
-    index = sorted(ds.index().drop_columns(
-        [c for c in VOLATILE if c in ds.schema.names]).to_pylist(), key=lambda r: r["key"])
+    index = sorted(
+        ds.index().drop_columns([c for c in VOLATILE if c in ds.schema.names]).to_pylist(), key=lambda r: r["key"]
+    )
     failures = sorted(ds.failures().to_pylist(), key=lambda r: (r["row"] is None, r["row"] or 0, str(r["source"])))
     members = {}
     for shard in ds.shards():

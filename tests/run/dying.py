@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from pixelforge.collect.worker import ShardTask, ShardStats, collect_shard
+from pixelforge.collect.worker import ShardStats, ShardTask, collect_shard
 from pixelforge.store.shards import ShardWriter
 
 DOOMED_SHARD = 1

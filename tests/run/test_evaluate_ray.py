@@ -9,6 +9,7 @@ from pixelforge.evaluate.feature_tasks import ModelSource, extract_tasks, source
 from pixelforge.evaluate.features import ClassifierFeatures
 from pixelforge.evaluate.images import extract, open_images
 from pixelforge.evaluate.quality import EvaluateConfig, evaluate
+from pixelforge.run import ExecutorSettings
 from tests.evaluate.fixtures import PooledJudge, generated_dataset, smooth_images, write_folder
 
 
@@ -35,7 +36,9 @@ def test_ray_feature_pass_equals_the_local_one_bit_for_bit(ray_cluster, sets):
         images = open_images(path, "--real")
         # batches of 8 fill every 16-image shard and 64-file chunk exactly, as the local stream's do
         local = extract(images, model, batch_size=8, workers=0, logits=True)
-        ray = extract_tasks(images, model, batch_size=8, logits=True, label="features", backend="ray")
+        ray = extract_tasks(
+            images, model, batch_size=8, logits=True, label="features", executor=ExecutorSettings(backend="ray")
+        )
         assert ray.keys == local.keys
         assert np.array_equal(ray.features, local.features)
         assert np.array_equal(ray.logits, local.logits)
@@ -48,12 +51,21 @@ def test_evaluate_metrics_are_identical_with_backend_ray(ray_cluster, sets):
     ds, folder = sets
     results = {}
     for backend in ("local", "ray"):
-        config = EvaluateConfig(metrics=("fid", "kid", "precision", "recall"), batch_size=8, workers=0,
-                                kid_subset_size=20, cache=False, backend=backend)
+        config = EvaluateConfig(
+            metrics=("fid", "kid", "precision", "recall"),
+            batch_size=8,
+            workers=0,
+            kid_subset_size=20,
+            cache=False,
+            executor=ExecutorSettings(backend=backend),
+        )
         results[backend] = evaluate(folder, ds, config, model=judge())
     assert results["ray"].metrics == results["local"].metrics
-    assert results["ray"].failed == results["local"].failed == [
-        {"input": "real", "key": "00069.png", "reason": results["local"].failed[0]["reason"]}]
+    assert (
+        results["ray"].failed
+        == results["local"].failed
+        == [{"input": "real", "key": "00069.png", "reason": results["local"].failed[0]["reason"]}]
+    )
 
 
 def test_models_reach_the_workers_by_path_or_pickled(tmp_path):

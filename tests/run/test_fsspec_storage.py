@@ -9,13 +9,20 @@ import pytest
 
 from pixelforge.collect.urls import CollectConfig, collect_urls
 from pixelforge.errors import UsageError
+from pixelforge.run.settings import ExecutorSettings
 from pixelforge.store import Dataset
 from tests.run.conftest import content
 
 
-def _config(**kw) -> CollectConfig:
-    return CollectConfig(image_size=32, samples_per_shard=5, allow_private_networks=True, timeout=5.0, retries=1,
-                         **kw)
+def _config(**executor) -> CollectConfig:
+    return CollectConfig(
+        image_size=32,
+        samples_per_shard=5,
+        allow_private_networks=True,
+        timeout=5.0,
+        retries=1,
+        executor=ExecutorSettings(**executor),
+    )
 
 
 def _rows(path: str) -> list[dict]:
@@ -43,7 +50,14 @@ def test_memory_list_and_memory_out_match_a_local_run(memory_list, tmp_path):
     assert (res.samples, res.failures) == (12, 0)
     mem = fsspec.filesystem("memory")
     assert sorted(p.rsplit("/", 1)[-1] for p in mem.find(f"{name}/out")) == [
-        "000000.tar", "000001.tar", "000002.tar", "dataset.json", "failures.parquet", "index.parquet", "stats.json"]
+        "000000.tar",
+        "000001.tar",
+        "000002.tar",
+        "dataset.json",
+        "failures.parquet",
+        "index.parquet",
+        "stats.json",
+    ]
     ds = Dataset.open(f"memory://{name}/out")
     assert ds.shards() == Dataset.open(str(tmp_path / "local")).shards()
     assert _rows(f"memory://{name}/out") == _rows(str(tmp_path / "local"))
@@ -55,9 +69,11 @@ def test_memory_out_with_several_processes_is_refused_before_any_work(memory_lis
     mem_list, _, name = memory_list
     with pytest.raises(UsageError) as err:
         collect_urls(mem_list, f"memory://{name}/out", _config(**kw))
-    assert str(err.value) == (f"--out memory://{name}/out: an in-memory file system is private to one process; "
-                              "use --processes 1 with --backend local, or a shared store (a local path, file://, "
-                              "s3://, gs://)")
+    assert str(err.value) == (
+        f"--out memory://{name}/out: an in-memory file system is private to one process; "
+        "use --processes 1 with --backend local, or a shared store (a local path, file://, "
+        "s3://, gs://)"
+    )
     assert not fsspec.filesystem("memory").exists(f"{name}/out")
 
 
@@ -83,14 +99,17 @@ def test_curate_split_prepare_refuse_memory_out_with_several_processes(tmp_path)
 
 def _curate(data, out):
     from pixelforge.curate.stage import CurateConfig, curate
-    curate(data, out, CurateConfig(watermark=False, processes=2))
+
+    curate(data, out, CurateConfig(watermark=False, executor=ExecutorSettings(processes=2)))
 
 
 def _split(data, out):
     from pixelforge.curate.split import SplitConfig, split_dataset
-    split_dataset(data, out, SplitConfig(processes=2))
+
+    split_dataset(data, out, SplitConfig(executor=ExecutorSettings(processes=2)))
 
 
 def _prepare(data, out):
     from pixelforge.prepare.stage import PrepareConfig, prepare
-    prepare(data, out, PrepareConfig(size=8, processes=2))
+
+    prepare(data, out, PrepareConfig(size=8, executor=ExecutorSettings(processes=2)))

@@ -12,6 +12,7 @@ import pytest
 
 from pixelforge.cli import main
 from pixelforge.run import run_tasks
+from pixelforge.run.settings import ExecutorSettings
 from tests.run.conftest import content
 from tests.run.dying import DOOMED_SHARD, collect_shard_dying_once, fail_loudly, square
 
@@ -36,9 +37,28 @@ def url_list(tmp_path: Path, server) -> str:
 
 
 def collect_args(lst: str, out: Path, *extra: str) -> list[str]:
-    return ["collect", "urls", lst, "--out", str(out), "--image-size", "32", "--samples-per-shard", "10",
-            "--processes", "2", "--timeout", "5", "--retries", "1", "--allow-private-networks",
-            "--keep-cols", "src", "--json", *extra]
+    return [
+        "collect",
+        "urls",
+        lst,
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--samples-per-shard",
+        "10",
+        "--processes",
+        "2",
+        "--timeout",
+        "5",
+        "--retries",
+        "1",
+        "--allow-private-networks",
+        "--keep-cols",
+        "src",
+        "--json",
+        *extra,
+    ]
 
 
 @pytest.mark.ray
@@ -61,10 +81,38 @@ def test_curate_and_prepare_give_the_same_datasets_on_ray(ray_cluster, tmp_path)
     inp = build(tmp_path / "in")  # 12 samples in 3 shards: duplicates, an opt-out, two undecodable
     for backend in ("local", "ray"):  # local in this process (fastest here); Ray cuts tasks for 2 CPUs
         common = ["--backend", backend, "--processes", "1" if backend == "local" else "2", "--json"]
-        assert main(["curate", inp, "--out", str(tmp_path / f"curated-{backend}"), "--drop-duplicates",
-                     "--no-watermark", *common]) == 0
-        assert main(["prepare", str(tmp_path / f"curated-{backend}"), "--out", str(tmp_path / f"prep-{backend}"),
-                     "--size", "24", "--augment", "hflip,rotate=10", "--copies", "1", *common]) == 0
+        assert (
+            main(
+                [
+                    "curate",
+                    inp,
+                    "--out",
+                    str(tmp_path / f"curated-{backend}"),
+                    "--drop-duplicates",
+                    "--no-watermark",
+                    *common,
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "prepare",
+                    str(tmp_path / f"curated-{backend}"),
+                    "--out",
+                    str(tmp_path / f"prep-{backend}"),
+                    "--size",
+                    "24",
+                    "--augment",
+                    "hflip,rotate=10",
+                    "--copies",
+                    "1",
+                    *common,
+                ]
+            )
+            == 0
+        )
     for stage in ("curated", "prep"):
         local, ray = content(str(tmp_path / f"{stage}-local")), content(str(tmp_path / f"{stage}-ray"))
         assert ray == local, stage
@@ -88,8 +136,24 @@ def test_curate_folder_gives_the_same_dataset_on_ray(ray_cluster, tmp_path):
     photo(0, 32).save(folder / "copy.png")
     (folder / "bad.jpg").write_bytes(b"not an image")
     for backend in ("local", "ray"):
-        assert main(["curate", str(folder), "--out", str(tmp_path / backend), "--only", "duplicates",
-                     "--backend", backend, "--processes", "1" if backend == "local" else "2", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "curate",
+                    str(folder),
+                    "--out",
+                    str(tmp_path / backend),
+                    "--only",
+                    "duplicates",
+                    "--backend",
+                    backend,
+                    "--processes",
+                    "1" if backend == "local" else "2",
+                    "--json",
+                ]
+            )
+            == 0
+        )
     local, ray = content(str(tmp_path / "local")), content(str(tmp_path / "ray"))
     assert ray == local
     assert len(local["index"]) == 7 and [f["reason"] for f in local["failures"]] == ["not_image"]
@@ -101,13 +165,15 @@ def test_a_killed_worker_is_retried_and_its_shard_written_once(ray_cluster, serv
     from pixelforge.collect.urls import CollectConfig, collect_urls
 
     lst = url_list(tmp_path, server)
-    cfg = dict(image_size=32, samples_per_shard=10, processes=2, timeout=5.0, retries=1,
-               allow_private_networks=True, keep_cols=("src",))
-    collect_urls(lst, str(tmp_path / "local"), CollectConfig(**cfg))
+    cfg = dict(
+        image_size=32, samples_per_shard=10, timeout=5.0, retries=1, allow_private_networks=True, keep_cols=("src",)
+    )
+    collect_urls(lst, str(tmp_path / "local"), CollectConfig(**cfg, executor=ExecutorSettings(processes=2)))
     work = tmp_path / "dying"
     work.mkdir()
     monkeypatch.setattr(urls, "collect_shard", collect_shard_dying_once)
-    result = collect_urls(lst, str(work / "ray"), CollectConfig(**cfg, backend="ray"))
+    ray = ExecutorSettings(processes=2, backend="ray")
+    result = collect_urls(lst, str(work / "ray"), CollectConfig(**cfg, executor=ray))
 
     attempts = sorted(p.name for p in (work / "attempts").iterdir())
     per_shard = {s: [a for a in attempts if a.startswith(f"{s}-")] for s in range(4)}
@@ -150,15 +216,20 @@ def test_missing_ray_is_a_one_line_error(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--ray-address", "auto"], "Error: --ray-address auto needs --backend ray\n"),
-    (["--ray-task-cpus", "2"], "Error: --ray-task-cpus 2.0 needs --backend ray\n"),
-    (["--backend", "dask"], "Error: --backend 'dask': choose one of local, ray\n"),
-    (["--backend", "ray", "--ray-address", "head:10001"],
-     "Error: --ray-address 'head:10001': use auto (the cluster this node belongs to) or ray://HEAD_HOST:10001 "
-     "(Ray Client)\n"),
-    (["--backend", "ray", "--ray-task-cpus", "0"], "Error: --ray-task-cpus 0.0: must be more than 0\n"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ray-address", "auto"], "Error: --ray-address auto needs --backend ray\n"),
+        (["--ray-task-cpus", "2"], "Error: --ray-task-cpus 2.0 needs --backend ray\n"),
+        (["--backend", "dask"], "Error: --backend 'dask': choose one of local, ray\n"),
+        (
+            ["--backend", "ray", "--ray-address", "head:10001"],
+            "Error: --ray-address 'head:10001': use auto (the cluster this node belongs to) or ray://HEAD_HOST:10001 "
+            "(Ray Client)\n",
+        ),
+        (["--backend", "ray", "--ray-task-cpus", "0"], "Error: --ray-task-cpus 0.0: must be more than 0\n"),
+    ],
+)
 def test_bad_executor_options_stop_before_any_work(tmp_path, capsys, args, message):
     lst = tmp_path / "list.txt"
     lst.write_text("http://127.0.0.1:9/a.jpg\n")

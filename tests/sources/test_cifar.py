@@ -33,8 +33,11 @@ class _Py2Pickler(pickle._Pickler):
 
     def save_py2_string(self, obj):
         raw = obj.encode("latin1") if isinstance(obj, str) else obj
-        op = pickle.SHORT_BINSTRING + bytes([len(raw)]) if len(raw) < 256 else \
-            pickle.BINSTRING + struct.pack("<i", len(raw))
+        op = (
+            pickle.SHORT_BINSTRING + bytes([len(raw)])
+            if len(raw) < 256
+            else pickle.BINSTRING + struct.pack("<i", len(raw))
+        )
         self.write(op + raw)
         self.memoize(obj)
 
@@ -64,24 +67,43 @@ def cifar10_batches(dumps=py3_dumps) -> tuple[dict[str, bytes], dict[str, dict]]
         data = pixel_rows(b, n)
         if name == "data_batch_1":
             data[0] = RED
-        dicts[name] = {b"batch_label": f"batch {b}".encode(), b"labels": [(b + i) % 10 for i in range(n)],
-                       b"data": data, b"filenames": [f"{name}_img{i}.png".encode() for i in range(n)]}
+        dicts[name] = {
+            b"batch_label": f"batch {b}".encode(),
+            b"labels": [(b + i) % 10 for i in range(n)],
+            b"data": data,
+            b"filenames": [f"{name}_img{i}.png".encode() for i in range(n)],
+        }
     files = {name: dumps(d) for name, d in dicts.items()}
-    files["batches.meta"] = dumps({b"num_cases_per_batch": 2, b"label_names": [s.encode() for s in C10_NAMES],
-                                   b"num_vis": 3072})
+    files["batches.meta"] = dumps(
+        {b"num_cases_per_batch": 2, b"label_names": [s.encode() for s in C10_NAMES], b"num_vis": 3072}
+    )
     return files, dicts
 
 
 def cifar100_batches(dumps=py3_dumps) -> tuple[dict[str, bytes], dict[str, dict]]:
     dicts = {
-        "train": {b"fine_labels": [0, 99, 5, 42], b"coarse_labels": [4, 19, 0, 3], b"data": pixel_rows(10, 4),
-                  b"filenames": [f"train{i}.png".encode() for i in range(4)], b"batch_label": b"training"},
-        "test": {b"fine_labels": [7, 8], b"coarse_labels": [1, 2], b"data": pixel_rows(11, 2),
-                 b"filenames": [b"test0.png", b"test1.png"], b"batch_label": b"testing"},
+        "train": {
+            b"fine_labels": [0, 99, 5, 42],
+            b"coarse_labels": [4, 19, 0, 3],
+            b"data": pixel_rows(10, 4),
+            b"filenames": [f"train{i}.png".encode() for i in range(4)],
+            b"batch_label": b"training",
+        },
+        "test": {
+            b"fine_labels": [7, 8],
+            b"coarse_labels": [1, 2],
+            b"data": pixel_rows(11, 2),
+            b"filenames": [b"test0.png", b"test1.png"],
+            b"batch_label": b"testing",
+        },
     }
     files = {name: dumps(d) for name, d in dicts.items()}
-    files["meta"] = dumps({b"fine_label_names": [s.encode() for s in FINE_NAMES],
-                           b"coarse_label_names": [s.encode() for s in COARSE_NAMES]})
+    files["meta"] = dumps(
+        {
+            b"fine_label_names": [s.encode() for s in FINE_NAMES],
+            b"coarse_label_names": [s.encode() for s in COARSE_NAMES],
+        }
+    )
     return files, dicts
 
 
@@ -123,12 +145,19 @@ def expected_cifar10(path: str, dicts: dict[str, dict], skip=()) -> list[tuple[s
             continue
         d = dicts[name]
         for i, label in enumerate(d[b"labels"]):
-            out.append((f"{path}#{name}/{i}", "test" if name == "test_batch" else "train", label,
-                        d[b"data"][i].reshape(3, 32, 32).transpose(1, 2, 0)))
+            out.append(
+                (
+                    f"{path}#{name}/{i}",
+                    "test" if name == "test_batch" else "train",
+                    label,
+                    d[b"data"][i].reshape(3, 32, 32).transpose(1, 2, 0),
+                )
+            )
     return out
 
 
 # ---- official layouts --------------------------------------------------------------------------
+
 
 def test_cifar10_archive_imports_every_image_with_labels_names_and_exact_pixels(tmp_path):
     files, dicts = cifar10_batches()
@@ -140,8 +169,7 @@ def test_cifar10_archive_imports_every_image_with_labels_names_and_exact_pixels(
     assert Counter(r["split"] for r in rows) == {"train": 10, "test": 3}
     # train batches 1..5 then test, whatever the order inside the archive
     assert [r["source"] for r in rows] == [w[0] for w in want]
-    assert [(r["split"], r["label"], r["label_name"]) for r in rows] == \
-        [(w[1], w[2], C10_NAMES[w[2]]) for w in want]
+    assert [(r["split"], r["label"], r["label_name"]) for r in rows] == [(w[1], w[2], C10_NAMES[w[2]]) for w in want]
     assert {r["source_kind"] for r in rows} == {"cifar10"}
     assert {(r["width"], r["height"], r["format"]) for r in rows} == {(32, 32, "png")}
     assert json.loads(rows[3]["meta"]) == {"batch": "data_batch_2", "index": 1, "filename": "data_batch_2_img1.png"}
@@ -181,9 +209,12 @@ def test_cifar100_archive_has_fine_labels_and_coarse_columns(tmp_path):
     rows = ds.index().to_pylist()
     assert ds.schema.names[-2:] == ["coarse_label", "coarse_label_name"]
     assert [(r["split"], r["label"], r["label_name"], r["coarse_label"], r["coarse_label_name"]) for r in rows] == [
-        ("train", 0, "fine0", 4, "coarse4"), ("train", 99, "fine99", 19, "coarse19"),
-        ("train", 5, "fine5", 0, "coarse0"), ("train", 42, "fine42", 3, "coarse3"),
-        ("test", 7, "fine7", 1, "coarse1"), ("test", 8, "fine8", 2, "coarse2"),
+        ("train", 0, "fine0", 4, "coarse4"),
+        ("train", 99, "fine99", 19, "coarse19"),
+        ("train", 5, "fine5", 0, "coarse0"),
+        ("train", 42, "fine42", 3, "coarse3"),
+        ("test", 7, "fine7", 1, "coarse1"),
+        ("test", 8, "fine8", 2, "coarse2"),
     ]
     assert {r["source_kind"] for r in rows} == {"cifar100"}
     pixels = decoded(ds)
@@ -195,6 +226,7 @@ def test_cifar100_archive_has_fine_labels_and_coarse_columns(tmp_path):
 
 
 # ---- the pickle allow-list ---------------------------------------------------------------------
+
 
 class RunsShell:
     def __init__(self, marker):
@@ -228,15 +260,22 @@ def test_malicious_batches_do_not_run_and_become_unsafe_pickle_failures(tmp_path
     ds = import_(tmp_path, CifarSource(path))
     assert not shell.exists() and not created.exists()
     assert ds.failures().select(["source", "reason", "detail"]).to_pylist() == [
-        {"source": f"{path}#data_batch_2", "reason": "unsafe_pickle",
-         "detail": f"global '{os.system.__module__}.system' is not allowed"},
-        {"source": f"{path}#data_batch_4", "reason": "unsafe_pickle",
-         "detail": f"global '{open.__module__}.open' is not allowed"},
+        {
+            "source": f"{path}#data_batch_2",
+            "reason": "unsafe_pickle",
+            "detail": f"global '{os.system.__module__}.system' is not allowed",
+        },
+        {
+            "source": f"{path}#data_batch_4",
+            "reason": "unsafe_pickle",
+            "detail": f"global '{open.__module__}.open' is not allowed",
+        },
     ]
     # the other batches still import
     rows = ds.index().to_pylist()
-    assert [r["source"] for r in rows] == \
-        [w[0] for w in expected_cifar10(path, dicts, skip=("data_batch_2", "data_batch_4"))]
+    assert [r["source"] for r in rows] == [
+        w[0] for w in expected_cifar10(path, dicts, skip=("data_batch_2", "data_batch_4"))
+    ]
     assert len(rows) == 9
     assert ds.stats()["failure_reasons"] == {"unsafe_pickle": 2}
 
@@ -252,7 +291,8 @@ def test_malicious_meta_keeps_the_labels_without_names(tmp_path):
     assert len(rows) == 13 and {r["label_name"] for r in rows} == {None}
     assert rows[1]["label"] == 1
     assert ds.failures().select(["source", "reason"]).to_pylist() == [
-        {"source": f"{path}#batches.meta", "reason": "unsafe_pickle"}]
+        {"source": f"{path}#batches.meta", "reason": "unsafe_pickle"}
+    ]
 
 
 def _global_call(module: str, name: str, arg: bytes = b"") -> bytes:
@@ -261,11 +301,22 @@ def _global_call(module: str, name: str, arg: bytes = b"") -> bytes:
     return b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n" + args + b"R."
 
 
-@pytest.mark.parametrize("module,name", [
-    ("builtins", "eval"), ("builtins", "exec"), ("builtins", "getattr"), ("builtins", "__import__"),
-    ("__builtin__", "eval"), ("os", "system"), ("posix", "system"), ("subprocess", "Popen"),
-    ("numpy", "load"), ("numpy.testing", "_private"), ("copyreg", "_reconstructor"),
-])
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        ("builtins", "eval"),
+        ("builtins", "exec"),
+        ("builtins", "getattr"),
+        ("builtins", "__import__"),
+        ("__builtin__", "eval"),
+        ("os", "system"),
+        ("posix", "system"),
+        ("subprocess", "Popen"),
+        ("numpy", "load"),
+        ("numpy.testing", "_private"),
+        ("copyreg", "_reconstructor"),
+    ],
+)
 def test_restricted_load_refuses_every_global_outside_the_allow_list(module, name):
     with pytest.raises(UnsafePickle, match=f"^global '{module}.{name}' is not allowed$"):
         restricted_load(io.BytesIO(_global_call(module, name, b"id")))
@@ -279,8 +330,14 @@ def test_codecs_encode_is_allowed_only_for_latin1():
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_restricted_load_reads_numpy_arrays_scalars_and_containers(protocol):
-    obj = {b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"labels": np.array([3, 4], np.int64),
-           b"scalar": np.float32(1.5), b"set": {1, 2}, b"names": [b"a", "b"], b"t": (1, None)}
+    obj = {
+        b"data": np.arange(6, dtype=np.uint8).reshape(2, 3),
+        b"labels": np.array([3, 4], np.int64),
+        b"scalar": np.float32(1.5),
+        b"set": {1, 2},
+        b"names": [b"a", "b"],
+        b"t": (1, None),
+    }
     back = restricted_load(io.BytesIO(pickle.dumps(obj, protocol=protocol)))
     assert np.array_equal(back[b"data"], obj[b"data"]) and back[b"data"].dtype == np.uint8
     assert back[b"labels"].tolist() == [3, 4] and back[b"scalar"] == np.float32(1.5)
@@ -288,6 +345,7 @@ def test_restricted_load_reads_numpy_arrays_scalars_and_containers(protocol):
 
 
 # ---- damaged batches ---------------------------------------------------------------------------
+
 
 def test_malformed_missing_and_out_of_range_batches_are_failures(tmp_path):
     files, dicts = cifar10_batches()
@@ -302,9 +360,12 @@ def test_malformed_missing_and_out_of_range_batches_are_failures(tmp_path):
     ds = import_(tmp_path, CifarSource(path))
     fails = ds.failures().select(["source", "reason", "detail"]).to_pylist()
     assert [(f["source"], f["reason"]) for f in fails] == [
-        (f"{path}#data_batch_1", "bad_record"), (f"{path}#data_batch_2", "bad_record"),
-        (f"{path}#data_batch_3", "bad_record"), (f"{path}#data_batch_4", "bad_record"),
-        (f"{path}#data_batch_5/1", "bad_record"), (f"{path}#test_batch", "missing_file"),
+        (f"{path}#data_batch_1", "bad_record"),
+        (f"{path}#data_batch_2", "bad_record"),
+        (f"{path}#data_batch_3", "bad_record"),
+        (f"{path}#data_batch_4", "bad_record"),
+        (f"{path}#data_batch_5/1", "bad_record"),
+        (f"{path}#test_batch", "missing_file"),
     ]
     assert fails[0]["detail"] == "data_batch_1: data is uint8 (2, 3000), expected uint8 (N, 3072)"
     assert fails[1]["detail"] == "data_batch_2: labels has 3 values, expected 2 integers"
@@ -318,9 +379,11 @@ def test_malformed_missing_and_out_of_range_batches_are_failures(tmp_path):
 
 # ---- validate ----------------------------------------------------------------------------------
 
+
 def test_validate_names_the_path_and_the_expected_files(tmp_path):
-    expects = ("expects the CIFAR-10 python version: cifar-10-python.tar.gz "
-               "or the extracted cifar-10-batches-py/ directory")
+    expects = (
+        "expects the CIFAR-10 python version: cifar-10-python.tar.gz or the extracted cifar-10-batches-py/ directory"
+    )
     with pytest.raises(UsageError) as e:
         CifarSource(str(tmp_path / "nope")).validate()
     assert str(e.value) == f"cifar10 {tmp_path / 'nope'}: does not exist; {expects}"
@@ -337,7 +400,10 @@ def test_validate_names_the_path_and_the_expected_files(tmp_path):
         CifarSource(c100, variant="cifar1000").validate()
     CifarSource(c100, variant="cifar100").validate()
     c10 = write_dir(tmp_path / "c10", "cifar-10-batches-py", cifar10_batches()[0])
-    with pytest.raises(UsageError, match=r"no CIFAR-100 batch found; expects the CIFAR-100 python version: "
-                                         r"cifar-100-python.tar.gz or the extracted cifar-100-python/ directory; "
-                                         r"it looks like CIFAR-10: use `pixelforge import cifar10`$"):
+    with pytest.raises(
+        UsageError,
+        match=r"no CIFAR-100 batch found; expects the CIFAR-100 python version: "
+        r"cifar-100-python.tar.gz or the extracted cifar-100-python/ directory; "
+        r"it looks like CIFAR-10: use `pixelforge import cifar10`$",
+    ):
         CifarSource(c10, variant="cifar100").validate()

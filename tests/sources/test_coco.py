@@ -16,13 +16,20 @@ from pixelforge.sources.base import Failure, ImportOptions, Record, run_import
 from pixelforge.sources.coco import CocoSource, license_to_spdx, rle_string_to_counts
 from pixelforge.store import Dataset
 
-CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person"},
-              {"id": 2, "name": "bicycle", "supercategory": "vehicle"},
-              {"id": 3, "name": "car", "supercategory": "vehicle"}]
-LICENSES = [{"id": 4, "name": "Attribution License", "url": "http://creativecommons.org/licenses/by/2.0/"},
-            {"id": 1, "name": "Attribution-NonCommercial-ShareAlike License",
-             "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/"},
-            {"id": 7, "name": "No known copyright restrictions", "url": "http://flickr.com/commons/usage/"}]
+CATEGORIES = [
+    {"id": 1, "name": "person", "supercategory": "person"},
+    {"id": 2, "name": "bicycle", "supercategory": "vehicle"},
+    {"id": 3, "name": "car", "supercategory": "vehicle"},
+]
+LICENSES = [
+    {"id": 4, "name": "Attribution License", "url": "http://creativecommons.org/licenses/by/2.0/"},
+    {
+        "id": 1,
+        "name": "Attribution-NonCommercial-ShareAlike License",
+        "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/",
+    },
+    {"id": 7, "name": "No known copyright restrictions", "url": "http://flickr.com/commons/usage/"},
+]
 
 
 def _image_bytes(w: int, h: int, fmt: str) -> bytes:
@@ -67,8 +74,15 @@ def make_coco(tmp_path, *, bad_segmentation: bool = True):
 
     crowd = cocomask.encode(np.asfortranarray(_rle_region(30, 40, slice(5, 15), slice(8, 20))))
     images = [
-        {"id": 11, "file_name": "a.jpg", "width": 40, "height": 30, "license": 4,
-         "coco_url": "http://images.cocodataset.org/val2017/a.jpg", "date_captured": "2013-11-14 17:02:52"},
+        {
+            "id": 11,
+            "file_name": "a.jpg",
+            "width": 40,
+            "height": 30,
+            "license": 4,
+            "coco_url": "http://images.cocodataset.org/val2017/a.jpg",
+            "date_captured": "2013-11-14 17:02:52",
+        },
         {"id": 12, "file_name": "b.png", "width": 20, "height": 20, "license": 7},
         {"id": 13, "file_name": "sub/c.jpg", "width": 16, "height": 12, "license": 1},
         {"id": 14, "file_name": "../../x.jpg", "width": 10, "height": 10},
@@ -80,28 +94,66 @@ def make_coco(tmp_path, *, bad_segmentation: bool = True):
         {"id": 20, "file_name": "f.jpg", "width": 10, "height": 10},
     ]
     annotations = [
-        {"id": 1, "image_id": 11, "category_id": 1, "bbox": [2, 3, 10, 5], "iscrowd": 0, "area": 50.0,
-         "segmentation": [[2, 3, 12, 3, 12, 8, 2, 8]]},
-        {"id": 2, "image_id": 11, "category_id": 2, "bbox": [8.5, 5, 12, 10], "iscrowd": 1, "area": 120.0,
-         "segmentation": {"size": [30, 40], "counts": crowd["counts"].decode("ascii")}},
-        {"id": 3, "image_id": 12, "category_id": 3, "bbox": [0, 0, 5, 5], "iscrowd": 1, "area": 25.0,
-         "segmentation": {"size": [20, 20],
-                          "counts": _uncompressed_counts(_rle_region(20, 20, slice(0, 5), slice(0, 5)))}},
+        {
+            "id": 1,
+            "image_id": 11,
+            "category_id": 1,
+            "bbox": [2, 3, 10, 5],
+            "iscrowd": 0,
+            "area": 50.0,
+            "segmentation": [[2, 3, 12, 3, 12, 8, 2, 8]],
+        },
+        {
+            "id": 2,
+            "image_id": 11,
+            "category_id": 2,
+            "bbox": [8.5, 5, 12, 10],
+            "iscrowd": 1,
+            "area": 120.0,
+            "segmentation": {"size": [30, 40], "counts": crowd["counts"].decode("ascii")},
+        },
+        {
+            "id": 3,
+            "image_id": 12,
+            "category_id": 3,
+            "bbox": [0, 0, 5, 5],
+            "iscrowd": 1,
+            "area": 25.0,
+            "segmentation": {
+                "size": [20, 20],
+                "counts": _uncompressed_counts(_rle_region(20, 20, slice(0, 5), slice(0, 5))),
+            },
+        },
         {"id": 4, "image_id": 17, "category_id": 1, "bbox": [1, 2, -3, 4], "segmentation": []},
         {"id": 5, "image_id": 19, "category_id": 99, "bbox": [1, 2, 3, 4], "segmentation": []},
-        {"id": 6, "image_id": 20, "category_id": 1, "bbox": [1, 1, 2, 2],
-         "segmentation": [[1, 1, 3, 3]] if bad_segmentation else []},
+        {
+            "id": 6,
+            "image_id": 20,
+            "category_id": 1,
+            "bbox": [1, 1, 2, 2],
+            "segmentation": [[1, 1, 3, 3]] if bad_segmentation else [],
+        },
         {"id": 7, "image_id": 999, "category_id": 1, "bbox": [1, 1, 2, 2], "segmentation": []},
     ]
     inst = tmp_path / "instances.json"
-    inst.write_text(json.dumps({"info": {}, "licenses": LICENSES, "images": images,
-                                "annotations": annotations, "categories": CATEGORIES}))
+    inst.write_text(
+        json.dumps(
+            {"info": {}, "licenses": LICENSES, "images": images, "annotations": annotations, "categories": CATEGORIES}
+        )
+    )
     caps = tmp_path / "captions.json"
-    caps.write_text(json.dumps({"images": images, "annotations": [
-        {"id": 101, "image_id": 11, "caption": "A person next to a bicycle."},
-        {"id": 102, "image_id": 13, "caption": "A small car."},
-        {"id": 103, "image_id": 11, "caption": "Someone rides by."},
-    ]}))
+    caps.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": [
+                    {"id": 101, "image_id": 11, "caption": "A person next to a bicycle."},
+                    {"id": 102, "image_id": 13, "caption": "A small car."},
+                    {"id": 103, "image_id": 11, "caption": "Someone rides by."},
+                ],
+            }
+        )
+    )
     return imgs, inst, caps
 
 
@@ -123,18 +175,24 @@ def test_samples_boxes_licences_and_captions(tmp_path):
     a = rows["a.jpg"]
     assert a["source"] == os.path.join(str(imgs), "a.jpg")
     assert a["source_kind"] == "coco" and a["coco_id"] == 11
-    assert a["boxes"] == [{"x0": 2.0, "y0": 3.0, "x1": 12.0, "y1": 8.0, "label": 1},
-                          {"x0": 8.5, "y0": 5.0, "x1": 20.5, "y1": 15.0, "label": 2}]
+    assert a["boxes"] == [
+        {"x0": 2.0, "y0": 3.0, "x1": 12.0, "y1": 8.0, "label": 1},
+        {"x0": 8.5, "y0": 5.0, "x1": 20.5, "y1": 15.0, "label": 2},
+    ]
     assert a["label"] is None and a["label_name"] is None and a["mask"] is None
     assert (a["license"], a["license_url"]) == ("cc-by-2.0", "http://creativecommons.org/licenses/by/2.0/")
     assert a["attribution"] is None
     assert (a["caption"], a["caption_source"]) == ("A person next to a bicycle.", "dataset")
     assert (a["width"], a["height"]) == (40, 30)
     meta = json.loads(a["meta"])
-    assert meta == {"coco_id": 11, "categories": ["bicycle", "person"], "license": 4,
-                    "coco_url": "http://images.cocodataset.org/val2017/a.jpg",
-                    "date_captured": "2013-11-14 17:02:52",
-                    "captions": ["A person next to a bicycle.", "Someone rides by."]}
+    assert meta == {
+        "coco_id": 11,
+        "categories": ["bicycle", "person"],
+        "license": 4,
+        "coco_url": "http://images.cocodataset.org/val2017/a.jpg",
+        "date_captured": "2013-11-14 17:02:52",
+        "captions": ["A person next to a bicycle.", "Someone rides by."],
+    }
 
     # a licence the file names but that is not Creative Commons stays unknown (never guessed)
     b = rows["b.png"]
@@ -167,8 +225,12 @@ def test_failures_have_reasons_and_account_for_every_image(tmp_path):
     assert [(f["reason"], f["detail"].split()[0]) for f in orphans] == [("bad_annotation", "1")]
     images = json.loads(inst.read_text())["images"]
     assert ds.num_samples + len(by_file) == len(images)
-    assert ds.stats()["failure_reasons"] == {"bad_annotation": 3, "decode_error": 1,
-                                             "missing_file": 1, "path_escape": 2}
+    assert ds.stats()["failure_reasons"] == {
+        "bad_annotation": 3,
+        "decode_error": 1,
+        "missing_file": 1,
+        "path_escape": 2,
+    }
 
 
 def test_masks_paint_polygons_and_both_rle_forms(tmp_path):
@@ -193,23 +255,33 @@ def test_masks_paint_polygons_and_both_rle_forms(tmp_path):
     assert fails["f.jpg"]["reason"] == "bad_annotation" and "segmentation" in fails["f.jpg"]["detail"]
 
 
-@pytest.mark.parametrize("segmentation, needle", [
-    ({"size": [10, 10], "counts": ""}, "cover 0 pixels"),
-    ({"size": [10, 10], "counts": [5, 10]}, "cover 15 pixels"),
-    ({"size": [9, 10], "counts": [90]}, "RLE size"),
-    ({"size": [10, 10], "counts": "\x7f\x7f"}, "truncated"),
-    ([[1, 1, 5, 1, float("nan"), 5]], "polygons"),
-    ("not a mask", "neither"),
-])
+@pytest.mark.parametrize(
+    "segmentation, needle",
+    [
+        ({"size": [10, 10], "counts": ""}, "cover 0 pixels"),
+        ({"size": [10, 10], "counts": [5, 10]}, "cover 15 pixels"),
+        ({"size": [9, 10], "counts": [90]}, "RLE size"),
+        ({"size": [10, 10], "counts": "\x7f\x7f"}, "truncated"),
+        ([[1, 1, 5, 1, float("nan"), 5]], "polygons"),
+        ("not a mask", "neither"),
+    ],
+)
 def test_malformed_segmentations_fail_the_image(tmp_path, segmentation, needle):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     (imgs / "a.jpg").write_bytes(_image_bytes(10, 10, "JPEG"))
     inst = tmp_path / "instances.json"
-    inst.write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": CATEGORIES,
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1],
-                         "segmentation": segmentation}]}))
+    inst.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+                "categories": CATEGORIES,
+                "annotations": [
+                    {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "segmentation": segmentation}
+                ],
+            }
+        )
+    )
     items = list(CocoSource(images=str(imgs), annotations=str(inst), masks=True).records())
     assert len(items) == 1 and isinstance(items[0], Failure)
     assert items[0].reason == "bad_annotation" and needle in items[0].detail
@@ -234,7 +306,11 @@ def test_lineage_records_the_flags_not_the_parsed_json(tmp_path):
     imgs, inst, caps = make_coco(tmp_path)
     ds = _import(tmp_path, CocoSource(images=str(imgs), annotations=str(inst), captions=str(caps)))
     assert ds.info["lineage"]["config"]["source"] == {
-        "images": str(imgs), "annotations": str(inst), "captions": str(caps), "masks": False}
+        "images": str(imgs),
+        "annotations": str(inst),
+        "captions": str(caps),
+        "masks": False,
+    }
     assert ds.info["extra_columns"] == ["coco_id:int64"]
 
 
@@ -267,17 +343,20 @@ def test_masks_refuse_category_id_zero(tmp_path):
         CocoSource(images=str(imgs), annotations=str(inst), masks=True).validate()
 
 
-@pytest.mark.parametrize("url, name, spdx", [
-    ("http://creativecommons.org/licenses/by/2.0/", "Attribution License", "cc-by-2.0"),
-    ("http://creativecommons.org/licenses/by-nc-nd/2.0/", None, "cc-by-nc-nd-2.0"),
-    ("https://creativecommons.org/licenses/by-sa/4.0/legalcode", None, "cc-by-sa-4.0"),
-    ("https://creativecommons.org/licenses/by/2.0/uk/", None, "cc-by-2.0-uk"),
-    ("https://creativecommons.org/publicdomain/zero/1.0/", None, "cc0-1.0"),
-    (None, "CC BY-NC-SA 4.0", "cc-by-nc-sa-4.0"),
-    (None, "Attribution License", None),
-    ("http://www.usa.gov/copyright.shtml", "United States Government Work", None),
-    ("http://flickr.com/commons/usage/", "No known copyright restrictions", None),
-])
+@pytest.mark.parametrize(
+    "url, name, spdx",
+    [
+        ("http://creativecommons.org/licenses/by/2.0/", "Attribution License", "cc-by-2.0"),
+        ("http://creativecommons.org/licenses/by-nc-nd/2.0/", None, "cc-by-nc-nd-2.0"),
+        ("https://creativecommons.org/licenses/by-sa/4.0/legalcode", None, "cc-by-sa-4.0"),
+        ("https://creativecommons.org/licenses/by/2.0/uk/", None, "cc-by-2.0-uk"),
+        ("https://creativecommons.org/publicdomain/zero/1.0/", None, "cc0-1.0"),
+        (None, "CC BY-NC-SA 4.0", "cc-by-nc-sa-4.0"),
+        (None, "Attribution License", None),
+        ("http://www.usa.gov/copyright.shtml", "United States Government Work", None),
+        ("http://flickr.com/commons/usage/", "No known copyright restrictions", None),
+    ],
+)
 def test_license_to_spdx(url, name, spdx):
     assert license_to_spdx(url, name) == spdx
 
@@ -318,20 +397,36 @@ def test_exif_moves_match_pil_exif_transpose(orientation):
     assert (box["x0"], box["y0"], box["x1"], box["y1"]) == (col, row, col + 1, row + 1)
 
 
-@pytest.mark.parametrize("declared, box, at", [
-    ((40, 30), {"x0": 22.0, "y0": 2.0, "x1": 27.0, "y1": 12.0, "label": 1}, (5, 25)),  # raw frame: moved
-    ((30, 40), {"x0": 2.0, "y0": 3.0, "x1": 12.0, "y1": 8.0, "label": 1}, (5, 5)),  # displayed frame: kept
-])
+@pytest.mark.parametrize(
+    "declared, box, at",
+    [
+        ((40, 30), {"x0": 22.0, "y0": 2.0, "x1": 27.0, "y1": 12.0, "label": 1}, (5, 25)),  # raw frame: moved
+        ((30, 40), {"x0": 2.0, "y0": 3.0, "x1": 12.0, "y1": 8.0, "label": 1}, (5, 5)),  # displayed frame: kept
+    ],
+)
 def test_annotations_follow_exif_rotation(tmp_path, declared, box, at):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     (imgs / "r.jpg").write_bytes(_exif_jpeg(40, 30, 6))  # stored 40x30, displayed 30x40 (90 degrees cw)
     inst = tmp_path / "instances.json"
     w, h = declared
-    inst.write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "r.jpg", "width": w, "height": h}], "categories": CATEGORIES,
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 5],
-                         "segmentation": [[2, 3, 12, 3, 12, 8, 2, 8]]}]}))
+    inst.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "r.jpg", "width": w, "height": h}],
+                "categories": CATEGORIES,
+                "annotations": [
+                    {
+                        "id": 1,
+                        "image_id": 1,
+                        "category_id": 1,
+                        "bbox": [2, 3, 10, 5],
+                        "segmentation": [[2, 3, 12, 3, 12, 8, 2, 8]],
+                    }
+                ],
+            }
+        )
+    )
     ds = _import(tmp_path, CocoSource(images=str(imgs), annotations=str(inst), masks=True))
     (sample,) = ds.iter_samples()
     assert (sample.row["width"], sample.row["height"]) == (30, 40)
@@ -355,13 +450,37 @@ def test_cli_imports_coco_and_reports_bad_paths_in_one_line(tmp_path, capsys):
 
     imgs, inst, caps = make_coco(tmp_path)
     out = tmp_path / "cli_out"
-    code = main(["import", "coco", "--images", str(imgs), "--annotations", str(inst), "--captions", str(caps),
-                 "--masks", "--out", str(out), "--json"])
+    code = main(
+        [
+            "import",
+            "coco",
+            "--images",
+            str(imgs),
+            "--annotations",
+            str(inst),
+            "--captions",
+            str(caps),
+            "--masks",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["samples"] == 3 and result["failures"] == 8
     assert Dataset.open(out).info["lineage"]["config"]["source"]["masks"] is True
 
-    code = main(["import", "coco", "--images", str(imgs), "--annotations", str(tmp_path / "none.json"),
-                 "--out", str(tmp_path / "cli_out2")])
+    code = main(
+        [
+            "import",
+            "coco",
+            "--images",
+            str(imgs),
+            "--annotations",
+            str(tmp_path / "none.json"),
+            "--out",
+            str(tmp_path / "cli_out2"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("Error: --annotations") and "none.json" in err and err.count("\n") == 1

@@ -68,8 +68,17 @@ def test_folder_captions_sidecars_and_meta(tmp_path):
     root.mkdir()
     (root / "a.png").write_bytes(_png("green"))
     (root / "a.txt").write_text("  a green square \n")
-    (root / "a.json").write_text(json.dumps({"license": "cc-by-4.0", "license_url": "https://creativecommons.org/licenses/by/4.0/",
-                                             "attribution": "Ada", "source_url": "https://example.org/a", "camera": "x100"}))
+    (root / "a.json").write_text(
+        json.dumps(
+            {
+                "license": "cc-by-4.0",
+                "license_url": "https://creativecommons.org/licenses/by/4.0/",
+                "attribution": "Ada",
+                "source_url": "https://example.org/a",
+                "camera": "x100",
+            }
+        )
+    )
     (root / "b.jpg").write_bytes(_jpeg("white"))
     (root / "c.jpg").write_bytes(_jpeg("black"))
     (root / "c.json").write_text("{not json")
@@ -89,9 +98,12 @@ def test_digits_real_data(tmp_path):
     res = run_import(DigitsSource(size=16), ImportOptions(out=str(tmp_path / "d")))
     ds = Dataset.open(res.out)
     assert ds.num_samples == 1797
-    counts = {r["label"]: r["n"] for r in
-              __import__("pixelforge.store", fromlist=["query"]).query(
-                  ds, "SELECT label, count(*) AS n FROM samples GROUP BY label").to_pylist()}
+    counts = {
+        r["label"]: r["n"]
+        for r in __import__("pixelforge.store", fromlist=["query"])
+        .query(ds, "SELECT label, count(*) AS n FROM samples GROUP BY label")
+        .to_pylist()
+    }
     assert counts == {0: 178, 1: 182, 2: 177, 3: 183, 4: 181, 5: 182, 6: 181, 7: 179, 8: 174, 9: 180}
     first = next(ds.iter_samples())
     img = np.asarray(first.decode())
@@ -116,12 +128,16 @@ def test_parallel_import_equals_one_process(imagenet, tmp_path, monkeypatch):
     monkeypatch.setattr(base, "MIN_PARALLEL_ITEMS", 0)
     out = {}
     for processes in (1, 2):
-        res = run_import(ImageFolderSource(str(imagenet)),
-                         ImportOptions(out=str(tmp_path / f"p{processes}"), processes=processes))
+        res = run_import(
+            ImageFolderSource(str(imagenet)), ImportOptions(out=str(tmp_path / f"p{processes}"), processes=processes)
+        )
         assert (res.samples, res.failures) == (7, 1)
         ds = Dataset.open(res.out)
-        out[processes] = (ds.index().to_pylist(), ds.failures().to_pylist(),
-                          [(s.key, s.image) for s in ds.iter_samples()])
+        out[processes] = (
+            ds.index().to_pylist(),
+            ds.failures().to_pylist(),
+            [(s.key, s.image) for s in ds.iter_samples()],
+        )
     assert out[2] == out[1]
     assert [r["key"] for r in out[2][0]] == sorted(r["key"] for r in out[2][0])
 
@@ -131,3 +147,32 @@ def test_import_processes_checked(capsys, tmp_path, imagenet):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["Error: --processes 0: must be at least 1"]
     assert not (tmp_path / "o").exists()
+
+
+def test_pillow_warnings_are_counted_in_stats_not_printed(tmp_path, monkeypatch, recwarn):
+    """A JPEG with corrupt EXIF makes Pillow warn; the import counts it in stats.json, in any process."""
+    import struct
+    import warnings
+
+    from pixelforge.sources import base
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 12), (200, 40, 40)).save(buf, "JPEG")
+    tiff = b"II*\x00\x08\x00\x00\x00" + b"\x05\x00" + b"\x12\x01\x03\x00\x01\x00\x00\x00\x01\x00" + b"\xff" * 6
+    app1 = b"Exif\x00\x00" + tiff
+    bad_exif = buf.getvalue()[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + buf.getvalue()[2:]
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        (tmp_path / "in" / f"{i}.jpg").write_bytes(bad_exif if i != 1 else buf.getvalue())
+    monkeypatch.setattr(base, "WINDOW", 2)
+    monkeypatch.setattr(base, "MIN_PARALLEL_ITEMS", 0)
+    for processes in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = run_import(
+                FolderSource(str(tmp_path / "in")),
+                ImportOptions(out=str(tmp_path / f"o{processes}"), processes=processes),
+            )
+        assert res.samples == 3
+        assert Dataset.open(res.out).stats()["image_warnings"] == {"corrupt_exif": 2}
+    assert recwarn.list == []

@@ -18,8 +18,7 @@ from pixelforge.sources.base import ImportOptions, run_import
 from pixelforge.sources.mnist import IMAGES_MAGIC, LABELS_MAGIC, MnistSource
 from pixelforge.store import Dataset
 
-FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-           "Ankle boot"]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def idx_bytes(arr: np.ndarray, magic: int | None = None) -> bytes:
@@ -45,8 +44,12 @@ def make_mnist(d, gz: bool = True, names=None) -> None:
     """The four official files in ``d``; ``names`` overrides a file's name (key: its official name)."""
     d.mkdir(exist_ok=True)
     suffix = ".gz" if gz else ""
-    files = {"train-images-idx3-ubyte": TRAIN, "train-labels-idx1-ubyte": TRAIN_LABELS,
-             "t10k-images-idx3-ubyte": TEST, "t10k-labels-idx1-ubyte": TEST_LABELS}
+    files = {
+        "train-images-idx3-ubyte": TRAIN,
+        "train-labels-idx1-ubyte": TRAIN_LABELS,
+        "t10k-images-idx3-ubyte": TEST,
+        "t10k-labels-idx1-ubyte": TEST_LABELS,
+    }
     for name, arr in files.items():
         write(d / (names or {}).get(name, name + suffix), idx_bytes(arr), gz)
 
@@ -87,14 +90,25 @@ def test_gzip_files_import_both_splits_with_exact_pixels_and_labels(tmp_path):
 
 def test_plain_files_other_spelling_gzip_without_suffix_and_fashion_names(tmp_path):
     d = tmp_path / "fashion"
-    make_mnist(d, gz=False, names={"t10k-images-idx3-ubyte": "t10k-images.idx3-ubyte",
-                                   "t10k-labels-idx1-ubyte": "t10k-labels.idx1-ubyte"})
+    make_mnist(
+        d,
+        gz=False,
+        names={"t10k-images-idx3-ubyte": "t10k-images.idx3-ubyte", "t10k-labels-idx1-ubyte": "t10k-labels.idx1-ubyte"},
+    )
     # gzip content under a plain name: the magic bytes decide, not the suffix
     write(d / "train-labels-idx1-ubyte", idx_bytes(TRAIN_LABELS), gz=True)
     ds = import_(tmp_path, MnistSource(str(d), label_names="fashion"))
     rows = ds.index().to_pylist()
-    assert [r["label_name"] for r in rows] == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                              "Sneaker", "Bag", "Ankle boot"]
+    assert [r["label_name"] for r in rows] == [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
     assert rows[5]["source"] == f"{d / 't10k-images.idx3-ubyte'}#0"
     pixels = decoded(ds)
     assert np.array_equal(pixels[f"{d / 'train-images-idx3-ubyte'}#4"], TRAIN[4])
@@ -119,9 +133,14 @@ def test_truncated_plain_image_file_keeps_complete_images_and_one_failure(tmp_pa
     ds = import_(tmp_path, MnistSource(str(d)))
     rows = ds.index().to_pylist()
     assert Counter(r["split"] for r in rows) == {"train": 3, "test": 3}
-    assert fails(ds) == [{"source": str(f), "reason": "bad_record", "detail":
-                          "train-images-idx3-ubyte is truncated: its header declares 5 images, "
-                          "the file holds 3 complete ones"}]
+    assert fails(ds) == [
+        {
+            "source": str(f),
+            "reason": "bad_record",
+            "detail": "train-images-idx3-ubyte is truncated: its header declares 5 images, "
+            "the file holds 3 complete ones",
+        }
+    ]
     pixels = decoded(ds)
     assert all(np.array_equal(pixels[f"{f}#{i}"], TRAIN[i]) for i in range(3))
 
@@ -133,8 +152,11 @@ def test_truncated_gzip_image_file_keeps_what_decompressed(tmp_path):
     f.write_bytes(f.read_bytes()[:-1500])  # cut the deflate stream inside the 4th image
     ds = import_(tmp_path, MnistSource(str(d)))
     (fail,) = fails(ds)
-    m = re.fullmatch(r"train-images-idx3-ubyte\.gz is truncated: its header declares 5 images, the file "
-                     r"holds (\d) complete ones \(EOFError: .+\)", fail["detail"])
+    m = re.fullmatch(
+        r"train-images-idx3-ubyte\.gz is truncated: its header declares 5 images, the file "
+        r"holds (\d) complete ones \(EOFError: .+\)",
+        fail["detail"],
+    )
     assert m and fail["reason"] == "bad_record" and fail["source"] == str(f)
     kept = int(m.group(1))
     assert kept == 3
@@ -152,12 +174,18 @@ def test_wrong_magic_fails_the_pair_and_the_other_split_imports(tmp_path):
     ds = import_(tmp_path, MnistSource(str(d)))
     assert ds.num_samples == 0
     assert fails(ds) == [
-        {"source": str(d / "train-labels-idx1-ubyte.gz"), "reason": "bad_record",
-         "detail": "train-labels-idx1-ubyte.gz: magic number 0x00000803, expected 0x00000801 "
-                   "(unsigned-byte labels); no train image was imported"},
-        {"source": str(d / "t10k-images-idx3-ubyte.gz"), "reason": "bad_record",
-         "detail": "t10k-images-idx3-ubyte.gz: magic number 0x00000D03, expected 0x00000803 "
-                   "(unsigned-byte images); no test image was imported"},
+        {
+            "source": str(d / "train-labels-idx1-ubyte.gz"),
+            "reason": "bad_record",
+            "detail": "train-labels-idx1-ubyte.gz: magic number 0x00000803, expected 0x00000801 "
+            "(unsigned-byte labels); no train image was imported",
+        },
+        {
+            "source": str(d / "t10k-images-idx3-ubyte.gz"),
+            "reason": "bad_record",
+            "detail": "t10k-images-idx3-ubyte.gz: magic number 0x00000D03, expected 0x00000803 "
+            "(unsigned-byte images); no test image was imported",
+        },
     ]
 
 
@@ -169,15 +197,24 @@ def test_count_mismatch_truncated_labels_missing_partner_and_bad_label(tmp_path)
     ds = import_(tmp_path, MnistSource(str(d)))
     imgs = d / "train-images-idx3-ubyte"
     assert fails(ds) == [
-        {"source": str(imgs), "reason": "bad_record",
-         "detail": "train-images-idx3-ubyte declares 5 images but train-labels-idx1-ubyte declares 4 labels: "
-                   "only the first 4 are paired"},
+        {
+            "source": str(imgs),
+            "reason": "bad_record",
+            "detail": "train-images-idx3-ubyte declares 5 images but train-labels-idx1-ubyte declares 4 labels: "
+            "only the first 4 are paired",
+        },
         {"source": f"{imgs}#2", "reason": "bad_record", "detail": "label 10 is outside 0..9"},
-        {"source": str(d / "t10k-images-idx3-ubyte"), "reason": "missing_file",
-         "detail": f"t10k-images-idx3-ubyte has no partner: t10k-labels-idx1-ubyte[.gz] is missing from {d}"},
+        {
+            "source": str(d / "t10k-images-idx3-ubyte"),
+            "reason": "missing_file",
+            "detail": f"t10k-images-idx3-ubyte has no partner: t10k-labels-idx1-ubyte[.gz] is missing from {d}",
+        },
     ]
-    assert [(r["source"], r["label"]) for r in ds.index().to_pylist()] == \
-        [(f"{imgs}#0", 0), (f"{imgs}#1", 1), (f"{imgs}#3", 3)]
+    assert [(r["source"], r["label"]) for r in ds.index().to_pylist()] == [
+        (f"{imgs}#0", 0),
+        (f"{imgs}#1", 1),
+        (f"{imgs}#3", 3),
+    ]
 
 
 def test_truncated_label_file_pairs_only_the_labels_it_holds(tmp_path):
@@ -186,22 +223,31 @@ def test_truncated_label_file_pairs_only_the_labels_it_holds(tmp_path):
     f = d / "train-labels-idx1-ubyte"
     f.write_bytes(f.read_bytes()[:-2])
     ds = import_(tmp_path, MnistSource(str(d)))
-    assert fails(ds) == [{"source": str(f), "reason": "bad_record", "detail":
-                          "train-labels-idx1-ubyte is truncated: its header declares 5 labels, the file holds 3; "
-                          "images past that are not imported"}]
+    assert fails(ds) == [
+        {
+            "source": str(f),
+            "reason": "bad_record",
+            "detail": "train-labels-idx1-ubyte is truncated: its header declares 5 labels, the file holds 3; "
+            "images past that are not imported",
+        }
+    ]
     assert Counter(r["split"] for r in ds.index().to_pylist()) == {"train": 3, "test": 3}
 
 
 def test_validate_names_the_directory_the_files_and_the_choices(tmp_path):
     with pytest.raises(UsageError) as e:
         MnistSource(str(tmp_path / "nope")).validate()
-    assert str(e.value) == (f"mnist {tmp_path / 'nope'}: not a directory; pass the directory that holds "
-                            "train-images-idx3-ubyte[.gz] and the other MNIST IDX files")
+    assert str(e.value) == (
+        f"mnist {tmp_path / 'nope'}: not a directory; pass the directory that holds "
+        "train-images-idx3-ubyte[.gz] and the other MNIST IDX files"
+    )
     with pytest.raises(UsageError) as e:
         MnistSource(str(tmp_path)).validate()
-    assert str(e.value) == (f"mnist {tmp_path}: holds none of train-images-idx3-ubyte[.gz], "
-                            "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
-                            "t10k-labels-idx1-ubyte[.gz]; pass the directory that holds them")
+    assert str(e.value) == (
+        f"mnist {tmp_path}: holds none of train-images-idx3-ubyte[.gz], "
+        "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+        "t10k-labels-idx1-ubyte[.gz]; pass the directory that holds them"
+    )
     with pytest.raises(UsageError, match=r"^--label-names 'kmnist': choose one of digits, fashion$"):
         MnistSource(str(tmp_path), label_names="kmnist").validate()
     write(tmp_path / "t10k-labels-idx1-ubyte.gz", idx_bytes(TEST_LABELS), gz=True)

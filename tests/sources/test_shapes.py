@@ -12,8 +12,19 @@ import pytest
 from pixelforge.errors import UsageError
 from pixelforge.sources.base import ImportOptions, run_import
 from pixelforge.sources.shapes import (
-    BACKGROUNDS, COLOURS, CORNERS, POSITIONS, SHAPE_COLOURS, SHAPES, SIZES, ShapeSpec, ShapesSource,
-    caption, contrasts, design, render,
+    BACKGROUNDS,
+    COLOURS,
+    CORNERS,
+    POSITIONS,
+    SHAPE_COLOURS,
+    SHAPES,
+    SIZES,
+    ShapeSpec,
+    ShapesSource,
+    caption,
+    contrasts,
+    design,
+    render,
 )
 from pixelforge.store import Dataset
 
@@ -51,6 +62,7 @@ def records(**kw):
 
 # ---- balance ---------------------------------------------------------------------------------
 
+
 def test_sixty_images_have_each_shape_exactly_ten_times():
     recs = records(n=60, size=SIDE, seed=0)
     assert Counter(r.label_name for r in recs) == {s: 10 for s in SHAPES}
@@ -70,8 +82,7 @@ def test_shape_colour_size_counts_differ_by_at_most_one(n, max_shapes):
 
 def test_every_shape_colour_pair_appears_once_in_36():
     plan = design(36, seed=11)
-    assert sorted((s[0].shape, s[0].colour) for s, _ in plan) == sorted(
-        (s, c) for s in SHAPES for c in SHAPE_COLOURS)
+    assert sorted((s[0].shape, s[0].colour) for s, _ in plan) == sorted((s, c) for s in SHAPES for c in SHAPE_COLOURS)
 
 
 @pytest.mark.parametrize("max_shapes", [1, 2])
@@ -105,6 +116,7 @@ def test_two_shape_images_use_two_different_corners_without_overlap():
 
 # ---- determinism -----------------------------------------------------------------------------
 
+
 def test_design_is_deterministic_per_seed():
     assert design(50, seed=9, max_shapes=2) == design(50, seed=9, max_shapes=2)
     assert design(50, seed=9) != design(50, seed=10)
@@ -137,6 +149,7 @@ def test_import_writes_rows_with_extra_columns(tmp_path):
 
 # ---- records ---------------------------------------------------------------------------------
 
+
 def test_record_fields_match_the_drawn_specs():
     for i, r in enumerate(records(n=30, size=48, seed=6, max_shapes=2)):
         specs = [ShapeSpec(**d) for d in r.meta["shapes"]]
@@ -145,8 +158,14 @@ def test_record_fields_match_the_drawn_specs():
         assert r.caption == caption(specs, bg)
         assert np.array_equal(r.image, render(specs, bg, 48))  # meta is enough to redraw the image
         first = specs[0]
-        assert r.extra == {"shape": first.shape, "colour": first.colour, "background": bg,
-                           "size_name": first.size, "position": first.position, "n_shapes": len(specs)}
+        assert r.extra == {
+            "shape": first.shape,
+            "colour": first.colour,
+            "background": bg,
+            "size_name": first.size,
+            "position": first.position,
+            "n_shapes": len(specs),
+        }
         assert [b["label"] for b in r.boxes] == [SHAPES.index(s.shape) for s in specs]
         for b in r.boxes:
             assert 0 <= b["x0"] < b["x1"] <= 48 and 0 <= b["y0"] < b["y1"] <= 48
@@ -154,17 +173,20 @@ def test_record_fields_match_the_drawn_specs():
 
 # ---- captions --------------------------------------------------------------------------------
 
+
 def test_caption_of_one_shape():
     spec = ShapeSpec("circle", "red", "small", "top left")
     assert caption(spec, "blue") == "a small red circle in the top left on a blue background"
     assert caption([ShapeSpec("cross", "white", "large", "center")], "black") == (
-        "a large white cross in the center on a black background")
+        "a large white cross in the center on a black background"
+    )
 
 
 def test_caption_of_two_shapes():
     specs = [ShapeSpec("circle", "red", "small", "top left"), ShapeSpec("star", "green", "large", "bottom right")]
     assert caption(specs, "blue") == (
-        "a small red circle in the top left and a large green star in the bottom right on a blue background")
+        "a small red circle in the top left and a large green star in the bottom right on a blue background"
+    )
 
 
 def test_spec_rejects_words_outside_the_vocabulary():
@@ -175,6 +197,7 @@ def test_spec_rejects_words_outside_the_vocabulary():
 
 
 # ---- pixels ----------------------------------------------------------------------------------
+
 
 def test_render_is_a_pure_uint8_function():
     spec = ShapeSpec("star", "yellow", "large", "bottom left", 0.01, -0.01, 1.05)
@@ -190,7 +213,7 @@ def test_large_red_circle_top_left_on_blue():
     assert math.dist(img[cy, cx], COLOURS["red"]) < 10
     assert tuple(img[SIDE - 1, SIDE - 1]) == COLOURS["blue"]
     # flat background: every pixel of the other three quadrants is exactly the background colour
-    assert (img[SIDE // 2:, :] == COLOURS["blue"]).all() and (img[:, SIDE // 2:] == COLOURS["blue"]).all()
+    assert (img[SIDE // 2 :, :] == COLOURS["blue"]).all() and (img[:, SIDE // 2 :] == COLOURS["blue"]).all()
 
 
 @pytest.mark.parametrize("position", POSITIONS)
@@ -233,7 +256,7 @@ def test_shapes_are_distinguishable_at_32px():
     for size, min_pixels in (("large", 25.0), ("small", 10.0)):
         cover = {s: coverage(render(ShapeSpec(s, "white", size, "center"), "black", SIDE)) for s in SHAPES}
         for i, a in enumerate(SHAPES):
-            for b in SHAPES[i + 1:]:
+            for b in SHAPES[i + 1 :]:
                 if size == "large":  # hard masks differ by whole pixels
                     diff = float(((cover[a] > 0.5) ^ (cover[b] > 0.5)).sum())
                 else:  # at 9 px the anti-aliased coverage carries the difference
@@ -243,10 +266,19 @@ def test_shapes_are_distinguishable_at_32px():
 
 # ---- validation ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kw, flag", [
-    ({"n": 0}, "--n"), ({"size": 15}, "--size"), ({"size": 1025}, "--size"), ({"size": 32.0}, "--size"),
-    ({"max_shapes": 3}, "--max-shapes"), ({"max_shapes": 0}, "--max-shapes"), ({"seed": -1}, "--seed"),
-])
+
+@pytest.mark.parametrize(
+    "kw, flag",
+    [
+        ({"n": 0}, "--n"),
+        ({"size": 15}, "--size"),
+        ({"size": 1025}, "--size"),
+        ({"size": 32.0}, "--size"),
+        ({"max_shapes": 3}, "--max-shapes"),
+        ({"max_shapes": 0}, "--max-shapes"),
+        ({"seed": -1}, "--seed"),
+    ],
+)
 def test_validate_names_the_flag(kw, flag):
     with pytest.raises(UsageError, match=flag):
         ShapesSource(**kw).validate()

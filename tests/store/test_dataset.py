@@ -32,7 +32,12 @@ def test_build_roundtrip_layout_and_rows(tmp_path):
     assert ds.num_samples == 7
     assert completed_shards(ds.path) == ["000000.tar", "000001.tar", "000002.tar"]
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
-        "dataset.json", "failures.parquet", "index.parquet", "shards", "stats.json"]
+        "dataset.json",
+        "failures.parquet",
+        "index.parquet",
+        "shards",
+        "stats.json",
+    ]
     info = json.loads((tmp_path / "d" / "dataset.json").read_text())
     assert info["schema_version"] == 1 and info["num_samples"] == 7 and info["num_shards"] == 3
     assert info["lineage"] == {"command": "test", "config": {"a": 1}, "inputs": []}
@@ -208,7 +213,9 @@ def test_read_members_only_the_asked_keys(tmp_path):
     assert [k for k, _ in every] == ["000000000", "000000001", "000000002", "000000003"]
     assert sorted(every[0][1]) == ["json", "png", "txt"]
     some = list(read_members(ds.fs, path, keys={"000000001", "000000003"}))
-    assert [(k, f["png"], f["txt"]) for k, f in some] == [("000000001", b"\x01" * 3, b"c1"),
-                                                         ("000000003", b"\x03" * 3, b"c3")]
+    assert [(k, f["png"], f["txt"]) for k, f in some] == [
+        ("000000001", b"\x01" * 3, b"c1"),
+        ("000000003", b"\x03" * 3, b"c3"),
+    ]
     assert some == [every[1], every[3]]
     assert list(read_members(ds.fs, path, keys=set())) == []

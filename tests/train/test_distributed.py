@@ -25,8 +25,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from pixelforge.cli import main
-from pixelforge.store import DatasetBuilder, Lineage
-from pixelforge.store import Dataset
+from pixelforge.store import Dataset, DatasetBuilder, Lineage
 from pixelforge.train.data import Batches, index_table, split_indices
 from pixelforge.train.distributed import GlobalBatchNorm
 from pixelforge.train.stream import StreamBatches
@@ -34,9 +33,28 @@ from pixelforge.train.stream import StreamBatches
 LOSS_RTOL = 1e-4  # per-step training loss, relative
 WEIGHT_MEAN_ATOL = 2.5e-5  # final weights: mean absolute difference per tensor
 WEIGHT_MAX_ATOL = 1e-3  # final weights: any one element, one step at lr 1e-3
-BASE = ["--image-size", "8", "--batch-size", "8", "--log-every", "1", "--eval-every", "4", "--device", "cpu",
-        "--seed", "3", "--val-batches", "1", "--sample-steps", "2", "--warmup-steps", "2",
-        "--lr-schedule", "constant"]  # a cosine's horizon would change with --max-steps on resume
+BASE = [
+    "--image-size",
+    "8",
+    "--batch-size",
+    "8",
+    "--log-every",
+    "1",
+    "--eval-every",
+    "4",
+    "--device",
+    "cpu",
+    "--seed",
+    "3",
+    "--val-batches",
+    "1",
+    "--sample-steps",
+    "2",
+    "--warmup-steps",
+    "2",
+    "--lr-schedule",
+    "constant",
+]  # a cosine's horizon would change with --max-steps on resume
 DIFFUSION = ["--condition", "class", "--lr", "1e-3"]
 CLASSIFIER = ["--dropout", "0"]
 
@@ -49,11 +67,21 @@ def _make_dataset(path, n=96, per_shard=16):
         label = i % 4
         arr = rng.integers(0, 90, (8, 8, 3), dtype=np.uint8)
         y, x = divmod(label, 2)
-        arr[y * 4:(y + 1) * 4, x * 4:(x + 1) * 4] += 160
+        arr[y * 4 : (y + 1) * 4, x * 4 : (x + 1) * 4] += 160
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, "PNG")
-        b.add({"key": f"{i:09d}", "source_kind": "url", "label": label, "label_name": "abcd"[label], "width": 8,
-               "height": 8}, buf.getvalue(), "png")
+        b.add(
+            {
+                "key": f"{i:09d}",
+                "source_kind": "url",
+                "label": label,
+                "label_name": "abcd"[label],
+                "width": 8,
+                "height": 8,
+            },
+            buf.getvalue(),
+            "png",
+        )
     b.finish(name=path.name, lineage=Lineage(command="test"))
     return str(path)
 
@@ -114,6 +142,7 @@ def diffusion_2(data, root):
 
 # -- (a) N x (B / N) trains as 1 x B ----------------------------------------------------------------------
 
+
 def test_diffusion_two_processes_match_one(diffusion_1, diffusion_2):
     _assert_same_losses(diffusion_1, diffusion_2, 8)
     _assert_same_weights(diffusion_1, diffusion_2, 8, ["unet", "unet_ema"])
@@ -164,6 +193,7 @@ def test_time_budget_stops_every_process_on_the_same_step(data, root):
 
 # -- (b) only rank 0 writes --------------------------------------------------------------------------------
 
+
 def test_only_rank_zero_writes(diffusion_1, diffusion_2):
     def files(run):
         return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and "tensorboard" not in p.parts)
@@ -178,6 +208,7 @@ def test_only_rank_zero_writes(diffusion_1, diffusion_2):
 
 
 # -- (c) resume across a change of N -----------------------------------------------------------------------
+
 
 def test_resume_from_two_processes_with_one(data, root, diffusion_1):
     run = _train("diffusion", data, root / "resume_2_to_1", 4, 2, *DIFFUSION)
@@ -197,15 +228,20 @@ def test_resume_from_one_process_with_two(data, root, diffusion_1):
 
 # -- (d) bad arguments stop at once with one line ------------------------------------------------------------
 
+
 def test_bad_nproc_and_indivisible_batch(data, tmp_path, capsys):
     cases = [
         (["--nproc", "0"], "--nproc 0: must be at least 1"),
-        (["--nproc", "3"], "--batch-size 8 does not split over 3 processes (each takes batch-size / nproc images): "
-                           "pass a multiple of 3, e.g. --batch-size 9"),
+        (
+            ["--nproc", "3"],
+            "--batch-size 8 does not split over 3 processes (each takes batch-size / nproc images): "
+            "pass a multiple of 3, e.g. --batch-size 9",
+        ),
     ]
     for extra, message in cases:
-        code = main(["train", "classifier", "--data", data, "--out", str(tmp_path / "x"), "--max-steps", "1",
-                     *BASE, *extra])
+        code = main(
+            ["train", "classifier", "--data", data, "--out", str(tmp_path / "x"), "--max-steps", "1", *BASE, *extra]
+        )
         err = capsys.readouterr().err.strip()
         assert code == 2 and err == f"Error: {message}"
     assert not (tmp_path / "x").exists()
@@ -226,8 +262,23 @@ def test_nproc_under_torchrun_must_match_its_processes(monkeypatch):
 
 def test_an_error_in_the_processes_is_one_line(data, tmp_path, capsys):
     # --condition text needs captions: the family finds out in every process, rank 0's message is shown
-    code = main(["train", "diffusion", "--data", data, "--out", str(tmp_path / "t"), "--max-steps", "1", *BASE,
-                 "--condition", "text", "--nproc", "2"])
+    code = main(
+        [
+            "train",
+            "diffusion",
+            "--data",
+            data,
+            "--out",
+            str(tmp_path / "t"),
+            "--max-steps",
+            "1",
+            *BASE,
+            "--condition",
+            "text",
+            "--nproc",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("Error: --condition text: some samples have no caption") and len(err.splitlines()) == 1
@@ -235,6 +286,7 @@ def test_an_error_in_the_processes_is_one_line(data, tmp_path, capsys):
 
 
 # -- the pieces, without processes ---------------------------------------------------------------------------
+
 
 def test_in_memory_batches_split_the_global_batch(data):
     ds = Dataset.open(data)
@@ -295,8 +347,8 @@ def test_global_batch_norm_is_batch_norm_in_one_process():
         x2 = x.detach().clone().requires_grad_()
         y_ref, y = ref(x), ours(x2)
         torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
-        (y_ref * torch.arange(240.).view(5, 3, 4, 4)).sum().backward()
-        (y * torch.arange(240.).view(5, 3, 4, 4)).sum().backward()
+        (y_ref * torch.arange(240.0).view(5, 3, 4, 4)).sum().backward()
+        (y * torch.arange(240.0).view(5, 3, 4, 4)).sum().backward()
         torch.testing.assert_close(x2.grad, x.grad, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
         for k, v in ref.state_dict().items():

@@ -16,24 +16,80 @@ from pixelforge.store import Dataset, DatasetBuilder, Lineage
 from pixelforge.train.families.classifier import classification_report
 from pixelforge.train.loop import ema_update
 
-FAST = ["--image-size", "8", "--batch-size", "32", "--eval-every", "3", "--log-every", "1", "--seed", "3",
-        "--device", "cpu", "--val-batches", "2"]
+FAST = [
+    "--image-size",
+    "8",
+    "--batch-size",
+    "32",
+    "--eval-every",
+    "3",
+    "--log-every",
+    "1",
+    "--seed",
+    "3",
+    "--device",
+    "cpu",
+    "--val-batches",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
     assert main(["import", "digits", "--out", str(root / "digits")]) == 0
-    assert main(["split", str(root / "digits"), "--out", str(root / "split"), "--val", "0.1", "--test", "0.2",
-                 "--stratify", "label", "--group", "none", "--seed", "0"]) == 0
+    assert (
+        main(
+            [
+                "split",
+                str(root / "digits"),
+                "--out",
+                str(root / "split"),
+                "--val",
+                "0.1",
+                "--test",
+                "0.2",
+                "--stratify",
+                "label",
+                "--group",
+                "none",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
     return root / "split"
 
 
 @pytest.fixture(scope="module")
 def classifier_run(digits, tmp_path_factory):
     run = tmp_path_factory.mktemp("clf") / "run"
-    assert main(["train", "classifier", "--data", str(digits), "--out", str(run), "--epochs", "8", "--image-size", "16",
-                 "--batch-size", "64", "--eval-every", "20", "--device", "cpu", "--seed", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "classifier",
+                "--data",
+                str(digits),
+                "--out",
+                str(run),
+                "--epochs",
+                "8",
+                "--image-size",
+                "16",
+                "--batch-size",
+                "64",
+                "--eval-every",
+                "20",
+                "--device",
+                "cpu",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -47,6 +103,7 @@ def _losses(run, column="loss"):
 
 
 # -- classifier ------------------------------------------------------------------------------------
+
 
 def test_classifier_learns_digits_and_reports_the_test_split(classifier_run):
     result = json.loads((classifier_run / "result.json").read_text())
@@ -86,14 +143,52 @@ def test_predict_writes_one_row_per_sample(classifier_run, digits, tmp_path, cap
 def test_classifier_on_another_column_and_a_missing_one(tmp_path, capsys):
     assert main(["import", "shapes", "--n", "120", "--size", "16", "--out", str(tmp_path / "shapes")]) == 0
     run = tmp_path / "shape-run"
-    assert main(["train", "classifier", "--data", str(tmp_path / "shapes"), "--out", str(run), "--label", "colour",
-                 "--max-steps", "2", "--image-size", "16", "--batch-size", "16", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "classifier",
+                "--data",
+                str(tmp_path / "shapes"),
+                "--out",
+                str(run),
+                "--label",
+                "colour",
+                "--max-steps",
+                "2",
+                "--image-size",
+                "16",
+                "--batch-size",
+                "16",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["labels"] == ["blue", "green", "purple", "red", "white", "yellow"]  # sorted distinct values
     assert config["label_column"] == "colour" and config["model"]["num_classes"] == 6
     capsys.readouterr()
-    assert main(["train", "classifier", "--data", str(tmp_path / "shapes"), "--out", str(tmp_path / "x"),
-                 "--label", "species", "--max-steps", "2", "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "classifier",
+                "--data",
+                str(tmp_path / "shapes"),
+                "--out",
+                str(tmp_path / "x"),
+                "--label",
+                "species",
+                "--max-steps",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: --label species:") and "its columns are key, " in err and "colour" in err
     assert len(err.splitlines()) == 1
@@ -105,13 +200,45 @@ def test_mixed_image_sizes_are_resized_by_the_loader(tmp_path):
         side = (12, 20, 33)[i % 3]
         buf = io.BytesIO()
         Image.new("RGB", (side, side + i % 5), (255 * (i % 2), 80, 0)).save(buf, "PNG")
-        b.add({"key": f"{i:09d}", "source_kind": "folder", "label": i % 2, "label_name": "ab"[i % 2],
-               "width": side, "height": side + i % 5}, buf.getvalue(), "png")
+        b.add(
+            {
+                "key": f"{i:09d}",
+                "source_kind": "folder",
+                "label": i % 2,
+                "label_name": "ab"[i % 2],
+                "width": side,
+                "height": side + i % 5,
+            },
+            buf.getvalue(),
+            "png",
+        )
     b.finish(name="mixed", lineage=Lineage(command="test"))
     run = tmp_path / "run"
-    assert main(["train", "classifier", "--data", str(tmp_path / "mixed"), "--out", str(run), "--max-steps", "30",
-                 "--image-size", "16", "--batch-size", "16", "--eval-every", "30", "--device", "cpu",
-                 "--val-fraction", "0.2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "classifier",
+                "--data",
+                str(tmp_path / "mixed"),
+                "--out",
+                str(run),
+                "--max-steps",
+                "30",
+                "--image-size",
+                "16",
+                "--batch-size",
+                "16",
+                "--eval-every",
+                "30",
+                "--device",
+                "cpu",
+                "--val-fraction",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     result = json.loads((run / "result.json").read_text())
     assert result["final"]["val"]["accuracy"] == 1.0  # red vs green: separable at once
 
@@ -122,26 +249,37 @@ def test_classification_report_counts():
     r = classification_report(y, pred, ["a", "b", "c"])
     assert r["n"] == 5 and r["accuracy"] == 0.6
     assert r["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
-    assert r["per_class"] == {"a": {"n": 2, "accuracy": 0.5}, "b": {"n": 2, "accuracy": 1.0},
-                              "c": {"n": 1, "accuracy": 0.0}}
+    assert r["per_class"] == {
+        "a": {"n": 2, "accuracy": 0.5},
+        "b": {"n": 2, "accuracy": 1.0},
+        "c": {"n": 1, "accuracy": 0.0},
+    }
 
 
 # -- GAN -------------------------------------------------------------------------------------------
+
 
 def test_gan_resume_is_exact_and_logs_both_players(digits, tmp_path):
     args = ["--condition", "class", *FAST]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(["train", "gan", "--data", str(digits), "--out", str(straight), "--max-steps", "6", *args]) == 0
     assert main(["train", "gan", "--data", str(digits), "--out", str(split), "--max-steps", "3", *args]) == 0
-    assert main(["train", "gan", "--data", str(digits), "--out", str(split), "--max-steps", "6", "--resume",
-                 *args]) == 0
+    assert (
+        main(["train", "gan", "--data", str(digits), "--out", str(split), "--max-steps", "6", "--resume", *args]) == 0
+    )
     for column in ("loss", "d_loss", "g_loss", "d_real", "d_fake"):
         a, b = _losses(straight, column), _losses(split, column)
         assert sorted(a) == [1, 2, 3, 4, 5, 6] and a == b  # both optimisers and the EMA resume bit for bit
     ckpt = sorted((split / "checkpoints").glob("step_*"))[-1]
     assert sorted(p.name for p in ckpt.iterdir()) == [
-        "discriminator.safetensors", "generator.safetensors", "generator_ema.safetensors",
-        "optimizer_discriminator.safetensors", "optimizer_generator.safetensors", "rng.safetensors", "state.json"]
+        "discriminator.safetensors",
+        "generator.safetensors",
+        "generator_ema.safetensors",
+        "optimizer_discriminator.safetensors",
+        "optimizer_generator.safetensors",
+        "rng.safetensors",
+        "state.json",
+    ]
     result = json.loads((split / "result.json").read_text())
     assert result["best"] is None and result["val"] == {}  # no validation loss: best is the latest
     assert json.loads((split / "checkpoints" / "best.json").read_text())["dir"] == "step_0000006"
@@ -149,8 +287,24 @@ def test_gan_resume_is_exact_and_logs_both_players(digits, tmp_path):
 
 def test_gan_generates_marked_images_of_the_asked_class(digits, tmp_path):
     run = tmp_path / "gan"
-    assert main(["train", "gan", "--data", str(digits), "--out", str(run), "--max-steps", "2", "--condition", "class",
-                 *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "gan",
+                "--data",
+                str(digits),
+                "--out",
+                str(run),
+                "--max-steps",
+                "2",
+                "--condition",
+                "class",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "gen"
     assert main(["generate", str(run), "--class", "4", "--class", "9", "--n", "2", "--out", str(out)]) == 0
     rows = list(Dataset.open(str(out)).iter_rows())
@@ -178,13 +332,15 @@ def test_diff_augment_moves_and_cuts_exactly():
 
 # -- VAE -------------------------------------------------------------------------------------------
 
+
 def test_vae_resume_is_exact_and_logs_its_terms(digits, tmp_path):
     args = ["--condition", "class", "--kl-warmup-steps", "4", *FAST]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(["train", "vae", "--data", str(digits), "--out", str(straight), "--max-steps", "6", *args]) == 0
     assert main(["train", "vae", "--data", str(digits), "--out", str(split), "--max-steps", "3", *args]) == 0
-    assert main(["train", "vae", "--data", str(digits), "--out", str(split), "--max-steps", "6", "--resume",
-                 *args]) == 0
+    assert (
+        main(["train", "vae", "--data", str(digits), "--out", str(split), "--max-steps", "6", "--resume", *args]) == 0
+    )
     assert _losses(straight) == _losses(split)
     beta = _losses(split, "beta")
     assert [float(beta[s]) for s in range(1, 7)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]  # the KL warm-up
@@ -197,27 +353,82 @@ def test_vae_resume_is_exact_and_logs_its_terms(digits, tmp_path):
 
 def test_vae_encode_interpolate_and_generate(digits, tmp_path, capsys):
     run = tmp_path / "vae"
-    assert main(["train", "vae", "--data", str(digits), "--out", str(run), "--max-steps", "3", "--latent-dim", "8",
-                 "--condition", "class", *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--data",
+                str(digits),
+                "--out",
+                str(run),
+                "--max-steps",
+                "3",
+                "--latent-dim",
+                "8",
+                "--condition",
+                "class",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     lat = tmp_path / "lat.parquet"
     assert main(["vae", "encode", str(run), "--data", str(digits), "--out", str(lat)]) == 0
     table = pq.read_table(lat)
     assert table.num_rows == 1797 and table.column_names == ["key", "label", "mu", "logvar", "error"]
     assert len(table.column("mu")[0].as_py()) == 8
     strip = tmp_path / "strip.png"
-    assert main(["vae", "interpolate", str(run), "--data", str(digits), "--from", "000000003", "--to", "000000010",
-                 "--steps", "5", "--out", str(strip)]) == 0
+    assert (
+        main(
+            [
+                "vae",
+                "interpolate",
+                str(run),
+                "--data",
+                str(digits),
+                "--from",
+                "000000003",
+                "--to",
+                "000000010",
+                "--steps",
+                "5",
+                "--out",
+                str(strip),
+            ]
+        )
+        == 0
+    )
     assert Image.open(strip).size == (5 * 64, 64)  # 8 px images enlarged 8x, side by side
     capsys.readouterr()
-    assert main(["vae", "interpolate", str(run), "--data", str(digits), "--from", "nope", "--to", "000000010",
-                 "--out", str(strip)]) == 2
+    assert (
+        main(
+            [
+                "vae",
+                "interpolate",
+                str(run),
+                "--data",
+                str(digits),
+                "--from",
+                "nope",
+                "--to",
+                "000000010",
+                "--out",
+                str(strip),
+            ]
+        )
+        == 2
+    )
     assert "has no sample with key 'nope'" in capsys.readouterr().err
-    assert main(["generate", str(run), "--class", "1", "--n", "3", "--out", str(tmp_path / "gen"),
-                 "--mark-size", "0"]) == 0
+    assert (
+        main(["generate", str(run), "--class", "1", "--n", "3", "--out", str(tmp_path / "gen"), "--mark-size", "0"])
+        == 0
+    )
     assert [r["label"] for r in Dataset.open(str(tmp_path / "gen")).iter_rows()] == [1, 1, 1]
 
 
 # -- runs of one family are not another's --------------------------------------------------------
+
 
 def test_run_directories_keep_their_family(digits, classifier_run, tmp_path, capsys):
     run = tmp_path / "gan"
@@ -245,8 +456,25 @@ def test_ema_warms_up():
 
 def test_evaluate_uses_a_trained_classifier(classifier_run, digits, tmp_path, capsys):
     capsys.readouterr()
-    assert main(["evaluate", "--real", str(digits), "--fake", str(digits), "--features",
-                 f"classifier:{classifier_run}", "--metrics", "fid", "--workers", "0", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--real",
+                str(digits),
+                "--fake",
+                str(digits),
+                "--features",
+                f"classifier:{classifier_run}",
+                "--metrics",
+                "fid",
+                "--workers",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["dims"] == 64 and abs(out["fid"]) < 1e-6  # a set against itself, on the net's 64-d features
 

@@ -8,9 +8,30 @@ import pytest
 from pixelforge.cli import main
 from pixelforge.store import DatasetBuilder, Lineage
 
-BASE = ["--condition", "class", "--image-size", "8", "--batch-size", "16", "--eval-every", "3", "--log-every", "1",
-        "--warmup-steps", "2", "--lr", "1e-3", "--seed", "5", "--device", "cpu", "--sample-steps", "2",
-        "--val-batches", "2"]
+BASE = [
+    "--condition",
+    "class",
+    "--image-size",
+    "8",
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "3",
+    "--log-every",
+    "1",
+    "--warmup-steps",
+    "2",
+    "--lr",
+    "1e-3",
+    "--seed",
+    "5",
+    "--device",
+    "cpu",
+    "--sample-steps",
+    "2",
+    "--val-batches",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +50,9 @@ def test_resume_continues_the_same_loss_curve(digits, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(["train", "diffusion", "--data", digits, "--out", str(straight), "--max-steps", "6", *BASE]) == 0
     assert main(["train", "diffusion", "--data", digits, "--out", str(split), "--max-steps", "3", *BASE]) == 0
-    assert main(["train", "diffusion", "--data", digits, "--out", str(split), "--max-steps", "6", "--resume",
-                 *BASE]) == 0
+    assert (
+        main(["train", "diffusion", "--data", digits, "--out", str(split), "--max-steps", "6", "--resume", *BASE]) == 0
+    )
     a, b = _losses(straight), _losses(split)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
     assert a == b  # bit-for-bit the same losses after the resume
@@ -46,8 +68,24 @@ def test_resume_continues_the_same_loss_curve(digits, tmp_path):
 def test_early_stopping_says_why(digits, tmp_path, capsys):
     run = tmp_path / "es"
     # a learning rate this small cannot lower the validation loss, so patience 1 stops at the 2nd evaluation
-    code = main(["train", "diffusion", "--data", digits, "--out", str(run), "--max-steps", "30", "--patience", "1",
-                 *BASE, "--lr", "1e-12", "--json"])
+    code = main(
+        [
+            "train",
+            "diffusion",
+            "--data",
+            digits,
+            "--out",
+            str(run),
+            "--max-steps",
+            "30",
+            "--patience",
+            "1",
+            *BASE,
+            "--lr",
+            "1e-12",
+            "--json",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["steps"] == 6
@@ -60,8 +98,25 @@ def test_refuses_existing_run_and_bad_resume(digits, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "diffusion", "--data", digits, "--out", str(run), "--max-steps", "3", *BASE]) == 2
     assert "already holds a run: pass --resume" in capsys.readouterr().err
-    assert main(["train", "diffusion", "--data", digits, "--out", str(run), "--max-steps", "6", "--resume",
-                 *BASE, "--lr", "5e-4"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "diffusion",
+                "--data",
+                digits,
+                "--out",
+                str(run),
+                "--max-steps",
+                "6",
+                "--resume",
+                *BASE,
+                "--lr",
+                "5e-4",
+            ]
+        )
+        == 2
+    )
     assert "lr differ from the stopped run" in capsys.readouterr().err
 
 
@@ -82,10 +137,27 @@ def test_bad_arguments(digits, tmp_path, capsys):
 
 def test_config_file_and_unknown_keys(digits, tmp_path, capsys):
     toml = tmp_path / "c.toml"
-    toml.write_text('[train]\nmax_steps = 2\nbatch_size = 8\nimage_size = 8\neval_every = 2\nsample_steps = 2\n'
-                    '[diffusion]\ncondition = "none"\nprediction = "epsilon"\n')
-    assert main(["train", "diffusion", "--data", digits, "--out", str(tmp_path / "t"), "--config", str(toml),
-                 "--device", "cpu"]) == 0
+    toml.write_text(
+        "[train]\nmax_steps = 2\nbatch_size = 8\nimage_size = 8\neval_every = 2\nsample_steps = 2\n"
+        '[diffusion]\ncondition = "none"\nprediction = "epsilon"\n'
+    )
+    assert (
+        main(
+            [
+                "train",
+                "diffusion",
+                "--data",
+                digits,
+                "--out",
+                str(tmp_path / "t"),
+                "--config",
+                str(toml),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((tmp_path / "t" / "config.json").read_text())
     assert cfg["train"]["batch_size"] == 8 and cfg["model"]["prediction"] == "epsilon"
     assert cfg["model"]["condition"] == "none"
@@ -104,15 +176,27 @@ def _tiny_dataset(path, fields):
     for i in range(40):
         buf = io.BytesIO()
         Image.new("RGB", (8, 8), (i * 5, 0, 0)).save(buf, "PNG")
-        b.add({"key": f"{i:09d}", "source_kind": "url", "label": i % 2, "width": 8, "height": 8, **fields(i)},
-              buf.getvalue(), "png")
+        b.add(
+            {"key": f"{i:09d}", "source_kind": "url", "label": i % 2, "width": 8, "height": 8, **fields(i)},
+            buf.getvalue(),
+            "png",
+        )
     b.finish(name=path.name, lineage=Lineage(command="test"))
 
 
 def test_refuses_opted_out_samples(tmp_path, capsys):
     _tiny_dataset(tmp_path / "d", lambda i: {"opt_out": "x-robots-tag: noai" if i < 3 else None})
-    args = ["train", "diffusion", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--max-steps", "1",
-            *BASE]
+    args = [
+        "train",
+        "diffusion",
+        "--data",
+        str(tmp_path / "d"),
+        "--out",
+        str(tmp_path / "r"),
+        "--max-steps",
+        "1",
+        *BASE,
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "holds 3 opted-out samples" in err and "pass --allow-opt-out" in err
@@ -129,8 +213,24 @@ def test_on_the_fly_augmentation_is_deterministic(digits, tmp_path):
     a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
     assert a == b and sorted(a) == [1, 2, 3]  # workers seed augmentation per step
     assert a != _losses(plain)  # and it does change what the model sees
-    assert main(["train", "diffusion", "--data", digits, "--out", str(tmp_path / "c"), "--max-steps", "1", *BASE,
-                 "--augment", "sharpen=2"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "diffusion",
+                "--data",
+                digits,
+                "--out",
+                str(tmp_path / "c"),
+                "--max-steps",
+                "1",
+                *BASE,
+                "--augment",
+                "sharpen=2",
+            ]
+        )
+        == 2
+    )
 
 
 def test_policy_refuses_licences_it_forbids(tmp_path, capsys):

@@ -59,8 +59,21 @@ def test_resuming_mid_epoch_draws_the_same_batches(digits):
 
 
 def test_streamed_training_resumes_bit_for_bit(digits, tmp_path):
-    args = ["--stream", "--image-size", "8", "--batch-size", "32", "--eval-every", "3", "--log-every", "1",
-            "--device", "cpu", "--seed", "1"]
+    args = [
+        "--stream",
+        "--image-size",
+        "8",
+        "--batch-size",
+        "32",
+        "--eval-every",
+        "3",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+    ]
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["train", "classifier", "--data", digits, "--out", str(a), "--max-steps", "6", *args]) == 0
     assert main(["train", "classifier", "--data", digits, "--out", str(b), "--max-steps", "3", *args]) == 0

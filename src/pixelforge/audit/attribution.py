@@ -22,9 +22,9 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 @dataclass
 class AttributionResult:
     out: str
-    samples: int                # samples in the dataset
-    credited: int               # lines written: samples whose licence requires attribution
-    missing_attribution: int    # of those, samples with no attribution text recorded
+    samples: int  # samples in the dataset
+    credited: int  # lines written: samples whose licence requires attribution
+    missing_attribution: int  # of those, samples with no attribution text recorded
     by_license: dict[str, int] = field(default_factory=dict)
 
 
@@ -64,15 +64,19 @@ def write_credits(path: str, out: str) -> AttributionResult:
     con = connect(ds)
     try:
         samples = int(con.execute("SELECT count(*) FROM samples").fetchall()[0][0])
-        cur = con.execute(f"SELECT key, attribution, source, page_url, {LICENSE_ID_SQL} AS license, license_url "
-                          f"FROM samples WHERE {ATTRIBUTION_SQL} ORDER BY key")
+        cur = con.execute(
+            f"SELECT key, attribution, source, page_url, {LICENSE_ID_SQL} AS license, license_url "
+            f"FROM samples WHERE {ATTRIBUTION_SQL} ORDER BY key"
+        )
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n") if suffix == ".csv" else None
         if writer:
             writer.writerow(CSV_COLUMNS)
         else:
-            buf.write(f"# Credits\n\nImages of the dataset {_md(ds.name)} used under licences that require "
-                      "attribution: attribution, source, licence.\n\n")
+            buf.write(
+                f"# Credits\n\nImages of the dataset {_md(ds.name)} used under licences that require "
+                "attribution: attribution, source, licence.\n\n"
+            )
         credited = missing = 0
         by_license: dict[str, int] = {}
         while batch := cur.fetchmany(10_000):
@@ -93,5 +97,10 @@ def write_credits(path: str, out: str) -> AttributionResult:
     finally:
         con.close()
     fsutil.atomic_write_bytes(out_fs, out_path, buf.getvalue().encode("utf-8"))
-    return AttributionResult(out=out, samples=samples, credited=credited, missing_attribution=missing,
-                             by_license=dict(sorted(by_license.items(), key=lambda kv: (-kv[1], kv[0]))))
+    return AttributionResult(
+        out=out,
+        samples=samples,
+        credited=credited,
+        missing_attribution=missing,
+        by_license=dict(sorted(by_license.items(), key=lambda kv: (-kv[1], kv[0]))),
+    )

@@ -35,8 +35,10 @@ def _ngrams_sql(lexicon: Lexicon) -> str:
             firsts.setdefault(len(words), set()).add(words[0])
     parts = ["toks"]
     for n, starts in sorted(firsts.items()):
-        parts.append(f"[array_to_string(toks[i:i+{n - 1}], ' ') for i in range(1, len(toks) - {n - 2}) "
-                     f"if list_contains({_sql_list(sorted(starts))}, toks[i])]")
+        parts.append(
+            f"[array_to_string(toks[i:i+{n - 1}], ' ') for i in range(1, len(toks) - {n - 2}) "
+            f"if list_contains({_sql_list(sorted(starts))}, toks[i])]"
+        )
     return parts[0] if len(parts) == 1 else f"list_concat({', '.join(parts)})"
 
 
@@ -45,8 +47,10 @@ def captions_to_tables(con, lexicon: Lexicon) -> int:
     import pyarrow as pa
 
     rows = lexicon.rows()
-    con.register("audit_lexicon", pa.table({"grp": [r[0] for r in rows], "sub": [r[1] for r in rows],
-                                            "term": [r[2] for r in rows]}))
+    con.register(
+        "audit_lexicon",
+        pa.table({"grp": [r[0] for r in rows], "sub": [r[1] for r in rows], "term": [r[2] for r in rows]}),
+    )
     con.execute(f"""CREATE OR REPLACE TEMP TABLE audit_caps AS
         SELECT id, key, label, toks FROM (
             SELECT row_number() OVER () AS id, key, {LABEL_SQL} AS label,
@@ -58,32 +62,44 @@ def captions_to_tables(con, lexicon: Lexicon) -> int:
         SELECT DISTINCT c.id, l.grp, l.sub
         FROM (SELECT id, unnest(list_distinct({_ngrams_sql(lexicon)})) AS t FROM audit_caps) c
         JOIN audit_lexicon l ON c.t = l.term""")
-    con.execute("CREATE OR REPLACE TEMP TABLE audit_words AS SELECT id, unnest(list_distinct(toks)) AS w "
-                "FROM audit_caps")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE audit_words AS SELECT id, unnest(list_distinct(toks)) AS w FROM audit_caps"
+    )
     return int(con.execute("SELECT count(*) FROM audit_caps").fetchall()[0][0])
 
 
 def caption_groups_section(con, lexicon: Lexicon, captions: int, samples: int) -> dict[str, Any]:
     """Each group's and subgroup's share of the captions (a caption may mention several subgroups)."""
-    per_sub = {(g, s): int(n) for g, s, n in con.execute(
-        "SELECT grp, sub, count(*) FROM audit_hits GROUP BY ALL").fetchall()}
-    per_group = {g: (int(n), int(m)) for g, n, m in con.execute(
-        "SELECT grp, count(*), count(*) FILTER (WHERE subs > 1) FROM "
-        "(SELECT id, grp, count(*) AS subs FROM audit_hits GROUP BY ALL) GROUP BY grp").fetchall()}
+    per_sub = {
+        (g, s): int(n) for g, s, n in con.execute("SELECT grp, sub, count(*) FROM audit_hits GROUP BY ALL").fetchall()
+    }
+    per_group = {
+        g: (int(n), int(m))
+        for g, n, m in con.execute(
+            "SELECT grp, count(*), count(*) FILTER (WHERE subs > 1) FROM "
+            "(SELECT id, grp, count(*) AS subs FROM audit_hits GROUP BY ALL) GROUP BY grp"
+        ).fetchall()
+    }
     groups: dict[str, Any] = {}
     for group, subs in lexicon.groups.items():
         any_n, multiple = per_group.get(group, (0, 0))
         groups[group] = {
-            "captions": any_n, "share": ratio(any_n, captions), "multiple_subgroups": multiple,
-            "subgroups": {s: {"captions": per_sub.get((group, s), 0),
-                              "share": ratio(per_sub.get((group, s), 0), captions),
-                              "share_of_group": ratio(per_sub.get((group, s), 0), any_n)} for s in subs},
+            "captions": any_n,
+            "share": ratio(any_n, captions),
+            "multiple_subgroups": multiple,
+            "subgroups": {
+                s: {
+                    "captions": per_sub.get((group, s), 0),
+                    "share": ratio(per_sub.get((group, s), 0), captions),
+                    "share_of_group": ratio(per_sub.get((group, s), 0), any_n),
+                }
+                for s in subs
+            },
         }
     return {"lexicon": lexicon.name, "captions": captions, "without_caption": samples - captions, "groups": groups}
 
 
-def associations_section(con, lexicon: Lexicon, captions: int, min_count: int, top_terms: int
-                         ) -> list[dict[str, Any]]:
+def associations_section(con, lexicon: Lexicon, captions: int, min_count: int, top_terms: int) -> list[dict[str, Any]]:
     """PMI between each lexicon subgroup and each frequent caption word or label.
 
     For subgroup s and term t over the N captions: pmi = log2(N * n(s, t) / (n(s) * n(t))), where
@@ -120,10 +136,21 @@ def associations_section(con, lexicon: Lexicon, captions: int, min_count: int, t
                CASE WHEN st.n = {captions} THEN 1.0 ELSE pmi / -log2(CAST(st.n AS DOUBLE) / {captions}) END AS npmi
         FROM n_st st JOIN n_s s USING (grp, sub) JOIN n_t t USING (kind, term) JOIN n_tg tg USING (grp, kind, term)
         """).fetchall()
-    out = [{"term": term, "kind": kind, "group": grp, "subgroup": sub, "count": int(n_st),
-            "pmi": round(pmi, PMI_DIGITS), "npmi": round(npmi, PMI_DIGITS), "term_count": int(n_t),
-            "subgroup_count": int(n_s), "share_in_group": n_st / n_tg}
-           for term, kind, grp, sub, n_st, n_t, n_s, n_tg, pmi, npmi in rows]
+    out = [
+        {
+            "term": term,
+            "kind": kind,
+            "group": grp,
+            "subgroup": sub,
+            "count": int(n_st),
+            "pmi": round(pmi, PMI_DIGITS),
+            "npmi": round(npmi, PMI_DIGITS),
+            "term_count": int(n_t),
+            "subgroup_count": int(n_s),
+            "share_in_group": n_st / n_tg,
+        }
+        for term, kind, grp, sub, n_st, n_t, n_s, n_tg, pmi, npmi in rows
+    ]
     # strongest first by normalised PMI, which does not let a pair seen twice outrank one seen thousands of times
     out.sort(key=lambda a: (-a["npmi"], -a["count"], a["group"], a["subgroup"], a["kind"], a["term"]))
     return out

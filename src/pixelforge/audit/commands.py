@@ -1,35 +1,58 @@
-"""CLI commands of the audit stage (audit, attribution), registered on the main app by pixelforge.cli."""
+"""CLI commands of the audit stage: audit and attribution."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+from pixelforge.console import print_result
+from pixelforge.options import CURATE, AsJson
+
 Dir = Annotated[str, typer.Argument(metavar="DIR", help="Dataset directory.")]
 
 
 def audit_command(
     inp: Dir,
     out: Annotated[str, typer.Option("--out", "-o", help="Folder for audit.json and violations.parquet.")],
-    lexicon: Annotated[Optional[str], typer.Option(help="Caption lexicon TOML: one table per group, one array of "
-                                                        "terms per subgroup (default: the shipped gender, age and "
-                                                        "world-region lexicon).")] = None,
-    policy: Annotated[str, typer.Option(help="Licence policy: research, commercial, open, or a policy TOML "
-                                             "file.")] = "research",
-    predictions: Annotated[Optional[str], typer.Option(help="Parquet of key, predicted, target (from "
-                                                            "`pixelforge predict`): adds accuracy per label and "
-                                                            "caption group.")] = None,
-    min_count: Annotated[int, typer.Option(help="Captions a term and a subgroup must share to be listed as an "
-                                                "association; predictions a label or group needs to be "
-                                                "flagged.")] = 5,
+    lexicon: Annotated[
+        str | None,
+        typer.Option(
+            help="Caption lexicon TOML: one table per group, one array of "
+            "terms per subgroup (default: the shipped gender, age and "
+            "world-region lexicon)."
+        ),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option(help="Licence policy: research, commercial, open, or a policy TOML file.")
+    ] = "research",
+    predictions: Annotated[
+        str | None,
+        typer.Option(
+            help="Parquet of key, predicted, target (from "
+            "`pixelforge predict`): adds accuracy per label and "
+            "caption group."
+        ),
+    ] = None,
+    min_count: Annotated[
+        int,
+        typer.Option(
+            help="Captions a term and a subgroup must share to be listed as an "
+            "association; predictions a label or group needs to be "
+            "flagged."
+        ),
+    ] = 5,
     top_terms: Annotated[int, typer.Option(help="Most frequent caption words to seek associations with.")] = 1000,
-    max_violations: Annotated[int, typer.Option(help="Policy violations listed in audit.json (all are in "
-                                                     "violations.parquet).")] = 10_000,
-    pixels: Annotated[bool, typer.Option(help="Decode the images to measure brightness when the dataset has no "
-                                               "q_brightness from `pixelforge curate` (--no-pixels: index only).")]
-    = True,
+    max_violations: Annotated[
+        int, typer.Option(help="Policy violations listed in audit.json (all are in violations.parquet).")
+    ] = 10_000,
+    pixels: Annotated[
+        bool,
+        typer.Option(
+            help="Decode the images to measure brightness when the dataset has no "
+            "q_brightness from `pixelforge curate` (--no-pixels: index only)."
+        ),
+    ] = True,
     processes: Annotated[int, typer.Option(help="Worker processes for that decoding.")] = 2,
     as_json: AsJson = False,
 ) -> None:
@@ -45,18 +68,19 @@ def audit_command(
     """
     from pixelforge.audit.stage import AuditConfig, audit
 
-    config = AuditConfig(lexicon=lexicon, policy=policy, predictions=predictions, min_count=min_count,
-                         top_terms=top_terms, max_violations=max_violations, pixels=pixels, processes=processes)
-    result = audit(inp, out, config)
-    if as_json:
-        from pixelforge.cli import _print_json
+    config = AuditConfig(
+        lexicon=lexicon,
+        policy=policy,
+        predictions=predictions,
+        min_count=min_count,
+        top_terms=top_terms,
+        max_violations=max_violations,
+        pixels=pixels,
+        processes=processes,
+    )
+    from pixelforge.audit.summary import summary
 
-        _print_json(result.report)
-        return
-    from pixelforge.audit.summary import print_summary
-    from pixelforge.cli import out_console
-
-    print_summary(result.report, out, out_console)
+    print_result(audit(inp, out, config).report, as_json, lambda report: summary(report, out))
 
 
 def attribution_command(
@@ -74,12 +98,11 @@ def attribution_command(
         pixelforge attribution data/web --out CREDITS.md
     """
     from pixelforge.audit.attribution import write_credits
-    from pixelforge.cli import _print_result
 
-    _print_result(write_credits(inp, out), as_json)
+    print_result(write_credits(inp, out), as_json)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands (audit, attribution) to ``app``."""
-    app.command("audit")(audit_command)
-    app.command("attribution")(attribution_command)
+    app.command("audit", rich_help_panel=CURATE)(audit_command)
+    app.command("attribution", rich_help_panel=CURATE)(attribution_command)

@@ -18,7 +18,8 @@ WORD = re.compile(r"[^\W_]+")
 WORD_SQL = r"[\pL\pN]+"
 
 # Words too common to say anything when they co-occur with a group (never reported as associations).
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all also am an and any are as at be because been before being below
 between both but by can could did do does doing down during each either few for from further had has have
 having here how i if in into is it its itself just like may me might more most my myself near next no nor
@@ -26,7 +27,8 @@ not now of off on once one only onto or other our ours out over own per same sha
 that the their theirs them themselves then there these they this those through to too two under until up
 upon very via was we were what when where which while who whom why will with within without would you your
 yours yourself yourselves image images photo photos picture pictures stock background view
-""".split())
+""".split()
+)
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,19 @@ def normalize_term(term: str) -> str:
 
 def parse_lexicon(doc: dict, name: str, text: str = "", path: str = "") -> Lexicon:
     """Check a parsed lexicon document and turn it into a Lexicon (errors name the line)."""
+
     def bad(key: str, problem: str, table: str | None = None):
         return bad_value(FLAG, path or name, text, key, problem, table)
 
     if not doc:
-        raise UsageError(f"{FLAG} {path or name}: the lexicon has no groups: write [group] tables of "
-                         "subgroup = [\"term\", ...] arrays (format: README, Audit)")
+        raise UsageError(
+            f"{FLAG} {path or name}: the lexicon has no groups: write [group] tables of "
+            'subgroup = ["term", ...] arrays (format: README, Audit)'
+        )
     groups: dict[str, dict[str, tuple[str, ...]]] = {}
     for group, subs in doc.items():
         if not isinstance(subs, dict):
-            raise bad(group, f"{group!r} must be a table [{group}] of subgroup = [\"term\", ...] arrays")
+            raise bad(group, f'{group!r} must be a table [{group}] of subgroup = ["term", ...] arrays')
         if not subs:
             raise bad(group, f"group [{group}] has no subgroups", table=group)
         seen: dict[str, str] = {}
@@ -75,8 +80,9 @@ def parse_lexicon(doc: dict, name: str, text: str = "", path: str = "") -> Lexic
                 if not norm:
                     raise bad(sub, f"[{group}] {sub}: term {term!r} holds no word", table=group)
                 if norm in seen and seen[norm] != sub:
-                    raise bad(sub, f"[{group}] term {term!r} is in both {seen[norm]} and {sub}: keep it in one",
-                              table=group)
+                    raise bad(
+                        sub, f"[{group}] term {term!r} is in both {seen[norm]} and {sub}: keep it in one", table=group
+                    )
                 seen[norm] = sub
                 if norm not in normalized:
                     normalized.append(norm)

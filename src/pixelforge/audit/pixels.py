@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pixelforge import media
-from pixelforge.store import Dataset
-from pixelforge.store import fs as fsutil
-from pixelforge.store.shards import SHARDS_DIR, read_members
+from pixelforge.store import Dataset, split_member
 
 THUMB_SIDE = 128  # = curate.quality.THUMB_SIDE: the thumbnail curate measures q_brightness on
 DRAFT_SIDE = 256  # = curate.worker.DRAFT_SIDE: JPEGs decode at the same reduced scale as in curate
@@ -34,6 +32,7 @@ class ShardBrightness:
     keys: list[str] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     unreadable: int = 0  # samples whose bytes are missing or do not decode
+    image_warnings: dict[str, int] = field(default_factory=dict)  # Pillow's, counted by media
 
 
 def image_to_brightness(img) -> float:
@@ -46,37 +45,38 @@ def shard_brightness(task: BrightnessTask) -> ShardBrightness:
     """Decode every sample of one shard (JPEGs at reduced scale) and measure its brightness."""
     ds = Dataset.open(task.dataset)
     rows = ds.index(columns=["key", "member"], filters=[("shard", "=", task.shard)]).to_pylist()
-    wanted = {r["key"]: r["member"].partition(".")[2] for r in rows}
+    wanted = {r["key"]: split_member(r["member"])[1] for r in rows}
     out = ShardBrightness(task.shard)
-    path = fsutil.join(ds.root, SHARDS_DIR, task.shard)
-    if ds.fs.exists(path):
-        for key, files in read_members(ds.fs, path):
-            ext = wanted.get(key)
-            if ext is None or ext not in files:
-                continue
-            try:
-                img = media.decode(files[ext], LIMITS, draft_size=(DRAFT_SIDE, DRAFT_SIDE))
-            except Exception:  # a bad image is counted as unreadable, never a crash (curate reports why)
-                continue
-            out.keys.append(key)
-            out.values.append(image_to_brightness(img))
+    for key, files in ds.read_shard(task.shard, keys=wanted):
+        ext = wanted[key]
+        if ext not in files:
+            continue
+        try:
+            img = media.decode(files[ext], LIMITS, draft_size=(DRAFT_SIDE, DRAFT_SIDE))
+        except Exception:  # a bad image is counted as unreadable, never a crash (curate reports why)
+            continue
+        out.keys.append(key)
+        out.values.append(image_to_brightness(img))
     out.unreadable = len(rows) - len(out.keys)
+    out.image_warnings = media.take_warnings()
     return out
 
 
-def dataset_brightness(ds: Dataset, processes: int) -> tuple[list[str], list[float], int]:
-    """(keys, brightness, unreadable count) over every shard, run on the local executor."""
+def dataset_brightness(ds: Dataset, processes: int) -> tuple[list[str], list[float], int, dict[str, int]]:
+    """(keys, brightness, unreadable count, Pillow warning counts) over every shard, on the local executor."""
     from pixelforge.progress import track
     from pixelforge.run import run_tasks
 
     keys: list[str] = []
     values: list[float] = []
     unreadable = 0
+    image_warnings: dict[str, int] = {}
     tasks = [BrightnessTask(ds.path, shard) for shard in ds.shards()]
     with track("audit brightness", total=ds.num_samples) as bar:
         for res in run_tasks(shard_brightness, tasks, processes=processes if ds.num_samples >= POOL_FROM else 1):
             keys += res.keys
             values += res.values
             unreadable += res.unreadable
+            media.add_warnings(image_warnings, res.image_warnings)
             bar.advance(len(res.keys) + res.unreadable)
-    return keys, values, unreadable
+    return keys, values, unreadable, image_warnings

@@ -39,11 +39,18 @@ class Policy:
     origin: str = "shipped"
 
     def describe(self) -> dict:
-        return {"name": self.name, "origin": self.origin, "allow": list(self.allow), "deny": list(self.deny),
-                "allow_unknown": self.allow_unknown, "allow_opt_out": self.allow_opt_out}
+        return {
+            "name": self.name,
+            "origin": self.origin,
+            "allow": list(self.allow),
+            "deny": list(self.deny),
+            "allow_unknown": self.allow_unknown,
+            "allow_opt_out": self.allow_opt_out,
+        }
 
     def license_ok_sql(self) -> str:
         """A DuckDB condition true when the row's licence is acceptable (opt-outs aside)."""
+
         def listed(ids: tuple[str, ...]) -> str:
             if not ids:
                 return "false"
@@ -95,7 +102,7 @@ def load_policy(spec: str | Policy) -> Policy:
     def bad(key: str, problem: str) -> UsageError:
         return bad_value(FLAG, spec, text, key, problem)
 
-    for key, value in doc.items():
+    for key in doc:
         if key not in POLICY_KEYS:
             raise bad(key, f"unknown key {key!r}: use {', '.join(POLICY_KEYS)}")
     base = doc.get("base")
@@ -106,7 +113,7 @@ def load_policy(spec: str | Policy) -> Policy:
     for key in ("allow", "deny"):
         value = doc.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise bad(key, f"{key} must be an array of licence ids such as [\"cc-by\", \"mit\"]")
+            raise bad(key, f'{key} must be an array of licence ids such as ["cc-by", "mit"]')
         ids = tuple(v.strip().lower() for v in value)
         if "unknown" in ids:
             raise bad(key, f"{key} lists 'unknown': use allow_unknown = true or false instead")
@@ -120,8 +127,14 @@ def load_policy(spec: str | Policy) -> Policy:
     name = doc.get("name", Path(spec).stem)
     if not isinstance(name, str) or not name.strip():
         raise bad("name", "name must be a non-empty string")
-    return replace(policy, name=name, allow=_unique(policy.allow + lists["allow"]),
-                   deny=_unique(policy.deny + lists["deny"]), origin=spec, **flags)
+    return replace(
+        policy,
+        name=name,
+        allow=_unique(policy.allow + lists["allow"]),
+        deny=_unique(policy.deny + lists["deny"]),
+        origin=spec,
+        **flags,
+    )
 
 
 def _unique(ids: tuple[str, ...]) -> tuple[str, ...]:
@@ -136,8 +149,9 @@ class TrainingCheck:
     policy: str | None = None  # the licence policy the dataset passed, if one was asked for
 
 
-def check_training_allowed(ds: Dataset, allow_opt_out: bool = False, policy: str | Policy | None = None
-                           ) -> TrainingCheck:
+def check_training_allowed(
+    ds: Dataset, allow_opt_out: bool = False, policy: str | Policy | None = None
+) -> TrainingCheck:
     """Refuse a dataset holding opted-out samples unless ``allow_opt_out`` (recorded in the run).
 
     Opted-out URLs are never downloaded by `collect`, but a dataset can still carry such rows
@@ -150,22 +164,29 @@ def check_training_allowed(ds: Dataset, allow_opt_out: bool = False, policy: str
     pol = load_policy(policy) if policy is not None else None  # a bad --policy fails before any query
     n, opted = query(ds, "SELECT count(*) AS n, count(opt_out) AS o FROM samples").to_pylist()[0].values()
     if opted and not allow_opt_out:
-        raise UsageError(f"{ds.path} holds {opted} opted-out samples: remove them with `pixelforge curate` "
-                         "(it drops them by default) or pass --allow-opt-out to train on them anyway")
+        raise UsageError(
+            f"{ds.path} holds {opted} opted-out samples: remove them with `pixelforge curate` "
+            "(it drops them by default) or pass --allow-opt-out to train on them anyway"
+        )
     check = TrainingCheck(int(n), int(opted), bool(opted and allow_opt_out))
     if pol is None:
         return check
-    rows = query(ds, f"SELECT {LICENSE_OR_UNKNOWN_SQL} AS license, count(*) AS n FROM samples "
-                     f"WHERE NOT {pol.license_ok_sql()} GROUP BY 1 ORDER BY n DESC, license").to_pylist()
+    rows = query(
+        ds,
+        f"SELECT {LICENSE_OR_UNKNOWN_SQL} AS license, count(*) AS n FROM samples "
+        f"WHERE NOT {pol.license_ok_sql()} GROUP BY 1 ORDER BY n DESC, license",
+    ).to_pylist()
     by_license = {r["license"]: int(r["n"]) for r in rows}
     bad = sum(by_license.values())
     if bad:
         top = ", ".join(f"{k}: {v}" for k, v in list(by_license.items())[:3])
         more = ", ..." if len(by_license) > 3 else ""
-        raise UsageError(f"{ds.path} holds {bad} samples whose licence the {pol.name} policy does not allow "
-                         f"({top}{more}): list them with `pixelforge audit {ds.path} --out AUDIT_DIR --policy "
-                         f"{pol.origin if pol.origin != 'shipped' else pol.name}`, drop them with "
-                         "`pixelforge curate --where`, or train under a --policy that allows them "
-                         "(research allows every licence)")
+        raise UsageError(
+            f"{ds.path} holds {bad} samples whose licence the {pol.name} policy does not allow "
+            f"({top}{more}): list them with `pixelforge audit {ds.path} --out AUDIT_DIR --policy "
+            f"{pol.origin if pol.origin != 'shipped' else pol.name}`, drop them with "
+            "`pixelforge curate --where`, or train under a --policy that allows them "
+            "(research allows every licence)"
+        )
     check.policy = pol.name
     return check

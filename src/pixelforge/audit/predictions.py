@@ -23,11 +23,13 @@ def check_predictions(path: str):
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several kinds for a file that is not parquet
-        raise UsageError(f"{FLAG} {path}: not a parquet file ({str(exc).splitlines()[0]})")
+        raise UsageError(f"{FLAG} {path}: not a parquet file ({str(exc).splitlines()[0]})") from None
     missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
     if missing:
-        raise UsageError(f"{FLAG} {path}: no column {', '.join(missing)}; it needs key, predicted and target "
-                         "(as `pixelforge predict` writes)")
+        raise UsageError(
+            f"{FLAG} {path}: no column {', '.join(missing)}; it needs key, predicted and target "
+            "(as `pixelforge predict` writes)"
+        )
     label_column = (pf.schema_arrow.metadata or {}).get(LABEL_COLUMN_META)
     return pf, label_column.decode() if label_column else None
 
@@ -54,24 +56,28 @@ def predictions_section(con, path: str, with_groups: bool, min_count: int = 1) -
     con.register("audit_pred_src", pf.read(columns=list(COLUMNS)))
     total, distinct = con.execute("SELECT count(*), count(DISTINCT key) FROM audit_pred_src").fetchall()[0]
     if distinct != total:
-        raise UsageError(f"{FLAG} {path}: {total - distinct} keys appear more than once; write one prediction "
-                         "per sample")
+        raise UsageError(
+            f"{FLAG} {path}: {total - distinct} keys appear more than once; write one prediction per sample"
+        )
     con.execute("""CREATE OR REPLACE TEMP TABLE audit_pred AS
         SELECT CAST(p.key AS VARCHAR) AS key, CAST(p.target AS VARCHAR) AS target,
                CAST(CAST(p.predicted AS VARCHAR) = CAST(p.target AS VARCHAR) AS INTEGER) AS correct
         FROM audit_pred_src p SEMI JOIN samples s ON CAST(p.key AS VARCHAR) = s.key""")
     matched, with_target, correct = con.execute(
-        "SELECT count(*), count(target), coalesce(sum(correct), 0) FROM audit_pred").fetchall()[0]
+        "SELECT count(*), count(target), coalesce(sum(correct), 0) FROM audit_pred"
+    ).fetchall()[0]
     overall = (int(with_target), int(correct))
     per_label = []
-    for label, n, c in con.execute("SELECT target, count(*), sum(correct) FROM audit_pred WHERE target IS NOT NULL "
-                                   "GROUP BY target ORDER BY target").fetchall():
+    for label, n, c in con.execute(
+        "SELECT target, count(*), sum(correct) FROM audit_pred WHERE target IS NOT NULL GROUP BY target ORDER BY target"
+    ).fetchall():
         per_label.append({"label": label, **_accuracy(int(n), int(c), overall, min_count)})
     per_group = []
     if with_groups:
         for grp, sub, n, c in con.execute(
-                "SELECT h.grp, h.sub, count(*), sum(p.correct) FROM audit_hits h JOIN audit_caps USING (id) "
-                "JOIN audit_pred p USING (key) WHERE p.target IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall():
+            "SELECT h.grp, h.sub, count(*), sum(p.correct) FROM audit_hits h JOIN audit_caps USING (id) "
+            "JOIN audit_pred p USING (key) WHERE p.target IS NOT NULL GROUP BY ALL ORDER BY ALL"
+        ).fetchall():
             per_group.append({"group": grp, "subgroup": sub, **_accuracy(int(n), int(c), overall, min_count)})
     return {
         "file": path,
@@ -86,5 +92,5 @@ def predictions_section(con, path: str, with_groups: bool, min_count: int = 1) -
         "per_label": per_label,
         "per_group": per_group,
         "flagged": [f"label {r['label']}" for r in per_label if r.get("flagged")]
-                   + [f"{r['group']}/{r['subgroup']}" for r in per_group if r.get("flagged")],
+        + [f"{r['group']}/{r['subgroup']}" for r in per_group if r.get("flagged")],
     }

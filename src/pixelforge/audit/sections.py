@@ -12,12 +12,13 @@ HISTOGRAM_BINS = 10
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # curate's numeric quality columns, reported when the dataset has them (the README's Curate section)
 # (q_brightness is reported as "brightness")
-QUALITY_COLUMNS = ("q_min_side", "q_aspect", "q_blur", "q_contrast", "q_entropy",
-                   "q_jpeg_quality", "q_watermark")
+QUALITY_COLUMNS = ("q_min_side", "q_aspect", "q_blur", "q_contrast", "q_entropy", "q_jpeg_quality", "q_watermark")
 LABEL_SQL = "coalesce(label_name, CAST(label AS VARCHAR))"
 # the host of an http(s) source, lower case, without www. (file paths and other schemes have none)
-DOMAIN_SQL = (r"nullif(regexp_replace(lower(regexp_extract(source, "
-              r"'(?i)^https?://(?:[^@/]*@)?([^/:?#]+)', 1)), '^www\.', ''), '')")
+DOMAIN_SQL = (
+    r"nullif(regexp_replace(lower(regexp_extract(source, "
+    r"'(?i)^https?://(?:[^@/]*@)?([^/:?#]+)', 1)), '^www\.', ''), '')"
+)
 
 
 def ratio(a: float, b: float) -> float | None:
@@ -35,6 +36,7 @@ def _counts(con, sql: str) -> dict[str, int]:
 
 # ---- labels -------------------------------------------------------------------------------------
 
+
 def counts_to_balance(counts: dict[str, int]) -> dict[str, Any]:
     """Balance of a class distribution: imbalance ratio, normalised entropy, classes under half a share.
 
@@ -43,8 +45,14 @@ def counts_to_balance(counts: dict[str, int]) -> dict[str, Any]:
     """
     total, k = sum(counts.values()), len(counts)
     if not k:
-        return {"classes": 0, "total": 0, "counts": {}, "imbalance_ratio": None, "normalized_entropy": None,
-                "under_half_uniform": []}
+        return {
+            "classes": 0,
+            "total": 0,
+            "counts": {},
+            "imbalance_ratio": None,
+            "normalized_entropy": None,
+            "under_half_uniform": [],
+        }
     entropy = -sum(c / total * math.log(c / total) for c in counts.values())
     return {
         "classes": k,
@@ -59,13 +67,15 @@ def counts_to_balance(counts: dict[str, int]) -> dict[str, Any]:
 
 def labels_section(con, samples: int) -> dict[str, Any]:
     """Class balance of the image labels and, for detection sets, of the box categories."""
-    counts = _counts(con, f"SELECT {LABEL_SQL} AS k, count(*) FROM samples WHERE {LABEL_SQL} IS NOT NULL "
-                          "GROUP BY k")
+    counts = _counts(con, f"SELECT {LABEL_SQL} AS k, count(*) FROM samples WHERE {LABEL_SQL} IS NOT NULL GROUP BY k")
     out = counts_to_balance(counts)
     out["labelled"] = out.pop("total")
     out["unlabelled"] = samples - out["labelled"]
-    box_rows = _rows(con, "SELECT CAST(b.label AS VARCHAR) AS k, count(*) AS n, count(DISTINCT key) AS images "
-                          "FROM (SELECT key, unnest(boxes) AS b FROM samples) GROUP BY k")
+    box_rows = _rows(
+        con,
+        "SELECT CAST(b.label AS VARCHAR) AS k, count(*) AS n, count(DISTINCT key) AS images "
+        "FROM (SELECT key, unnest(boxes) AS b FROM samples) GROUP BY k",
+    )
     if box_rows:
         boxes = counts_to_balance({str(k): int(n) for k, n, _ in sorted(box_rows, key=lambda r: (-r[1], r[0]))})
         boxes["boxes"] = boxes.pop("total")
@@ -79,13 +89,14 @@ def labels_section(con, samples: int) -> dict[str, Any]:
 
 # ---- sources ------------------------------------------------------------------------------------
 
+
 def sources_section(con, samples: int) -> dict[str, Any]:
     """Samples per source kind and per web domain, and how concentrated the domains are."""
     kinds = _counts(con, "SELECT source_kind, count(*) FROM samples GROUP BY 1")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE audit_domains AS SELECT {DOMAIN_SQL} AS d, count(*) AS n "
-                "FROM samples GROUP BY d")
-    with_domain, distinct = _rows(con, "SELECT coalesce(sum(n), 0), count(*) FROM audit_domains "
-                                       "WHERE d IS NOT NULL")[0]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE audit_domains AS SELECT {DOMAIN_SQL} AS d, count(*) AS n FROM samples GROUP BY d"
+    )
+    with_domain, distinct = _rows(con, "SELECT coalesce(sum(n), 0), count(*) FROM audit_domains WHERE d IS NOT NULL")[0]
     top = _rows(con, f"SELECT d, n FROM audit_domains WHERE d IS NOT NULL ORDER BY n DESC, d LIMIT {TOP_DOMAINS}")
     with_domain = int(with_domain)
     return {
@@ -104,35 +115,50 @@ def sources_section(con, samples: int) -> dict[str, Any]:
 
 # ---- image properties ---------------------------------------------------------------------------
 
+
 def distribution(con, expr: str, table: str = "samples") -> dict[str, Any] | None:
     """count, min, quantiles (nearest rank: actual values), max, mean and a 10-bin histogram of ``expr``.
 
     None when no row has a value.
     """
     qs = ", ".join(str(q) for q in QUANTILES)
-    n, lo, quants, hi, mean = _rows(con, f"SELECT count(v), min(v), quantile_disc(v, [{qs}]), max(v), avg(v) "
-                                         f"FROM (SELECT ({expr}) AS v FROM {table}) WHERE v IS NOT NULL")[0]
+    n, lo, quants, hi, mean = _rows(
+        con,
+        f"SELECT count(v), min(v), quantile_disc(v, [{qs}]), max(v), avg(v) "
+        f"FROM (SELECT ({expr}) AS v FROM {table}) WHERE v IS NOT NULL",
+    )[0]
     if not n:
         return None
     lo, hi = float(lo), float(hi)
     width = (hi - lo) / HISTOGRAM_BINS
     # bin b holds lo + b * width <= v < lo + (b + 1) * width; the maximum goes in the last bin
-    bins = dict(_rows(con, f"""
+    bins = dict(
+        _rows(
+            con,
+            f"""
         WITH t AS (SELECT CAST(({expr}) AS DOUBLE) AS v FROM {table}), r AS (SELECT min(v) AS lo, max(v) AS hi FROM t)
         SELECT CASE WHEN hi = lo THEN 0 ELSE least(CAST(floor((v - lo) / (hi - lo) * {HISTOGRAM_BINS}) AS INTEGER),
                                                   {HISTOGRAM_BINS - 1}) END AS b, count(*)
-        FROM t, r WHERE v IS NOT NULL GROUP BY b"""))
+        FROM t, r WHERE v IS NOT NULL GROUP BY b""",
+        )
+    )
     plain = (lambda v: int(v)) if isinstance(quants[0], int) else (lambda v: round(float(v), 6))
     return {
-        "count": int(n), "min": plain(lo), "max": plain(hi), "mean": round(float(mean), 6),
+        "count": int(n),
+        "min": plain(lo),
+        "max": plain(hi),
+        "mean": round(float(mean), 6),
         "quantiles": {f"p{round(q * 100)}": plain(v) for q, v in zip(QUANTILES, quants)},
-        "histogram": {"edges": [round(lo + i * width, 6) for i in range(HISTOGRAM_BINS + 1)],
-                      "counts": [int(bins.get(i, 0)) for i in range(HISTOGRAM_BINS)]},
+        "histogram": {
+            "edges": [round(lo + i * width, 6) for i in range(HISTOGRAM_BINS + 1)],
+            "counts": [int(bins.get(i, 0)) for i in range(HISTOGRAM_BINS)],
+        },
     }
 
 
-def image_properties_section(con, columns: list[str], decoded_brightness: str | None = None,
-                             unreadable: int = 0) -> dict[str, Any]:
+def image_properties_section(
+    con, columns: list[str], decoded_brightness: str | None = None, unreadable: int = 0
+) -> dict[str, Any]:
     """Distributions of stored size, aspect ratio, brightness and curate's quality scores.
 
     Brightness is curate's q_brightness when the dataset has it, else the column ``v`` of the
@@ -148,9 +174,12 @@ def image_properties_section(con, columns: list[str], decoded_brightness: str | 
         "width": distribution(con, "width"),
         "height": distribution(con, "height"),
         "aspect": distribution(con, "CAST(width AS DOUBLE) / nullif(height, 0)"),
-        "orientation": _counts(con, "SELECT CASE WHEN width > height THEN 'landscape' WHEN width < height THEN "
-                                    "'portrait' ELSE 'square' END, count(*) FROM samples "
-                                    "WHERE width IS NOT NULL AND height IS NOT NULL GROUP BY 1"),
+        "orientation": _counts(
+            con,
+            "SELECT CASE WHEN width > height THEN 'landscape' WHEN width < height THEN "
+            "'portrait' ELSE 'square' END, count(*) FROM samples "
+            "WHERE width IS NOT NULL AND height IS NOT NULL GROUP BY 1",
+        ),
         "formats": _counts(con, "SELECT coalesce(format, 'unknown'), count(*) FROM samples GROUP BY 1"),
         # mean grey in [0, 1] of a 128 px thumbnail
         "brightness": brightness,
@@ -166,13 +195,20 @@ def image_properties_section(con, columns: list[str], decoded_brightness: str | 
 
 # ---- licences and opt-outs ----------------------------------------------------------------------
 
+
 def licenses_section(con, samples: int) -> dict[str, Any]:
     """Samples per licence id ('unknown' for none), the unknown share and how many need attribution."""
     counts = _counts(con, f"SELECT {LICENSE_OR_UNKNOWN_SQL}, count(*) FROM samples GROUP BY 1")
-    unknown, attribution = _rows(con, f"SELECT count(*) FILTER (WHERE {UNKNOWN_SQL}), "
-                                      f"count(*) FILTER (WHERE {ATTRIBUTION_SQL}) FROM samples")[0]
-    return {"counts": counts, "distinct": len(counts), "unknown": int(unknown),
-            "share_unknown": ratio(unknown, samples), "attribution_required": int(attribution)}
+    unknown, attribution = _rows(
+        con, f"SELECT count(*) FILTER (WHERE {UNKNOWN_SQL}), count(*) FILTER (WHERE {ATTRIBUTION_SQL}) FROM samples"
+    )[0]
+    return {
+        "counts": counts,
+        "distinct": len(counts),
+        "unknown": int(unknown),
+        "share_unknown": ratio(unknown, samples),
+        "attribution_required": int(attribution),
+    }
 
 
 def opt_outs_section(con, samples: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pixelforge import __version__
@@ -18,23 +18,32 @@ from pixelforge.store import fs as fsutil
 AUDIT_JSON = "audit.json"
 VIOLATIONS = "violations.parquet"
 # result keys (the report stage reads them)
-SECTIONS = ("labels", "caption_groups", "associations", "sources", "image_properties", "licenses", "policy",
-            "opt_outs", "predictions")
+SECTIONS = (
+    "labels",
+    "caption_groups",
+    "associations",
+    "sources",
+    "image_properties",
+    "licenses",
+    "policy",
+    "opt_outs",
+    "predictions",
+)
 
 
 @dataclass
 class AuditConfig:
     """What `pixelforge audit` checks and how much it lists."""
 
-    lexicon: str | None = None          # TOML file; None: the shipped default lexicon
-    policy: str = DEFAULT_POLICY        # research | commercial | open | a policy TOML file
-    predictions: str | None = None      # parquet of key, predicted, confidence, target
-    min_count: int = 5                  # captions a term and a subgroup must share to be listed; the
-                                        # predictions a label or subgroup needs to be flagged
-    top_terms: int = 1000               # most frequent caption words considered for associations
-    max_violations: int = 10_000        # violations listed in audit.json (all are in violations.parquet)
-    pixels: bool = True                 # decode images for brightness when curate's q_brightness is absent
-    processes: int = 2                  # worker processes for that decoding
+    lexicon: str | None = None  # TOML file; None: the shipped default lexicon
+    policy: str = DEFAULT_POLICY  # research | commercial | open | a policy TOML file
+    predictions: str | None = None  # parquet of key, predicted, confidence, target
+    min_count: int = 5  # captions a term and a subgroup must share to be listed; the
+    # predictions a label or subgroup needs to be flagged
+    top_terms: int = 1000  # most frequent caption words considered for associations
+    max_violations: int = 10_000  # violations listed in audit.json (all are in violations.parquet)
+    pixels: bool = True  # decode images for brightness when curate's q_brightness is absent
+    processes: int = 2  # worker processes for that decoding
 
     def validate(self) -> None:
         for name in ("min_count", "top_terms"):
@@ -63,11 +72,16 @@ def policy_section(con, policy: Policy, out_fs, out_root: str, max_listed: int) 
                               {policy.violation_reason_sql()} AS reason FROM samples)
         WHERE reason IS NOT NULL""")
     by_reason = dict(con.execute("SELECT reason, count(*) FROM audit_violations GROUP BY 1 ORDER BY 1").fetchall())
-    by_license = {k: int(n) for k, n in con.execute(
-        "SELECT license, count(*) AS n FROM audit_violations GROUP BY 1 ORDER BY n DESC, 1").fetchall()}
+    by_license = {
+        k: int(n)
+        for k, n in con.execute(
+            "SELECT license, count(*) AS n FROM audit_violations GROUP BY 1 ORDER BY n DESC, 1"
+        ).fetchall()
+    }
     count = sum(by_license.values())
-    listed = con.execute(f"SELECT key, license, source, reason FROM audit_violations ORDER BY key "
-                         f"LIMIT {int(max_listed)}").fetchall()
+    listed = con.execute(
+        f"SELECT key, license, source, reason FROM audit_violations ORDER BY key LIMIT {int(max_listed)}"
+    ).fetchall()
     rel = con.sql("SELECT * FROM audit_violations ORDER BY key")
     table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()  # duckdb 2 / 1.x
     import pyarrow.parquet as pq
@@ -111,38 +125,49 @@ def audit(path: str, out: str, config: AuditConfig | None = None) -> AuditResult
         columns = ds.schema.names
         samples = int(con.execute("SELECT count(*) FROM samples").fetchall()[0][0])
         n_captions = captions.captions_to_tables(con, lexicon)
-        decoded, unreadable = None, 0
+        decoded, unreadable, image_warnings = None, 0, {}
         if config.pixels and samples and "q_brightness" not in columns:
             import pyarrow as pa
 
             from pixelforge.audit.pixels import dataset_brightness
 
-            keys, values, unreadable = dataset_brightness(ds, config.processes)
-            con.register("audit_brightness", pa.table({"key": pa.array(keys, pa.string()),
-                                                       "v": pa.array(values, pa.float64())}))
+            keys, values, unreadable, image_warnings = dataset_brightness(ds, config.processes)
+            con.register(
+                "audit_brightness", pa.table({"key": pa.array(keys, pa.string()), "v": pa.array(values, pa.float64())})
+            )
             decoded = "audit_brightness"
         report: dict[str, Any] = {
-            "dataset": {"path": ds.path, "name": ds.name, "samples": samples,
-                        "failures": int(con.execute("SELECT count(*) FROM failures").fetchall()[0][0])},
+            "dataset": {
+                "path": ds.path,
+                "name": ds.name,
+                "samples": samples,
+                "failures": int(con.execute("SELECT count(*) FROM failures").fetchall()[0][0]),
+            },
             "empty": samples == 0,
             "note": "the dataset has no samples: every count below is zero" if samples == 0 else None,
             "labels": sections.labels_section(con, samples),
             "caption_groups": captions.caption_groups_section(con, lexicon, n_captions, samples),
-            "associations": captions.associations_section(con, lexicon, n_captions, config.min_count,
-                                                          config.top_terms),
+            "associations": captions.associations_section(con, lexicon, n_captions, config.min_count, config.top_terms),
             "sources": sections.sources_section(con, samples),
             "image_properties": sections.image_properties_section(con, columns, decoded, unreadable),
             "licenses": sections.licenses_section(con, samples),
             "policy": policy_section(con, policy, out_fs, out_root, config.max_violations),
             "opt_outs": sections.opt_outs_section(con, samples),
             "predictions": predictions.predictions_section(con, config.predictions, True, config.min_count)
-            if config.predictions else None,
+            if config.predictions
+            else None,
         }
     finally:
         con.close()
     seconds = time.perf_counter() - start
-    report["audit"] = {"pixelforge_version": __version__, "created_at": datetime.now(timezone.utc).isoformat(
-        timespec="seconds"), "seconds": round(seconds, 3), "config": config_to_dict(config)}
-    fsutil.atomic_write_bytes(out_fs, fsutil.join(out_root, AUDIT_JSON),
-                              json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
+    report["audit"] = {
+        "pixelforge_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "config": config_to_dict(config),
+        "image_warnings": image_warnings,
+    }
+    fsutil.atomic_write_bytes(
+        out_fs, fsutil.join(out_root, AUDIT_JSON), json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8")
+    )
     return AuditResult(out=out, samples=samples, seconds=seconds, report=report)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pixelforge import media
 from pixelforge.collect.fetch import DEFAULT_USER_AGENT, FetchConfig
 from pixelforge.errors import UsageError
-from pixelforge.run import check_backend
+from pixelforge.run.settings import ExecutorSettings
 
 
 @dataclass
@@ -26,7 +26,6 @@ class CollectConfig:
     max_pixels: int = 100_000_000
     timeout: float = 10.0
     retries: int = 2
-    processes: int = 2
     concurrency: int = 64
     per_host: int = 0
     user_agent: str = DEFAULT_USER_AGENT
@@ -34,16 +33,18 @@ class CollectConfig:
     ignore_opt_outs: bool = False
     allow_private_networks: bool = False
     license: str = "unknown"
-    backend: str = "local"  # executor of the per-shard work: local | ray
-    ray_address: str | None = None  # --backend ray: None (start a local Ray), auto or ray://host:port
-    ray_task_cpus: float = 1.0  # --backend ray: CPUs each shard task reserves
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
 
     def validate(self) -> None:
         media.check_resize_mode(self.resize_mode)
         self.encode = media.check_encoding(self.encode)
-        checks = [("--image-size", self.image_size, 8), ("--samples-per-shard", self.samples_per_shard, 1),
-                  ("--processes", self.processes, 1), ("--concurrency", self.concurrency, 1),
-                  ("--max-bytes", self.max_bytes, 1), ("--max-pixels", self.max_pixels, 1)]
+        checks = [
+            ("--image-size", self.image_size, 8),
+            ("--samples-per-shard", self.samples_per_shard, 1),
+            ("--concurrency", self.concurrency, 1),
+            ("--max-bytes", self.max_bytes, 1),
+            ("--max-pixels", self.max_pixels, 1),
+        ]
         for flag, value, low in checks:
             if value < low:
                 raise UsageError(f"{flag} {value}: must be at least {low}")
@@ -54,10 +55,16 @@ class CollectConfig:
             raise UsageError(f"--quality {self.quality}: choose a value from 1 to 100")
         if self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout}: must be more than 0 seconds")
-        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
+        self.executor.validate()
 
     def fetch_config(self) -> FetchConfig:
-        return FetchConfig(timeout=self.timeout, retries=self.retries, max_bytes=self.max_bytes,
-                           user_agent=self.user_agent, honour_opt_outs=not self.ignore_opt_outs,
-                           allow_private_networks=self.allow_private_networks,
-                           concurrency=self.concurrency, per_host=self.per_host)
+        return FetchConfig(
+            timeout=self.timeout,
+            retries=self.retries,
+            max_bytes=self.max_bytes,
+            user_agent=self.user_agent,
+            honour_opt_outs=not self.ignore_opt_outs,
+            allow_private_networks=self.allow_private_networks,
+            concurrency=self.concurrency,
+            per_host=self.per_host,
+        )

@@ -6,9 +6,10 @@ import asyncio
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -18,8 +19,9 @@ from pixelforge.collect.netguard import GuardedConnector, PrivateNetworkBlocked
 from pixelforge.collect.optout import RobotsPolicy, header_opt_out
 from pixelforge.errors import ItemError
 
-DEFAULT_USER_AGENT = (f"pixelforge/{__version__} (image dataset collector; "
-                      "+https://github.com/pixelforge/pixelforge#for-site-owners)")
+DEFAULT_USER_AGENT = (
+    f"pixelforge/{__version__} (image dataset collector; +https://github.com/pixelforge/pixelforge#for-site-owners)"
+)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # never sleep longer than this on a server's Retry-After
@@ -27,7 +29,7 @@ ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least the first 500 KiB
 ROBOTS_CACHE_SIZE = 50_000  # origins whose robots.txt a worker process remembers across shards
 
 # origin -> policy, kept across shards of one worker process (RFC 9309 allows caching for 24 h)
-_robots_cache: "OrderedDict[str, RobotsPolicy]" = OrderedDict()
+_robots_cache: OrderedDict[str, RobotsPolicy] = OrderedDict()
 _robots_cache_run: list[str] = [""]  # the run the cache belongs to; a new run starts it afresh
 
 
@@ -63,11 +65,19 @@ class Fetched:
 
 def make_session(config: FetchConfig) -> aiohttp.ClientSession:
     """One session per worker: the guarded connector, our user agent, no cookies kept."""
-    connector = GuardedConnector(limit=config.concurrency, limit_per_host=config.per_host,
-                                 allow_private=config.allow_private_networks, ttl_dns_cache=300,
-                                 enable_cleanup_closed=True)
-    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": config.user_agent},
-                                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True)
+    connector = GuardedConnector(
+        limit=config.concurrency,
+        limit_per_host=config.per_host,
+        allow_private=config.allow_private_networks,
+        ttl_dns_cache=300,
+        enable_cleanup_closed=True,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": config.user_agent},
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=True,
+    )
 
 
 class Fetcher:
@@ -88,15 +98,14 @@ class Fetcher:
         attempt = 0
         while True:
             try:
-                status, data, final, headers = await asyncio.wait_for(self._follow(url),
-                                                                      timeout=self.config.timeout)
+                status, data, final, headers = await asyncio.wait_for(self._follow(url), timeout=self.config.timeout)
                 return Fetched(final, status, data, time.monotonic() - start, headers)
             except FetchError as exc:
                 retry_after = getattr(exc, "retry_after", None)
                 if exc.status not in RETRY_STATUSES or attempt >= self.config.retries:
                     raise
                 delay = min(retry_after, self.config.timeout) if retry_after is not None else self._backoff(attempt)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # not retried: a server that hangs costs one timeout, not (retries + 1) of them
                 raise FetchError("timeout", f"no complete answer within {self.config.timeout:g} s") from None
             except PrivateNetworkBlocked as exc:
@@ -112,7 +121,7 @@ class Fetcher:
 
     @staticmethod
     def _backoff(attempt: int) -> float:
-        return min(0.5 * 2 ** attempt, 8.0) * (0.5 + random.random() / 2)
+        return min(0.5 * 2**attempt, 8.0) * (0.5 + random.random() / 2)
 
     async def _follow(self, url: str) -> tuple[int, bytes, str, Any]:
         current = url
@@ -124,8 +133,11 @@ class Fetcher:
                 if resp.status in REDIRECT_STATUSES:
                     location = resp.headers.get("Location")
                     if not location:
-                        raise FetchError("http_4xx" if resp.status < 500 else "http_5xx",
-                                         f"redirect {resp.status} without Location", resp.status)
+                        raise FetchError(
+                            "http_4xx" if resp.status < 500 else "http_5xx",
+                            f"redirect {resp.status} without Location",
+                            resp.status,
+                        )
                     nxt = urljoin(str(resp.url), location)
                     if urlsplit(nxt).scheme not in ("http", "https"):
                         raise FetchError("invalid_url", f"redirect to a non-http URL: {nxt[:200]}")
@@ -189,14 +201,18 @@ class Fetcher:
     async def _load_robots(self, origin: str) -> RobotsPolicy:
         status, body = None, None
         try:
-            async with self.session.get(f"{origin}/robots.txt", allow_redirects=True, max_redirects=5,
-                                        timeout=aiohttp.ClientTimeout(total=self.config.timeout)) as resp:
+            async with self.session.get(
+                f"{origin}/robots.txt",
+                allow_redirects=True,
+                max_redirects=5,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            ) as resp:
                 status = resp.status
                 if 200 <= status < 300:
                     body = await resp.content.read(ROBOTS_MAX_BYTES)
         except PrivateNetworkBlocked as exc:
             raise FetchError("private_network_blocked", str(exc)) from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             status = None
         return RobotsPolicy.from_response(status, body)
 

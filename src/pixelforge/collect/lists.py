@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 
@@ -43,8 +44,9 @@ def list_format(path: str) -> str:
     if ext == "json":
         ext = "jsonl"
     if ext not in LIST_FORMATS:
-        raise UsageError(f"URL list {path}: unknown format {ext or '(no extension)'!r}; "
-                         f"name it .{', .'.join(LIST_FORMATS)}")
+        raise UsageError(
+            f"URL list {path}: unknown format {ext or '(no extension)'!r}; name it .{', .'.join(LIST_FORMATS)}"
+        )
     return ext
 
 
@@ -71,8 +73,7 @@ class ListReader:
             with fsspec.open(self.path, "rb") as f:
                 return pq.read_schema(f).names
         if self.format in ("csv", "tsv"):
-            with fsspec.open(self.path, "rt", encoding="utf-8", errors="replace", newline="",
-                             compression="infer") as f:
+            with fsspec.open(self.path, "rt", encoding="utf-8", errors="replace", newline="", compression="infer") as f:
                 return next(csv.reader(f, delimiter="\t" if self.format == "tsv" else ","), [])
         return None
 
@@ -158,8 +159,12 @@ class ListReader:
             return v or None
 
         meta = {c: doc.get(c) for c in self.keep_cols if c in doc}
-        return InputRow(n, text(self.url_col), caption=text(self.caption_col),
-                        license=text("license"), license_url=text("license_url"),
-                        attribution=text("attribution"), meta=meta)
-
-
+        return InputRow(
+            n,
+            text(self.url_col),
+            caption=text(self.caption_col),
+            license=text("license"),
+            license_url=text("license_url"),
+            attribution=text("attribution"),
+            meta=meta,
+        )

@@ -1,15 +1,85 @@
-"""The image options `collect urls` and `collect crawl` share (Typer types), declared once."""
+"""The download options `collect urls` and `collect crawl` share (Typer types and defaults), declared once,
+and the one function mapping them onto CollectConfig.
+
+The defaults equal CollectConfig's (tests/test_cli.py checks it); they are written here because
+importing collect.config loads numpy and Pillow, which `pixelforge --help` must not wait for.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from pixelforge.configfile import merge
+
+if TYPE_CHECKING:
+    from pixelforge.collect.config import CollectConfig
+
+IMAGE_SIZE = 256
+RESIZE_MODE = "center_crop"
+ENCODE = "jpg"
+QUALITY = 95
+MIN_SIDE = 0
+TIMEOUT = 10.0
+RETRIES = 2
+CONCURRENCY = 64
+PER_HOST = 0
 
 ImageSize = Annotated[int, typer.Option(help="Side of the stored image in pixels.")]
 ResizeMode = Annotated[str, typer.Option(help="center_crop, keep_ratio, pad or none.")]
 Encode = Annotated[str, typer.Option(help="Stored encoding: jpg, png or webp.")]
 Quality = Annotated[int, typer.Option(help="JPEG/WebP quality.")]
 MinSide = Annotated[int, typer.Option(help="Originals with a shorter side under this fail as too_small.")]
-UserAgent = Annotated[Optional[str], typer.Option(help="User-Agent header (default names pixelforge).")]
+Timeout = Annotated[float, typer.Option(help="Seconds allowed per request.")]
+Retries = Annotated[int, typer.Option(help="Retries on 429/5xx/connection errors (backoff; Retry-After honoured).")]
+Processes = Annotated[int, typer.Option(help="Worker processes for the image downloads.")]
+Concurrency = Annotated[int, typer.Option(help="Image downloads in flight per process.")]
+PerHost = Annotated[int, typer.Option(help="At most N image connections per host (0 = no cap).")]
+UserAgent = Annotated[str | None, typer.Option(help="User-Agent header (default names pixelforge).")]
+IgnoreOptOuts = Annotated[
+    bool,
+    typer.Option(
+        help="Do not honour robots.txt, X-Robots-Tag, TDM reservations or "
+        "noai: opted-out images are downloaded too (their opt_out "
+        "column says why; recorded in dataset.json)."
+    ),
+]
 AllowPrivate = Annotated[bool, typer.Option(help="Allow loopback/private addresses (local tests and the demo).")]
+
+# the flags above, and the shared ones of pixelforge.options and run.options, by CollectConfig field name
+DOWNLOAD_FLAGS = (
+    "image_size",
+    "resize_mode",
+    "encode",
+    "quality",
+    "min_side",
+    "max_bytes",
+    "max_pixels",
+    "timeout",
+    "retries",
+    "concurrency",
+    "per_host",
+    "user_agent",
+    "samples_per_shard",
+    "ignore_opt_outs",
+    "allow_private_networks",
+    "license",
+    "processes",
+    "backend",
+    "ray_address",
+    "ray_task_cpus",
+)
+
+
+def collect_config(flags: dict[str, Any], **fields: Any) -> CollectConfig:
+    """The CollectConfig of a command's download flags (``flags``: its parameters by name) and ``fields``.
+
+    The executor flags go into the config's executor settings (configfile.merge routes them).
+    """
+    from pixelforge.collect.config import CollectConfig
+
+    values = {name: flags[name] for name in DOWNLOAD_FLAGS}
+    if not values["user_agent"]:
+        del values["user_agent"]  # CollectConfig's default names pixelforge
+    return merge(CollectConfig, CollectConfig(), {**values, **fields}, "flags")

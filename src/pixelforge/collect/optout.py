@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from protego import Protego
 
@@ -41,8 +41,9 @@ def x_robots_opt_out(values: list[str], token: str = ROBOTS_TOKEN) -> str | None
 def header_opt_out(headers: Mapping[str, str] | object, token: str = ROBOTS_TOKEN) -> str | None:
     """Why response ``headers`` opt the resource out (``x-robots-tag: noai``, ``tdm-reservation: 1``), or None."""
     getall = getattr(headers, "getall", None)
-    values = list(getall("X-Robots-Tag", [])) if getall else (
-        [headers["X-Robots-Tag"]] if "X-Robots-Tag" in headers else [])  # type: ignore[operator,index]
+    values = (
+        list(getall("X-Robots-Tag", [])) if getall else ([headers["X-Robots-Tag"]] if "X-Robots-Tag" in headers else [])
+    )  # type: ignore[operator,index]
     directive = x_robots_opt_out(values, token)
     if directive:
         return f"x-robots-tag: {directive}"
@@ -59,7 +60,7 @@ class RobotsPolicy:
         self.parser, self.allow_all, self.reason = parser, allow_all, reason
 
     @classmethod
-    def from_response(cls, status: int | None, body: bytes | None) -> "RobotsPolicy":
+    def from_response(cls, status: int | None, body: bytes | None) -> RobotsPolicy:
         """Apply RFC 9309 2.3.1: 2xx parse, 4xx allow all, 5xx or unreachable disallow all."""
         if status is not None and 200 <= status < 300 and body is not None:
             return cls(Protego.parse(body.decode("utf-8", errors="replace")), allow_all=False)

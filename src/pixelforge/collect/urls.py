@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from pixelforge.collect.config import CollectConfig
@@ -14,13 +15,19 @@ from pixelforge.collect.lists import InputRow, ListReader
 from pixelforge.collect.worker import ShardTask, collect_shard
 from pixelforge.errors import UsageError
 from pixelforge.progress import track
-from pixelforge.run import check_output_shared, run_tasks
 from pixelforge.store import Lineage, completed_shards, config_to_dict, finalize, index_schema
 from pixelforge.store.dataset import prepare_output, read_plan, remove_partial, write_plan
 from pixelforge.store.shards import shard_name
 
-__all__ = ["CollectConfig", "CollectResult", "collect_urls", "download_rows", "plan_shards", "shard_size_for",
-           "url_problem"]
+__all__ = [
+    "CollectConfig",
+    "CollectResult",
+    "collect_urls",
+    "download_rows",
+    "plan_shards",
+    "shard_size_for",
+    "url_problem",
+]
 
 
 @dataclass
@@ -69,8 +76,9 @@ def shard_size_for(rows: int, samples_per_shard: int, processes: int) -> int:
     return min(samples_per_shard, max(MIN_AUTO_SHARD, balanced))
 
 
-def plan_shards(reader: ListReader, out: str, config: CollectConfig, skip: set[str],
-                run_id: str = "", shard_size: int | None = None) -> Iterator[ShardTask]:
+def plan_shards(
+    reader: ListReader, out: str, config: CollectConfig, skip: set[str], run_id: str = "", shard_size: int | None = None
+) -> Iterator[ShardTask]:
     """Cut the list into shard tasks, marking invalid and repeated URLs, skipping finished shards.
 
     Duplicates are found by a 64-bit hash of the URL over the WHOLE list (also the skipped
@@ -110,56 +118,71 @@ def plan_shards(reader: ListReader, out: str, config: CollectConfig, skip: set[s
             yield task
 
 
-def collect_urls(list_path: str, out: str, config: CollectConfig, *, resume: bool = False,
-                 overwrite: bool = False) -> CollectResult:
+def collect_urls(
+    list_path: str, out: str, config: CollectConfig, *, resume: bool = False, overwrite: bool = False
+) -> CollectResult:
     """Download every URL of ``list_path`` into a new dataset at ``out``.
 
     Each input row ends as exactly one sample or one failure row. With ``resume``, finished
     shards are kept and the rest of the list is fetched again.
     """
     config.validate()
-    reader = ListReader(list_path, url_col=config.url_col, caption_col=config.caption_col,
-                        keep_cols=tuple(config.keep_cols))
+    reader = ListReader(
+        list_path, url_col=config.url_col, caption_col=config.caption_col, keep_cols=tuple(config.keep_cols)
+    )
     reader.validate()
-    return download_rows(reader, out, config, plan_source=list_path, command="collect urls",
-                         resume=resume, overwrite=overwrite)
+    return download_rows(
+        reader, out, config, plan_source=list_path, command="collect urls", resume=resume, overwrite=overwrite
+    )
 
 
-def download_rows(reader: Any, out: str, config: CollectConfig, *, plan_source: str, command: str,
-                  resume: bool = False, overwrite: bool = False, output_ready: bool = False,
-                  lineage_extra: dict[str, Any] | None = None,
-                  stats_extra: dict[str, Any] | None = None) -> CollectResult:
+def download_rows(
+    reader: Any,
+    out: str,
+    config: CollectConfig,
+    *,
+    plan_source: str,
+    command: str,
+    resume: bool = False,
+    overwrite: bool = False,
+    output_ready: bool = False,
+    lineage_extra: dict[str, Any] | None = None,
+    stats_extra: dict[str, Any] | None = None,
+) -> CollectResult:
     """The download path shared by `collect urls` and `collect crawl`.
 
     ``reader`` is any iterable of InputRow with ``estimate_rows()``; rows carrying a ``failure``
     become failure rows without a request. ``output_ready`` says the caller already ran
     ``prepare_output`` (the crawler checks --out before it crawls).
     """
-    check_output_shared(out, config.backend, config.processes)
+    config.executor.check_output(out)
     if not output_ready:
         prepare_output(out, overwrite=overwrite, resume=resume)
     plan = read_plan(out) if resume else None
     if plan is None:
         rows = reader.estimate_rows()
-        plan = {"list": plan_source, "rows": rows,
-                "shard_size": shard_size_for(rows, config.samples_per_shard, config.processes)}
+        plan = {
+            "list": plan_source,
+            "rows": rows,
+            "shard_size": shard_size_for(rows, config.samples_per_shard, config.executor.processes),
+        }
         if completed_shards(out):
-            raise UsageError(f"--out {out} has shards but no plan of the run that made them: "
-                             "pass --overwrite to start again")
+            raise UsageError(
+                f"--out {out} has shards but no plan of the run that made them: pass --overwrite to start again"
+            )
         write_plan(out, plan)
     elif plan["list"] != plan_source:
-        raise UsageError(f"--resume: {out} was started from {plan['list']}, not {plan_source}; "
-                         "pass the same list or use --overwrite")
+        raise UsageError(
+            f"--resume: {out} was started from {plan['list']}, not {plan_source}; pass the same list or use --overwrite"
+        )
     if resume:
         remove_partial(out)
     done = set(completed_shards(out))
     start = time.monotonic()
     totals = {"rows": 0, "samples": 0, "bytes": 0}
     with track(command) as bar:
-        for stats in run_tasks(collect_shard, plan_shards(reader, out, config, done, uuid.uuid4().hex,
-                                                       plan["shard_size"]), backend=config.backend,
-                               processes=config.processes, ray_address=config.ray_address,
-                               ray_task_cpus=config.ray_task_cpus):
+        tasks = plan_shards(reader, out, config, done, uuid.uuid4().hex, plan["shard_size"])
+        for stats in config.executor.run(collect_shard, tasks):
             totals["rows"] += stats.rows
             totals["samples"] += stats.samples
             totals["bytes"] += stats.bytes_downloaded
@@ -168,16 +191,32 @@ def download_rows(reader: Any, out: str, config: CollectConfig, *, plan_source: 
     lineage_config = config_to_dict(config)
     lineage_config["list"] = plan_source
     lineage_config.update(lineage_extra or {})
-    ds = finalize(out, name=out.rstrip("/").rsplit("/", 1)[-1], schema=index_schema(),
-                  lineage=Lineage(command=command, config=lineage_config, inputs=[]),
-                  stats={"seconds": round(seconds, 3),
-                         "images_per_second": round(totals["samples"] / seconds, 2) if seconds else 0.0,
-                         "bytes_downloaded": totals["bytes"], "rows_this_run": totals["rows"],
-                         "shards_resumed": len(done), "samples_per_shard": plan["shard_size"],
-                         "opt_outs_honoured": not config.ignore_opt_outs, **(stats_extra or {})})
+    ds = finalize(
+        out,
+        name=out.rstrip("/").rsplit("/", 1)[-1],
+        schema=index_schema(),
+        lineage=Lineage(command=command, config=lineage_config, inputs=[]),
+        stats={
+            "seconds": round(seconds, 3),
+            "images_per_second": round(totals["samples"] / seconds, 2) if seconds else 0.0,
+            "bytes_downloaded": totals["bytes"],
+            "rows_this_run": totals["rows"],
+            "shards_resumed": len(done),
+            "samples_per_shard": plan["shard_size"],
+            "opt_outs_honoured": not config.ignore_opt_outs,
+            **(stats_extra or {}),
+        },
+    )
     stats = ds.stats()
     n_fail = ds.info["num_failures"]
-    return CollectResult(out=out, input_rows=ds.num_samples + n_fail, samples=ds.num_samples, failures=n_fail,
-                         failure_reasons=stats["failure_reasons"], seconds=round(seconds, 3),
-                         images_per_second=stats["images_per_second"], bytes_downloaded=totals["bytes"],
-                         shards_resumed=len(done))
+    return CollectResult(
+        out=out,
+        input_rows=ds.num_samples + n_fail,
+        samples=ds.num_samples,
+        failures=n_fail,
+        failure_reasons=stats["failure_reasons"],
+        seconds=round(seconds, 3),
+        images_per_second=stats["images_per_second"],
+        bytes_downloaded=totals["bytes"],
+        shards_resumed=len(done),
+    )

@@ -30,15 +30,52 @@ _FILENAME = [
     re.compile(r"^\s*[\d_\-]{6,}\s*$"),  # bare numbers / dates as names
 ]
 _BOILERPLATE_WORDS = {
-    "image", "images", "photo", "photos", "picture", "pic", "img", "untitled", "thumbnail", "thumb",
-    "placeholder", "logo", "banner", "icon", "default", "alt", "null", "none", "na", "n a", "undefined",
-    "click here", "click to enlarge", "read more", "download", "no description", "image not found",
-    "no image", "stock photo", "untitled image", "image description", "photo description", "spacer",
-    "loading", "advertisement", "featured image", "image of", "photo of", "picture of", "view image",
+    "image",
+    "images",
+    "photo",
+    "photos",
+    "picture",
+    "pic",
+    "img",
+    "untitled",
+    "thumbnail",
+    "thumb",
+    "placeholder",
+    "logo",
+    "banner",
+    "icon",
+    "default",
+    "alt",
+    "null",
+    "none",
+    "na",
+    "n a",
+    "undefined",
+    "click here",
+    "click to enlarge",
+    "read more",
+    "download",
+    "no description",
+    "image not found",
+    "no image",
+    "stock photo",
+    "untitled image",
+    "image description",
+    "photo description",
+    "spacer",
+    "loading",
+    "advertisement",
+    "featured image",
+    "image of",
+    "photo of",
+    "picture of",
+    "view image",
 }
 _BOILERPLATE_NUMBERED = re.compile(r"^(?:image|photo|picture|img|untitled|figure|fig|slide)\s*\d*$")
-_URL = re.compile(r"(?i)(?:\b(?:https?|ftp)://\S+|\bwww\.\S+|\b[\w\-]+(?:\.[\w\-]+)*\.(?:com|org|net|io|co|uk|de|"
-                  r"fr|info|biz|ru|cn|jp|gov|edu)(?:/\S*)?\b)")
+_URL = re.compile(
+    r"(?i)(?:\b(?:https?|ftp)://\S+|\bwww\.\S+|\b[\w\-]+(?:\.[\w\-]+)*\.(?:com|org|net|io|co|uk|de|"
+    r"fr|info|biz|ru|cn|jp|gov|edu)(?:/\S*)?\b)"
+)
 
 
 @dataclass(frozen=True)

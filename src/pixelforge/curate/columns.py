@@ -35,7 +35,17 @@ COLOUR = "__colour_signature"  # an input may have a column "colour" (the shapes
 HUE_BINS = 12  # saturation mass per 30-degree hue sector
 COLOUR_TYPE = pa.list_(pa.float32(), HUE_BINS)
 
-SCORE_NAMES = ("q_min_side", "q_aspect", "q_blur", "q_brightness", "q_contrast", "q_entropy", "q_grayscale",
-               "q_jpeg_quality", "q_watermark", "dhash")
+SCORE_NAMES = (
+    "q_min_side",
+    "q_aspect",
+    "q_blur",
+    "q_brightness",
+    "q_contrast",
+    "q_entropy",
+    "q_grayscale",
+    "q_jpeg_quality",
+    "q_watermark",
+    "dhash",
+)
 SCORE_FIELDS: tuple[pa.Field, ...] = tuple(field(n) for n in SCORE_NAMES)  # computed per image in workers
 CURATE_FIELDS: tuple[pa.Field, ...] = tuple(field(n) for n in COLUMNS)

@@ -53,7 +53,7 @@ def plan_chunks(n: int, radius: int) -> int:
         b = 64 // m
         flips = radius // m
         masks = sum(math.comb(b + (1 if m - 1 < 64 % m else 0), k) for k in range(flips + 1))
-        cost = m * masks * (1.0 + n / 2.0 ** b)
+        cost = m * masks * (1.0 + n / 2.0**b)
         if b > _DIRECT_BITS:
             cost *= 4  # sorted-array lookups (searchsorted) instead of direct addressing
         if cost < best_cost:
@@ -218,9 +218,15 @@ class Duplicates:
     colour_vetoed: int = 0  # near pairs the hashes accepted and the colour check refused
 
 
-def hashes_to_groups(sha256: list[str | None], phash: np.ndarray, dhash: np.ndarray | None,
-                     radius: int, combined: int | None, colour: np.ndarray | None = None,
-                     max_colour: float | None = None) -> Duplicates:
+def hashes_to_groups(
+    sha256: list[str | None],
+    phash: np.ndarray,
+    dhash: np.ndarray | None,
+    radius: int,
+    combined: int | None,
+    colour: np.ndarray | None = None,
+    max_colour: float | None = None,
+) -> Duplicates:
     """Group items that are byte-identical or near duplicates, by two votes.
 
     Nomination: phash within ``radius`` bits, OR dhash within ``radius`` bits (each from its

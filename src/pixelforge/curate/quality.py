@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 
-import imagehash
 import numpy as np
 from PIL import Image
 
@@ -16,18 +15,144 @@ GREY_CHROMA = 3.0  # mean |channel - grey| (0..255) under which an image counts 
 
 # IJG (libjpeg) standard luminance quantisation table, natural (row-major) order: the base that
 # cjpeg/Pillow scale by quality; an estimate inverts that scaling.
-_STD_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-], dtype=np.float64)
+_STD_LUMA = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=np.float64,
+)
 # zig-zag position k -> natural index: DQT segments store tables in zig-zag order
-_ZIGZAG = np.array([
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6,
-    7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31,
-    39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
-])
+_ZIGZAG = np.array(
+    [
+        0,
+        1,
+        8,
+        16,
+        9,
+        2,
+        3,
+        10,
+        17,
+        24,
+        32,
+        25,
+        18,
+        11,
+        4,
+        5,
+        12,
+        19,
+        26,
+        33,
+        40,
+        48,
+        41,
+        34,
+        27,
+        20,
+        13,
+        6,
+        7,
+        14,
+        21,
+        28,
+        35,
+        42,
+        49,
+        56,
+        57,
+        50,
+        43,
+        36,
+        29,
+        22,
+        15,
+        23,
+        30,
+        37,
+        44,
+        51,
+        58,
+        59,
+        52,
+        45,
+        38,
+        31,
+        39,
+        46,
+        53,
+        60,
+        61,
+        54,
+        47,
+        55,
+        62,
+        63,
+    ]
+)
 
 
 def _ijg_table(quality: int) -> np.ndarray:
@@ -56,13 +181,13 @@ def luma_quant_table(data: bytes) -> np.ndarray | None:
             continue
         if marker in (0xD9, 0xDA):  # end of image / start of scan: the header is over
             return None
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
         if marker == 0xDB:
-            seg, i = data[pos + 4:pos + 2 + length], 0
+            seg, i = data[pos + 4 : pos + 2 + length], 0
             while i < len(seg):
                 precision, table_id = seg[i] >> 4, seg[i] & 0x0F
                 size = 128 if precision else 64
-                raw = seg[i + 1:i + 1 + size]
+                raw = seg[i + 1 : i + 1 + size]
                 if len(raw) < size:
                     return None
                 values = np.frombuffer(raw, dtype=">u2" if precision else np.uint8).astype(np.float64)
@@ -149,8 +274,9 @@ def colour_signatures(rgb: np.ndarray) -> np.ndarray:
     lo = np.floor(pos).astype(np.int64) % HUE_BINS
     frac = pos - np.floor(pos)
     row = np.arange(b)[:, None] * HUE_BINS  # one bincount for the whole batch: bin = image * 12 + sector
-    hist = (np.bincount((row + lo).ravel(), (sat * (1 - frac)).ravel(), b * HUE_BINS)
-            + np.bincount((row + (lo + 1) % HUE_BINS).ravel(), (sat * frac).ravel(), b * HUE_BINS))
+    hist = np.bincount((row + lo).ravel(), (sat * (1 - frac)).ravel(), b * HUE_BINS) + np.bincount(
+        (row + (lo + 1) % HUE_BINS).ravel(), (sat * frac).ravel(), b * HUE_BINS
+    )
     return (hist.reshape(b, HUE_BINS) / px.shape[1]).astype(np.float32)
 
 
@@ -191,8 +317,11 @@ def letterbox(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(media.resize(img, size, "pad"), dtype=np.uint8)
 
 
-def image_signals(img: Image.Image, data: bytes, size: tuple[int, int] | None = None,
-                  ) -> tuple[dict[str, float | int | bool | None], int, Image.Image, np.ndarray]:
+def image_signals(
+    img: Image.Image,
+    data: bytes,
+    size: tuple[int, int] | None = None,
+) -> tuple[dict[str, float | int | bool | None], int, Image.Image, np.ndarray]:
     """The q_* scores, the dhash, a 128 px thumbnail (aspect kept) and the colour_input of one image.
 
     Whole-image statistics are measured on the thumbnail and blur on a 256 px grey crop, so the
@@ -203,8 +332,9 @@ def image_signals(img: Image.Image, data: bytes, size: tuple[int, int] | None = 
     return quality_scores(rgb, data, size, thumb), dhash64(thumb), thumb, colour_input(thumb)
 
 
-def quality_scores(img: Image.Image, data: bytes, size: tuple[int, int] | None = None,
-                   thumb: Image.Image | None = None) -> dict[str, float | int | bool | None]:
+def quality_scores(
+    img: Image.Image, data: bytes, size: tuple[int, int] | None = None, thumb: Image.Image | None = None
+) -> dict[str, float | int | bool | None]:
     """The q_* columns of one decoded image (``data``: its stored bytes, for the JPEG tables).
 
     ``size`` is the image's true (width, height) when ``img`` was decoded at reduced scale
@@ -218,6 +348,7 @@ def quality_scores(img: Image.Image, data: bytes, size: tuple[int, int] | None =
     the colour channels agree within GREY_CHROMA on average. q_jpeg_quality: see jpeg_quality.
     """
     import cv2  # only here: a duplicates-only run never pays its import
+
     w, h = size or img.size
     small = thumb if thumb is not None else img
     rgb = np.asarray(small if small.mode == "RGB" else small.convert("RGB"), dtype=np.float32)  # (h, w, 3)

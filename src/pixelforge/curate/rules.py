@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,14 +27,20 @@ class RuleOutcome:
     examples: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "setting": self.setting, "matched": self.matched, "removed": self.removed,
-                "examples": self.examples}
+        return {
+            "rule": self.rule,
+            "setting": self.setting,
+            "matched": self.matched,
+            "removed": self.removed,
+            "examples": self.examples,
+        }
 
 
 def _where_error(expr: str, exc: Exception, columns: list[str]) -> UsageError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return UsageError(f"--where {expr!r} is not a valid DuckDB boolean expression ({first}); "
-                      f"columns: {', '.join(columns)}")
+    return UsageError(
+        f"--where {expr!r} is not a valid DuckDB boolean expression ({first}); columns: {', '.join(columns)}"
+    )
 
 
 def check_where(expr: str, schema: pa.Schema) -> None:
@@ -50,8 +57,10 @@ def check_where(expr: str, schema: pa.Schema) -> None:
         rel = con.sql(f"SELECT ({expr}) AS keep FROM samples")
         kind = str(rel.types[0]).upper()
         if kind not in ("BOOLEAN", '"NULL"', "NULL"):
-            raise UsageError(f"--where {expr!r} gives {kind}, not a boolean: write a condition such as "
-                             f"\"q_min_side >= 64\"; columns: {', '.join(schema.names)}")
+            raise UsageError(
+                f"--where {expr!r} gives {kind}, not a boolean: write a condition such as "
+                f'"q_min_side >= 64"; columns: {", ".join(schema.names)}'
+            )
     except duckdb.Error as exc:
         raise _where_error(expr, exc, schema.names) from None
     finally:
@@ -97,7 +106,7 @@ def _max_watermark(table: pa.Table, value: float) -> np.ndarray:
 
 
 def _bad_captions(table: pa.Table, _: Any) -> np.ndarray:
-    return (pc.list_value_length(table.column("c_flags")).to_numpy(zero_copy_only=False) > 0)
+    return pc.list_value_length(table.column("c_flags")).to_numpy(zero_copy_only=False) > 0
 
 
 def _duplicates(table: pa.Table, _: Any) -> np.ndarray:
@@ -122,9 +131,11 @@ def active(setting: Any) -> bool:
     return setting is not None and setting is not False
 
 
-def apply_rules(table: pa.Table, config: Any,
-                rekeep: Callable[[np.ndarray], np.ndarray] | None = None,
-                ) -> tuple[pa.Table, np.ndarray, list[RuleOutcome]]:
+def apply_rules(
+    table: pa.Table,
+    config: Any,
+    rekeep: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[pa.Table, np.ndarray, list[RuleOutcome]]:
     """Apply every active rule of ``config`` in RULES order; return the table, keep mask and outcomes.
 
     ``rekeep(alive)`` recomputes dup_keep among the rows still alive, before the duplicates rule
@@ -144,8 +155,15 @@ def apply_rules(table: pa.Table, config: Any,
         removed = drop & alive
         # dup_keep is only defined among the rows still alive: on its own the rule matches what it removes
         matched = removed if rule == "duplicates" else drop
-        outcomes.append(RuleOutcome(rule, setting, int(matched.sum()), int(removed.sum()),
-                                    [str(k) for k in keys[removed][:EXAMPLES_PER_RULE]]))
+        outcomes.append(
+            RuleOutcome(
+                rule,
+                setting,
+                int(matched.sum()),
+                int(removed.sum()),
+                [str(k) for k in keys[removed][:EXAMPLES_PER_RULE]],
+            )
+        )
         alive &= ~drop
     if rekeep is not None:
         table = _set_keep(table, rekeep(alive))

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 
 from pixelforge.curate.dedup import MAX_RADIUS, hashes_to_groups
-from pixelforge.curate.shards import begin_run, copy_shards, name_of, open_input, output_schema
+from pixelforge.curate.shards import copy_shards
 from pixelforge.errors import UsageError
-from pixelforge.run import check_backend, check_output_shared
-from pixelforge.store import Lineage, config_to_dict, finalize
+from pixelforge.run.settings import ExecutorSettings
+from pixelforge.store import Lineage, begin_run, config_to_dict, default_name, finalize, open_input, output_schema
 
 AUTO_GROUP = "auto"  # dup_group when the input was curated, else phash/sha256 groups computed here
 NO_GROUP = "none"
@@ -34,10 +34,7 @@ class SplitConfig:
     group: str = AUTO_GROUP  # column whose equal values stay in one split; auto / none
     hamming: int = 8  # phash radius of the groups computed when group is auto and not curated
     seed: int = 0
-    processes: int = 2
-    backend: str = "local"  # executor of the per-shard work: local | ray
-    ray_address: str | None = None  # --backend ray: None (start a local Ray), auto or ray://host:port
-    ray_task_cpus: float = 1.0  # --backend ray: CPUs each shard task reserves
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
 
     def validate(self, columns: list[str]) -> None:
         """Raise UsageError for a bad fraction or a column the dataset lacks, before any work."""
@@ -53,9 +50,7 @@ class SplitConfig:
             raise UsageError("--stratify and --group name the same column: stratify by a label, group by an id")
         if not 0 <= self.hamming <= MAX_RADIUS:
             raise UsageError(f"--hamming {self.hamming}: choose 0..{MAX_RADIUS} bits")
-        if self.processes < 1:
-            raise UsageError(f"--processes {self.processes}: choose at least 1")
-        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
+        self.executor.validate()
 
 
 @dataclass
@@ -83,8 +78,9 @@ def group_ids(table: pa.Table, config: SplitConfig) -> tuple[np.ndarray, str]:
         missing = pc.is_null(table.column("phash")).to_numpy(zero_copy_only=False)
         hashes = pc.fill_null(table.column("phash"), 0).to_numpy(zero_copy_only=False).astype(np.uint64)
         rows = np.flatnonzero(~missing)
-        dups = hashes_to_groups([table.column("sha256")[i].as_py() for i in rows], hashes[rows], None,
-                                config.hamming, None)
+        dups = hashes_to_groups(
+            [table.column("sha256")[i].as_py() for i in rows], hashes[rows], None, config.hamming, None
+        )
         ids = np.arange(n) + n  # rows without a phash stay alone
         ids[rows] = dups.groups
         return ids, f"phash within {config.hamming} bits or equal sha256 (computed: input not curated)"
@@ -136,18 +132,24 @@ def fraction_warnings(counts: dict[str, int], fractions: dict[str, float]) -> tu
     """
     n = sum(counts.values())
     achieved = {s: round(counts[s] / n, 4) if n else 0.0 for s in SPLIT_ORDER}
-    missed = [s for s in SPLIT_ORDER
-              if abs(achieved[s] - fractions[s]) > max(FRACTION_TOLERANCE * fractions[s], 1 / max(n, 1))]
+    missed = [
+        s
+        for s in SPLIT_ORDER
+        if abs(achieved[s] - fractions[s]) > max(FRACTION_TOLERANCE * fractions[s], 1 / max(n, 1))
+    ]
     if not missed:
         return achieved, []
     asked = ", ".join(f"{s} {fractions[s]:.3f}" for s in SPLIT_ORDER)
     got = ", ".join(f"{s} {achieved[s]:.3f}" for s in SPLIT_ORDER)
-    return achieved, [f"split fractions missed ({', '.join(missed)}): asked {asked}, achieved {got}; groups are "
-                      "too large to cut finer (see --group, or --group none to split rows alone)"]
+    return achieved, [
+        f"split fractions missed ({', '.join(missed)}): asked {asked}, achieved {got}; groups are "
+        "too large to cut finer (see --group, or --group none to split rows alone)"
+    ]
 
 
-def split_dataset(inp: str, out: str, config: SplitConfig, *, overwrite: bool = False,
-                  resume: bool = False) -> SplitResult:
+def split_dataset(
+    inp: str, out: str, config: SplitConfig, *, overwrite: bool = False, resume: bool = False
+) -> SplitResult:
     """Write dataset ``inp`` to ``out`` with every row's ``split`` set to train, val or test.
 
     Rows of one group (by default: duplicate groups) always share a split, so near duplicates
@@ -161,7 +163,7 @@ def split_dataset(inp: str, out: str, config: SplitConfig, *, overwrite: bool = 
 
     columns = Dataset.open(inp).schema.names
     config.validate(columns)
-    check_output_shared(out, config.backend, config.processes)  # memory:// is private to one process
+    config.executor.check_output(out)  # memory:// is private to one process
     ds, _, _ = open_input(inp, out, overwrite, resume)
     done = begin_run(out, "split", inp, config, resume)
     table = ds.index()
@@ -183,12 +185,25 @@ def split_dataset(inp: str, out: str, config: SplitConfig, *, overwrite: bool = 
     lineage_config = config_to_dict(config)
     lineage_config["grouped_by"] = grouped_by
     lineage_config["achieved_fractions"] = achieved
-    result = finalize(out, name=name_of(out), schema=schema, lineage=Lineage("split", lineage_config, [inp]),
-                      stats={"seconds": round(seconds, 3), "splits": counts, "fractions": achieved,
-                             "warnings": warnings})
-    return SplitResult(out=out, samples=result.num_samples, counts=counts, groups=int(len(np.unique(groups))),
-                       grouped_by=grouped_by, straddling_groups=straddling, seconds=round(seconds, 3),
-                       by_stratum=by_stratum, fractions=achieved, warnings=warnings)
+    result = finalize(
+        out,
+        name=default_name(out),
+        schema=schema,
+        lineage=Lineage("split", lineage_config, [inp]),
+        stats={"seconds": round(seconds, 3), "splits": counts, "fractions": achieved, "warnings": warnings},
+    )
+    return SplitResult(
+        out=out,
+        samples=result.num_samples,
+        counts=counts,
+        groups=int(len(np.unique(groups))),
+        grouped_by=grouped_by,
+        straddling_groups=straddling,
+        seconds=round(seconds, 3),
+        by_stratum=by_stratum,
+        fractions=achieved,
+        warnings=warnings,
+    )
 
 
 def _group_splits(groups: np.ndarray, splits: np.ndarray) -> dict[int, set[str]]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,19 +12,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pixelforge import media
 from pixelforge.curate import columns
 from pixelforge.curate.captions import CAPTION_FLAGS, CaptionRules, caption_flags, count_words
 from pixelforge.curate.columns import COLOUR, COLOUR_TYPE, CURATE_FIELDS, SCORE_FIELDS
 from pixelforge.curate.dedup import MAX_RADIUS, Duplicates, hashes_to_groups
-from pixelforge.curate.rules import EXAMPLES_PER_RULE, apply_rules, check_where
-from pixelforge.curate.shards import begin_run, copy_shards, name_of, open_input, output_schema
+from pixelforge.curate.rules import EXAMPLES_PER_RULE, RuleOutcome, apply_rules, check_where
+from pixelforge.curate.shards import copy_shards
 from pixelforge.errors import UsageError
 from pixelforge.progress import track
-from pixelforge.run import check_backend, check_output_shared, run_tasks
 from pixelforge.run.local import PRELOAD
-from pixelforge.store import Dataset, Lineage, config_to_dict, finalize, index_schema, prepare_output
+from pixelforge.run.settings import ExecutorSettings
+from pixelforge.store import (
+    Dataset,
+    Lineage,
+    begin_run,
+    config_to_dict,
+    default_name,
+    finalize,
+    open_input,
+    output_schema,
+    work_path,
+)
 from pixelforge.store import fs as fsutil
-from pixelforge.store.shards import WORK_DIR
 
 CURATION_JSON = "curation.json"
 # Chosen from benchmarks/dedup_vs_imagededup.py (the README's Curate section): 8 bits is the largest radius
@@ -39,6 +47,7 @@ DEFAULT_COMBINED = 24
 DEFAULT_COLOUR = 0.5
 ONLY = ("duplicates",)  # what --only may restrict the scoring to
 NEEDS_SCORES = (("min_side", "--min-side"), ("max_blur", "--max-blur"), ("max_watermark", "--max-watermark"))
+
 
 @dataclass
 class CurateConfig:
@@ -59,10 +68,7 @@ class CurateConfig:
     colour: float | None = DEFAULT_COLOUR  # colour distance over which a near pair is refused (None: no check)
     min_words: int = 3
     max_words: int = 60
-    processes: int = 2
-    backend: str = "local"  # executor of the per-shard work: local | ray
-    ray_address: str | None = None  # --backend ray: None (start a local Ray), auto or ray://host:port
-    ray_task_cpus: float = 1.0  # --backend ray: CPUs each shard task reserves
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
 
     def validate(self) -> None:
         """Raise UsageError naming the bad flag and its allowed values, before any work."""
@@ -88,11 +94,9 @@ class CurateConfig:
             raise UsageError(f"--colour {self.colour}: choose a colour distance from 0 to 2 (2: no colour check)")
         if not 0 <= self.min_words <= self.max_words:
             raise UsageError(f"--min-words {self.min_words} / --max-words {self.max_words}: need 0 <= min <= max")
-        if self.processes < 1:
-            raise UsageError(f"--processes {self.processes}: choose at least 1")
-        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
+        self.executor.validate()
         if self.where is not None and not self.where.strip():
-            raise UsageError("--where is empty: give a DuckDB condition such as \"q_min_side >= 64\"")
+            raise UsageError('--where is empty: give a DuckDB condition such as "q_min_side >= 64"')
 
 
 @dataclass
@@ -125,6 +129,7 @@ def keep_best(groups: np.ndarray, alive: np.ndarray, rank: np.ndarray) -> np.nda
 
 def quality_rank(table: pa.Table) -> np.ndarray:
     """Rank of every row as a group representative: largest original, then best quality, then key."""
+
     def col(name: str, fill: float) -> np.ndarray:
         return pc.fill_null(table.column(name), fill).to_numpy(zero_copy_only=False).astype(np.float64)
 
@@ -161,95 +166,153 @@ def leakage(table: pa.Table, groups: np.ndarray) -> dict[str, Any]:
     return {"cross_split_pairs": int(pairs), "groups": leaky, "examples": examples}
 
 
-def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False,
-           resume: bool = False) -> CurateResult:
+def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False, resume: bool = False) -> CurateResult:
     """Score, deduplicate, check and filter dataset ``inp`` into a new dataset ``out``.
 
     Every output row keeps all input columns and gains CURATE_FIELDS. Samples whose image cannot
     be decoded become failure rows (reason from FAILURE_REASONS). ``out``/curation.json records
     how many rows each rule removed with example keys; dataset.json's lineage holds ``config``.
     With ``resume``, a stopped run into ``out`` continues: scores of finished scoring tasks and
-    finished output shards are kept, and the result equals an uninterrupted run.
+    finished output shards are kept, and the result equals an uninterrupted run. A plain folder of
+    images as ``inp`` is imported and curated in one pass (curate.folder).
     """
-    from pixelforge.curate.folder import is_image_folder
+    from pixelforge.curate.folder import curate_folder, is_image_folder
 
     config.validate()
-    check_output_shared(out, config.backend, config.processes)  # memory:// is private to one process
-    folder = is_image_folder(inp)
+    config.executor.check_output(out)  # memory:// is private to one process
+    if is_image_folder(inp):
+        return curate_folder(inp, out, config, overwrite=overwrite, resume=resume)
     in_fs, in_root = fsutil.resolve(inp)
-    if not folder and fsutil.is_local(in_fs) and not in_fs.exists(in_root):
+    if fsutil.is_local(in_fs) and not in_fs.exists(in_root):
         raise UsageError(f"IN {inp}: no such dataset or folder; pass a pixelforge dataset or a folder of images")
-    schema = index_schema(list(CURATE_FIELDS)) if folder else output_schema(Dataset.open(inp), CURATE_FIELDS)
+    schema = output_schema(Dataset.open(inp), CURATE_FIELDS)
     if config.where:  # before any output exists: a bad condition leaves nothing behind
         check_where(config.where, schema)
-    if folder:
-        paths = folder_images(inp)
-        ds, fs, root = None, *open_folder_input(inp, out, overwrite, resume)
-    else:
-        ds, fs, root = open_input(inp, out, overwrite, resume)
+    ds, _, _ = open_input(inp, out, overwrite, resume)
     done = begin_run(out, "curate", inp, config, resume)
     start = time.monotonic()
-    # what grouping, the rules and pyarrow's first conversions import, imported while this process
-    # waits for the scoring workers
-    import_in_background("scipy.sparse.csgraph", *PRELOAD, *(("duckdb",) if config.where else ()))
-    if folder:
-        table, failures, reencoded, input_samples = _score_folder(inp, paths, config, out)
-    else:
-        (table, failures), input_samples = _score(ds, config, out), ds.num_samples
+    import_while_scoring(config)
+    table, failures, image_warnings = _score(ds, config, out)
+    chosen = group_and_filter(table, config)
+    kept = chosen.kept().cast(schema)
+    copy_shards(ds, out, kept, failures, schema, config, label="curate write", done=done)
+    return finish(inp, out, config, schema, chosen, kept.num_rows, failures, ds.num_samples, image_warnings, start)
+
+
+def import_while_scoring(config: CurateConfig) -> None:
+    """Import what grouping, the rules and pyarrow's first conversions need in a daemon thread, while
+    this process waits for the scoring workers (Python's import lock makes a later import wait for it)."""
+    import importlib
+    import threading
+
+    modules = ("scipy.sparse.csgraph", *PRELOAD, *(("duckdb",) if config.where else ()))
+    threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True).start()
+
+
+@dataclass
+class Chosen:
+    """The scored rows with their caption and duplicate columns, and what the rules kept of them."""
+
+    table: pa.Table
+    alive: np.ndarray  # bool per row of ``table``: kept by every rule
+    dups: Duplicates
+    outcomes: list[RuleOutcome]
+    leakage: dict[str, Any] | None  # --check-leakage's report, else None
+
+    def kept(self) -> pa.Table:
+        return self.table.filter(pa.array(self.alive))
+
+
+def group_and_filter(table: pa.Table, config: CurateConfig) -> Chosen:
+    """Check captions, group duplicates and apply the rules to the scored rows (both routes' middle)."""
     colour = table.column(COLOUR).combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
     table = table.drop_columns([COLOUR])
     table = _add_captions(table, CaptionRules(config.min_words, config.max_words))
-    dups = hashes_to_groups(table.column("sha256").to_pylist(),
-                            table.column("phash").to_numpy(zero_copy_only=False).astype(np.uint64),
-                            table.column("dhash").to_numpy(zero_copy_only=False).astype(np.uint64),
-                            config.hamming, config.combined, colour, config.colour)
+    dups = hashes_to_groups(
+        table.column("sha256").to_pylist(),
+        table.column("phash").to_numpy(zero_copy_only=False).astype(np.uint64),
+        table.column("dhash").to_numpy(zero_copy_only=False).astype(np.uint64),
+        config.hamming,
+        config.combined,
+        colour,
+        config.colour,
+    )
     rank = quality_rank(table)
     table = _add_dup_columns(table, dups, rank)
     report_leak = leakage(table, dups.groups) if config.check_leakage else None
     table, alive, outcomes = apply_rules(table, config, rekeep=lambda a: keep_best(dups.groups, a, rank))
-    if folder:
-        kept = table.filter(pa.array(alive))
-        write_folder(out, kept, np.flatnonzero(alive), failures, reencoded, schema, config, done)
-    else:
-        kept = table.filter(pa.array(alive)).cast(schema)
-        copy_shards(ds, out, kept, failures, schema, config, label="curate write", done=done)
+    return Chosen(table, alive, dups, outcomes, report_leak)
 
+
+def finish(
+    inp: str,
+    out: str,
+    config: CurateConfig,
+    schema: pa.Schema,
+    chosen: Chosen,
+    output_samples: int,
+    failures: list[dict[str, Any]],
+    input_samples: int,
+    image_warnings: dict[str, int],
+    start: float,
+) -> CurateResult:
+    """Write curation.json and finalize ``out`` once its shards are written; the run's result.
+
+    ``image_warnings``: Pillow's warnings while scoring, by kind (media.take_warnings), for stats.json.
+    """
+    dups, outcomes, report_leak = chosen.dups, chosen.outcomes, chosen.leakage
     sizes = np.bincount(dups.groups)
-    flag_counts = Counter(f for flags in table.column("c_flags").to_pylist() for f in flags)
+    flag_counts = Counter(f for flags in chosen.table.column("c_flags").to_pylist() for f in flags)
     report = {
-        "input": inp, "input_samples": input_samples, "scored": table.num_rows, "output_samples": kept.num_rows,
+        "input": inp,
+        "input_samples": input_samples,
+        "scored": chosen.table.num_rows,
+        "output_samples": output_samples,
         "failures": dict(Counter(f["reason"] for f in failures)),
         "rules": [o.to_json() for o in outcomes],
-        "duplicates": {"hamming": config.hamming, "combined": config.combined, "colour": config.colour,
-                       "exact_pairs": int(len(dups.exact)), "near_pairs": int(len(dups.near)),
-                       "colour_vetoed_pairs": dups.colour_vetoed,
-                       "candidate_pairs": dups.candidates, "groups": int((sizes > 1).sum()),
-                       "rows_in_groups": int(sizes[sizes > 1].sum()),
-                       "rows_not_representative": int((sizes[sizes > 1] - 1).sum())},
+        "duplicates": {
+            "hamming": config.hamming,
+            "combined": config.combined,
+            "colour": config.colour,
+            "exact_pairs": int(len(dups.exact)),
+            "near_pairs": int(len(dups.near)),
+            "colour_vetoed_pairs": dups.colour_vetoed,
+            "candidate_pairs": dups.candidates,
+            "groups": int((sizes > 1).sum()),
+            "rows_in_groups": int(sizes[sizes > 1].sum()),
+            "rows_not_representative": int((sizes[sizes > 1] - 1).sum()),
+        },
         "caption_flags": {f: flag_counts.get(f, 0) for f in CAPTION_FLAGS},
     }
     if report_leak is not None:
         report["leakage"] = report_leak
+    fs, root = fsutil.resolve(out)
     fsutil.atomic_write_bytes(fs, fsutil.join(root, CURATION_JSON), json.dumps(report, indent=2).encode())
     seconds = time.monotonic() - start
-    result_ds = finalize(out, name=name_of(out), schema=schema,
-                         lineage=Lineage(command="curate", config=config_to_dict(config), inputs=[inp]),
-                         stats={"seconds": round(seconds, 3), "removed": {o.rule: o.removed for o in outcomes}})
+    result_ds = finalize(
+        out,
+        name=default_name(out),
+        schema=schema,
+        lineage=Lineage(command="curate", config=config_to_dict(config), inputs=[inp]),
+        stats={
+            "seconds": round(seconds, 3),
+            "removed": {o.rule: o.removed for o in outcomes},
+            "image_warnings": dict(sorted(image_warnings.items())),
+        },
+    )
     return CurateResult(
-        out=out, input_samples=input_samples, samples=result_ds.num_samples, failures=len(failures),
-        removed={o.rule: o.removed for o in outcomes}, duplicate_groups=report["duplicates"]["groups"],
+        out=out,
+        input_samples=input_samples,
+        samples=result_ds.num_samples,
+        failures=len(failures),
+        removed={o.rule: o.removed for o in outcomes},
+        duplicate_groups=report["duplicates"]["groups"],
         duplicate_rows=report["duplicates"]["rows_not_representative"],
         caption_flags={k: v for k, v in report["caption_flags"].items() if v},
-        leakage_pairs=report_leak["cross_split_pairs"] if report_leak else None, seconds=round(seconds, 3),
-        failure_reasons=report["failures"])
-
-
-def import_in_background(*modules: str) -> None:
-    """Import ``modules`` in a daemon thread (Python's import lock makes a later import wait for it)."""
-    import importlib
-    import threading
-
-    threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True).start()
+        leakage_pairs=report_leak["cross_split_pairs"] if report_leak else None,
+        seconds=round(seconds, 3),
+        failure_reasons=report["failures"],
+    )
 
 
 TASKS_PER_PROCESS = 4  # shards are cut into parts so the last shard does not leave processes idle
@@ -265,20 +328,22 @@ def score_tasks(ds: Dataset, config: CurateConfig) -> list:
     from pixelforge.curate.worker import ScoreTask
 
     counts = Counter(ds.index(columns=["shard"]).column("shard").to_pylist())
-    size = max(MIN_TASK_ROWS, -(-ds.num_samples // (TASKS_PER_PROCESS * config.processes)))
-    return [ScoreTask(ds.path, shard, start, min(start + size, counts[shard]), watermark=config.watermark,
-                      only=config.only)
-            for shard in ds.shards() for start in range(0, counts.get(shard, 0), size)]
+    size = max(MIN_TASK_ROWS, -(-ds.num_samples // (TASKS_PER_PROCESS * config.executor.processes)))
+    return [
+        ScoreTask(ds.path, shard, start, min(start + size, counts[shard]), watermark=config.watermark, only=config.only)
+        for shard in ds.shards()
+        for start in range(0, counts.get(shard, 0), size)
+    ]
 
 
-def _cache_path(root: str, task) -> str:
+def _cache_path(fs, root: str, task) -> str:
     """Where the scores of one scoring task are kept until the run finishes (its unit of resume)."""
-    return fsutil.join(root, WORK_DIR, f"scores-{task.shard[:-4]}-{task.start}-{task.stop}.arrow")
+    return work_path(root, f"scores-{task.shard[:-4]}-{task.start}-{task.stop}.arrow", fs)
 
 
 def _save_scores(fs, path: str, res) -> None:
     sink = pa.BufferOutputStream()
-    meta = {b"failures": json.dumps(res.failures).encode()}
+    meta = {b"failures": json.dumps(res.failures).encode(), b"image_warnings": json.dumps(res.image_warnings).encode()}
     with pa.ipc.new_file(sink, res.table.schema.with_metadata(meta)) as writer:
         writer.write_table(res.table)
     fsutil.atomic_write_bytes(fs, path, sink.getvalue().to_pybytes())
@@ -289,51 +354,72 @@ def _load_scores(fs, path: str):
 
     with fs.open(path, "rb") as f:
         table = pa.ipc.open_file(pa.BufferReader(f.read())).read_all()
-    failures = json.loads(table.schema.metadata[b"failures"])
-    return ShardScores("", table.replace_schema_metadata(None), failures)
+    meta = table.schema.metadata
+    return ShardScores(
+        "",
+        table.replace_schema_metadata(None),
+        json.loads(meta[b"failures"]),
+        image_warnings=json.loads(meta[b"image_warnings"]),
+    )
 
 
-def _run_saved(fn, tasks, path_of, fs, config: CurateConfig, label: str,
-               total: int) -> tuple[list[pa.Table], list[dict[str, Any]]]:
+def run_saved(
+    fn, tasks, path_of, fs, config: CurateConfig, label: str, total: int
+) -> tuple[list[pa.Table], list[dict[str, Any]], dict[str, int]]:
     """Run scoring ``fn`` over ``tasks`` through the executor, saving each result at ``path_of(task)``
     as it arrives; a task already saved there (by a stopped run, see curate's ``resume``) is read
-    back instead of run again. Returns the results' tables and failures, in no particular order."""
+    back instead of run again. Returns the results' tables and failures, in no particular order,
+    and their Pillow warning counts summed."""
     tables, failures, todo = [], [], []
+    image_warnings: dict[str, int] = {}
     for task in tasks:
         if fs.exists(path_of(task)):
             res = _load_scores(fs, path_of(task))
             tables.append(res.table)
             failures.extend(res.failures)
+            media.add_warnings(image_warnings, res.image_warnings)
         else:
             todo.append(task)
     with track(label, total=total) as bar:
         bar.advance(sum(t.num_rows for t in tables) + len(failures))
-        for res in run_tasks(fn, todo, backend=config.backend, processes=config.processes,
-                             ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
+        for res in config.executor.run(fn, todo):
             _save_scores(fs, path_of(res.task), res)
             tables.append(res.table)
             failures.extend(res.failures)
+            media.add_warnings(image_warnings, res.image_warnings)
             bar.advance(res.table.num_rows + len(res.failures))
-    return tables, failures
+    return tables, failures, image_warnings
 
 
-def _score(ds: Dataset, config: CurateConfig, out: str) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """Run score_shard over every shard; return the input rows that scored (with scores) and failures.
+def _score(ds: Dataset, config: CurateConfig, out: str) -> tuple[pa.Table, list[dict[str, Any]], dict[str, int]]:
+    """Run score_shard over every shard; return the input rows that scored (with scores), the
+    failures and Pillow's warning counts.
 
-    Each task's scores are saved under ``out``/.work/ as they arrive; tasks already saved there
+    Each task's scores are saved in ``out``'s work folder as they arrive; tasks already saved there
     (by a stopped run, see curate's ``resume``) are read back instead of scored again.
     """
     from pixelforge.curate.worker import score_shard
 
     fs, root = fsutil.resolve(out)
-    tables, failures = _run_saved(score_shard, score_tasks(ds, config), lambda t: _cache_path(root, t), fs, config,
-                                  "curate score", ds.num_samples)
+    tables, failures, image_warnings = run_saved(
+        score_shard,
+        score_tasks(ds, config),
+        lambda t: _cache_path(fs, root, t),
+        fs,
+        config,
+        "curate score",
+        ds.num_samples,
+    )
+    return _scores_into_index(ds.index(), tables), failures, image_warnings
+
+
+def _scores_into_index(index: pa.Table, tables: list[pa.Table]) -> pa.Table:
+    """The index rows that scored, each with its scores (the tables' rows are placed by key)."""
     scores = pa.concat_tables(tables) if tables else None  # task order does not matter: rows are placed by key
-    index = ds.index()
     drop = [c.name for c in CURATE_FIELDS if c.name in index.column_names]
     index = index.drop_columns(drop)  # re-curating a curated dataset recomputes its columns
     if scores is None or not scores.num_rows:
-        return _empty_scored(index), failures
+        return _empty_scored(index)
     pos = {k: i for i, k in enumerate(scores.column("key").to_pylist())}
     at = [pos.get(k, -1) for k in index.column("key").to_pylist()]
     ok = np.array(at) >= 0
@@ -344,94 +430,7 @@ def _score(ds: Dataset, config: CurateConfig, out: str) -> tuple[pa.Table, list[
     for name in scores.column_names:
         if name not in ("key", "phash"):
             index = index.append_column(name, scores.column(name))
-    return index, failures
-
-
-def open_folder_input(inp: str, out: str, overwrite: bool, resume: bool) -> tuple[Any, str]:
-    """Make ``out`` ready for the dataset curated from image folder ``inp``; never inside ``inp``."""
-    fs, root = fsutil.resolve(out)
-    if fsutil.is_local(fs):
-        where, folder = Path(root).resolve(), Path(inp).resolve()
-        if where == folder or folder in where.parents:
-            raise UsageError(f"--out {out} is inside the input folder {inp}: its shards would be read as "
-                             "images next time; choose a directory outside it")
-    return prepare_output(out, overwrite=overwrite, resume=resume)
-
-
-def folder_images(inp: str) -> list[str]:
-    """The image files of folder ``inp`` in `import folder`'s order; a folder without any is an error."""
-    from pixelforge.sources.folders import IMAGE_EXTENSIONS, images_under
-
-    paths = [str(p) for p in images_under(Path(inp))]
-    if not paths:
-        raise UsageError(f"IN {inp} is neither a pixelforge dataset (no dataset.json) nor a folder of images "
-                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}): pass a dataset or a folder that holds images")
-    return paths
-
-
-def _score_folder(inp: str, paths: list[str], config: CurateConfig,
-                  out: str) -> tuple[pa.Table, list[dict[str, Any]], set[str], int]:
-    """Import and score every image of folder ``inp`` in windows through the executor.
-
-    Returns the readable images' rows with their scores (in folder order, keys 0..N-1 as `import
-    folder` numbers them), the failures, the keys of images stored re-encoded and the number of
-    images in ``paths``. Windows already saved under ``out``/.work/ are read back (resume).
-    """
-    from pixelforge.curate.folder import REENCODED, WINDOW, FolderTask, score_window
-
-    fs, root = fsutil.resolve(out)
-
-    def cache(task: FolderTask) -> str:
-        # named by the window's file list too: if the folder changed since the stopped run, a
-        # window whose files differ is scored again
-        listing = hashlib.blake2b("\n".join(task.paths).encode(), digest_size=8).hexdigest()
-        return fsutil.join(root, WORK_DIR, f"scores-folder-{task.first}-{listing}.arrow")
-
-    tasks = [FolderTask(first, paths[first:first + WINDOW], config.only, config.watermark)
-             for first in range(0, len(paths), WINDOW)]
-    tables, failures = _run_saved(score_window, tasks, cache, fs, config, "curate import", len(paths))
-    table = pa.concat_tables(tables).sort_by("key")  # windows finish in any order
-    reencoded = set(table.filter(table.column(REENCODED)).column("key").to_pylist())
-    return table.drop_columns([REENCODED]), sorted(failures, key=lambda f: f["key"]), reencoded, len(paths)
-
-
-def write_folder(out: str, kept: pa.Table, positions: np.ndarray, failures: list[dict[str, Any]],
-                 reencoded: set[str], schema: pa.Schema, config: CurateConfig, done: set[str]) -> None:
-    """Write ``kept`` rows from the folder's files into shards laid out as `import folder` lays them out.
-
-    ``positions`` are the kept rows' places among the readable images: the image at place i goes
-    to shard i // 1000, as the import puts it, and stays there whatever is removed; a failure goes
-    to the shard of the readable images around it.
-    """
-    from pixelforge.curate.folder import SAMPLES_PER_SHARD, FolderWriteTask, write_window
-    from pixelforge.store.shards import shard_name
-
-    rows = kept.to_pylist()
-    shard_of = positions // SAMPLES_PER_SHARD
-    n_shards = int(shard_of.max()) + 1 if len(shard_of) else 1
-    by_shard: dict[int, list[dict[str, Any]]] = {i: [] for i in range(n_shards)}
-    for row, sid in zip(rows, shard_of.tolist()):
-        by_shard[sid].append(row)
-    kept_keys = np.array(kept.column("key").to_pylist(), dtype=object)
-    fails: dict[int, list[dict[str, Any]]] = {i: [] for i in range(n_shards)}
-    for f in failures:
-        at = int(np.searchsorted(kept_keys, f["key"])) if len(kept_keys) else 0
-        sid = int(shard_of[min(at, len(shard_of) - 1)]) if len(shard_of) else 0
-        fails[sid].append({"source": f["source"], "reason": f["reason"], "row": int(f["key"]),
-                           "detail": f"sample {f['key']}: {f['detail']}"})
-
-    def tasks():
-        for sid in range(n_shards):
-            if shard_name(sid) in done:
-                bar.advance(len(by_shard[sid]))
-                continue
-            yield FolderWriteTask(out, sid, by_shard[sid], {r["key"] for r in by_shard[sid]} & reencoded,
-                                  fails[sid], schema)
-
-    with track("curate write", total=len(rows)) as bar:
-        for n in run_tasks(write_window, tasks(), backend=config.backend, processes=config.processes,
-                           ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
-            bar.advance(n)
+    return index
 
 
 def _empty_scored(index: pa.Table) -> pa.Table:
@@ -444,8 +443,9 @@ def _empty_scored(index: pa.Table) -> pa.Table:
 def _add_captions(table: pa.Table, rules: CaptionRules) -> pa.Table:
     captions = table.column("caption").to_pylist()
     table = table.append_column(columns.field("c_words"), pa.array([count_words(c) for c in captions], pa.int32()))
-    return table.append_column(columns.field("c_flags"), pa.array([caption_flags(c, rules) for c in captions],
-                                                           pa.list_(pa.string())))
+    return table.append_column(
+        columns.field("c_flags"), pa.array([caption_flags(c, rules) for c in captions], pa.list_(pa.string()))
+    )
 
 
 def _add_dup_columns(table: pa.Table, dups: Duplicates, rank: np.ndarray) -> pa.Table:

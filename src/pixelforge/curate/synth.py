@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import functools
 import glob
-import io
 import string
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from pixelforge import media
 from pixelforge.sources.shapes import BACKGROUNDS, SHAPE_COLOURS, SHAPES, ShapeSpec, contrasts, render
 
 # Texts a stock site, a photographer or a preview service stamps on images; plus random strings,
 # so the detector learns "overlaid glyphs", not these words.
 WATERMARK_TEXTS = (
-    "© Getty Images", "shutterstock", "SAMPLE", "PREVIEW", "alamy", "iStock", "dreamstime", "PROOF",
-    "© 2024 J. Smith", "www.example.com", "DO NOT COPY", "Adobe Stock", "123RF", "depositphotos",
-    "@photographer", "CONFIDENTIAL", "watermark", "© studio", "pixabay", "COPYRIGHT",
+    "© Getty Images",
+    "shutterstock",
+    "SAMPLE",
+    "PREVIEW",
+    "alamy",
+    "iStock",
+    "dreamstime",
+    "PROOF",
+    "© 2024 J. Smith",
+    "www.example.com",
+    "DO NOT COPY",
+    "Adobe Stock",
+    "123RF",
+    "depositphotos",
+    "@photographer",
+    "CONFIDENTIAL",
+    "watermark",
+    "© studio",
+    "pixabay",
+    "COPYRIGHT",
 )
 FONT_GLOBS = ("/usr/share/fonts/**/*.ttf", "/usr/share/fonts/**/*.otf", "/usr/local/share/fonts/**/*.ttf")
 PLACEMENTS = ("corner", "center", "tiled", "band")
@@ -50,15 +67,21 @@ def pick_font(rng: np.random.Generator, size: int) -> ImageFont.FreeTypeFont:
 
 # ---- clean images --------------------------------------------------------------------------------
 
+
 def clean_shapes(rng: np.random.Generator) -> Image.Image:
     """One or two shapes from the shapes generator at a random side (32-256 px)."""
     side = int(rng.choice([32, 48, 64, 96, 128, 192, 256]))
     specs = []
     corners = list(rng.permutation(["top left", "top right", "bottom left", "bottom right"]))
     for k in range(int(rng.integers(1, 3))):
-        specs.append(ShapeSpec(str(rng.choice(SHAPES)), str(rng.choice(SHAPE_COLOURS)),
-                               str(rng.choice(["small", "large"])), "center" if k == 0 and rng.random() < 0.4
-                               else str(corners[k])))
+        specs.append(
+            ShapeSpec(
+                str(rng.choice(SHAPES)),
+                str(rng.choice(SHAPE_COLOURS)),
+                str(rng.choice(["small", "large"])),
+                "center" if k == 0 and rng.random() < 0.4 else str(corners[k]),
+            )
+        )
     bgs = [b for b in BACKGROUNDS if all(contrasts(s.colour, b) for s in specs)] or ["black"]
     return Image.fromarray(render(specs, str(rng.choice(bgs)), side))
 
@@ -111,8 +134,16 @@ def clean_photo(rng: np.random.Generator) -> Image.Image:
         horizon = int(rng.integers(h // 3, h))
         arr[horizon:] = rng.uniform(0, 255, 3) * 0.7
         blobs = rng.normal(0, 1, (h // 8 + 1, w // 8 + 1, 3)).astype(np.float32)
-        arr += 25 * np.asarray(Image.fromarray(((blobs + 3) * 40).clip(0, 255).astype(np.uint8))
-                               .resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+        arr += (
+            25
+            * np.asarray(
+                Image.fromarray(((blobs + 3) * 40).clip(0, 255).astype(np.uint8)).resize(
+                    (w, h), Image.Resampling.BICUBIC
+                ),
+                dtype=np.float32,
+            )
+            / 255
+        )
     arr = arr + rng.normal(0, rng.uniform(0, 10), arr.shape)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
@@ -127,6 +158,7 @@ def clean_image(rng: np.random.Generator) -> Image.Image:
 
 
 # ---- watermarks ----------------------------------------------------------------------------------
+
 
 def _random_text(rng: np.random.Generator) -> str:
     if rng.random() < 0.7:
@@ -179,8 +211,9 @@ def _stamp_logo(rng: np.random.Generator, size: int, opacity: float) -> Image.Im
     return tile
 
 
-def add_watermark(img: Image.Image, rng: np.random.Generator, kind: str | None = None,
-                  placement: str | None = None) -> tuple[Image.Image, dict]:
+def add_watermark(
+    img: Image.Image, rng: np.random.Generator, kind: str | None = None, placement: str | None = None
+) -> tuple[Image.Image, dict]:
     """Composite a random semi-transparent watermark onto ``img``; return the image and what was drawn.
 
     kind: text or logo; placement: corner (one of five anchor spots), center (large, often
@@ -204,8 +237,11 @@ def add_watermark(img: Image.Image, rng: np.random.Generator, kind: str | None =
     elif placement == "tiled":
         angle = float(rng.choice([0.0, rng.uniform(-45, 45)]))
         size = max(6, int(short * rng.uniform(0.06, 0.14)))
-        stamp = (_stamp_text(rng, text, size, opacity * 0.8, angle) if kind == "text"
-                 else _stamp_logo(rng, size * 2, opacity * 0.8))
+        stamp = (
+            _stamp_text(rng, text, size, opacity * 0.8, angle)
+            if kind == "text"
+            else _stamp_logo(rng, size * 2, opacity * 0.8)
+        )
         step_x = stamp.width + int(short * rng.uniform(0.05, 0.3))
         step_y = stamp.height + int(short * rng.uniform(0.05, 0.3))
         off = int(rng.integers(0, step_x))
@@ -222,8 +258,9 @@ def add_watermark(img: Image.Image, rng: np.random.Generator, kind: str | None =
             stamp = _stamp_logo(rng, size * (2 if placement != "center" else 1), opacity)
         if stamp.width > w or stamp.height > h:  # long text on a narrow image: shrink to fit
             scale = min(w / stamp.width, h / stamp.height) * 0.95
-            stamp = stamp.resize((max(1, int(stamp.width * scale)), max(1, int(stamp.height * scale))),
-                                 Image.Resampling.LANCZOS)
+            stamp = stamp.resize(
+                (max(1, int(stamp.width * scale)), max(1, int(stamp.height * scale))), Image.Resampling.LANCZOS
+            )
         margin = int(short * rng.uniform(0.01, 0.05))
         xs = {"l": margin, "c": (w - stamp.width) // 2, "r": w - stamp.width - margin}
         ys = {"t": margin, "c": (h - stamp.height) // 2, "b": h - stamp.height - margin}
@@ -243,9 +280,7 @@ def _paste(layer: Image.Image, stamp: Image.Image, x: int, y: int) -> None:
 
 def jpeg_roundtrip(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Re-encode as JPEG at quality 40-95: both classes get compression artefacts alike."""
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=int(rng.integers(40, 96)))
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return media.decode(media.encode(img, "jpg", quality=int(rng.integers(40, 96))))
 
 
 def example_pair(seed: int) -> tuple[Image.Image, Image.Image, dict]:

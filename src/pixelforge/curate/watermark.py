@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -66,8 +66,9 @@ def save_detector(model: WatermarkNet, config: DetectorConfig, path: Path, metri
     """Write the weights as safetensors with the config (and evaluation metrics) in its metadata."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-               if not k.endswith("num_batches_tracked")}
+    tensors = {
+        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")
+    }
     meta = {"config": json.dumps(asdict(config)), "metrics": json.dumps(metrics or {}), "format": "pt"}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
@@ -82,8 +83,10 @@ class WatermarkDetector:
 
         path = Path(path)
         if not path.exists():
-            raise UsageError(f"watermark detector weights {path} are missing: reinstall pixelforge or run "
-                             "scripts/train_watermark_detector.py to make them")
+            raise UsageError(
+                f"watermark detector weights {path} are missing: reinstall pixelforge or run "
+                "scripts/train_watermark_detector.py to make them"
+            )
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         raw = json.loads(meta.get("config", "{}"))
@@ -92,11 +95,16 @@ class WatermarkDetector:
         self.model = WatermarkNet(self.config)
         state = load_file(str(path))
         self.model.load_state_dict(state, strict=False)  # num_batches_tracked is not shipped
-        missing = set(self.model.state_dict()) - set(state) - {k for k in self.model.state_dict()
-                                                                  if k.endswith("num_batches_tracked")}
+        missing = (
+            set(self.model.state_dict())
+            - set(state)
+            - {k for k in self.model.state_dict() if k.endswith("num_batches_tracked")}
+        )
         if missing:
-            raise UsageError(f"watermark detector weights {path} lack {sorted(missing)[:3]}: "
-                             "re-run scripts/train_watermark_detector.py")
+            raise UsageError(
+                f"watermark detector weights {path} lack {sorted(missing)[:3]}: "
+                "re-run scripts/train_watermark_detector.py"
+            )
         self.model.eval()
         self.batch_size = batch_size
 
@@ -105,7 +113,7 @@ class WatermarkDetector:
         """Scores for uint8 inputs (B, S, S, 3) already made by :func:`to_input`; float32 (B,)."""
         out = []
         for i in range(0, len(batch), self.batch_size):
-            logits = self.model(batch_to_tensor(batch[i:i + self.batch_size]))
+            logits = self.model(batch_to_tensor(batch[i : i + self.batch_size]))
             out.append(torch.sigmoid(logits).numpy())
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 

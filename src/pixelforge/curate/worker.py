@@ -16,13 +16,18 @@ import pyarrow as pa
 from pixelforge import media
 from pixelforge.curate.columns import COLOUR, COLOUR_TYPE, HUE_BINS, SCORE_FIELDS
 from pixelforge.curate.quality import (
-    colour_input, colour_signatures, dhash_input, dhashes, image_signals, jpeg_quality, letterbox, phash_input,
+    colour_input,
+    colour_signatures,
+    dhash_input,
+    dhashes,
+    image_signals,
+    jpeg_quality,
+    letterbox,
+    phash_input,
     phashes,
 )
 from pixelforge.errors import ItemError
-from pixelforge.store import Dataset
-from pixelforge.store import fs as fsutil
-from pixelforge.store.shards import SHARDS_DIR, ShardWriter, read_members
+from pixelforge.store import Dataset, ShardWriter, split_member
 
 # A stored image is trusted more than a download, but still bounded: a damaged shard must not
 # make a worker allocate without limit.
@@ -62,6 +67,7 @@ class ShardScores:
     failures: list[dict[str, Any]] = field(default_factory=list)  # key, source, reason, detail
     seconds: float = 0.0
     task: ScoreTask | None = None  # what was scored (the caller's cache key)
+    image_warnings: dict[str, int] = field(default_factory=dict)  # Pillow's while decoding (media.take_warnings)
 
 
 def score_shard(task: ScoreTask) -> ShardScores:
@@ -71,19 +77,20 @@ def score_shard(task: ScoreTask) -> ShardScores:
     (quality.phashes: one batched DCT).
     """
     start = time.monotonic()
+    media.take_warnings()  # counts left by earlier work in this process are not this task's
     ds = Dataset.open(task.dataset)
     rows = ds.index(columns=["key", "member", "source", "phash"], filters=[("shard", "=", task.shard)]).to_pylist()
-    rows = rows[task.start:task.stop]
+    rows = rows[task.start : task.stop]
     wanted = {r["key"]: r for r in rows}
     last = rows[-1]["key"] if rows else None
     batch = ScoreBatch(task.only, task.watermark, task.weights)
     seen: set[str] = set()
-    for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard), keys=wanted):
+    for key, files in ds.read_shard(task.shard, keys=wanted):
         row = wanted.get(key)
         if row is None:
             continue
         seen.add(key)
-        data = files.get(row["member"].partition(".")[2])
+        data = files.get(split_member(row["member"])[1])
         if data is None:
             batch.fail(key, row["source"], "missing_file", f"member {row['member']} is not in shard {task.shard}")
         else:
@@ -91,9 +98,10 @@ def score_shard(task: ScoreTask) -> ShardScores:
         if key == last:
             break  # this task's share ends here: the rest of the tar belongs to other tasks
     for key in wanted.keys() - seen:
-        batch.fail(key, wanted[key]["source"], "missing_file",
-                   f"sample {key} is in the index but not in shard {task.shard}")
-    return ShardScores(task.shard, batch.table(), batch.failures, time.monotonic() - start, task)
+        batch.fail(
+            key, wanted[key]["source"], "missing_file", f"sample {key} is in the index but not in shard {task.shard}"
+        )
+    return ShardScores(task.shard, batch.table(), batch.failures, time.monotonic() - start, task, media.take_warnings())
 
 
 class ScoreBatch:
@@ -142,8 +150,9 @@ class ScoreBatch:
         out[COLOUR].append(colour)
         if self.det is not None:
             # the thumbnail fits in 128 px already: letterboxing it is a paste, not a resize
-            self._inputs.append(letterbox(thumb if self.det.config.input_size == 128 else img,
-                                          self.det.config.input_size))
+            self._inputs.append(
+                letterbox(thumb if self.det.config.input_size == 128 else img, self.det.config.input_size)
+            )
         return True
 
     def table(self) -> pa.Table:
@@ -163,8 +172,9 @@ class ScoreBatch:
         return pa.Table.from_pydict(out, schema=SCORE_SCHEMA)
 
 
-SCORE_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("phash", pa.uint64()), *SCORE_FIELDS,
-                          pa.field(COLOUR, COLOUR_TYPE)])
+SCORE_SCHEMA = pa.schema(
+    [pa.field("key", pa.string()), pa.field("phash", pa.uint64()), *SCORE_FIELDS, pa.field(COLOUR, COLOUR_TYPE)]
+)
 
 
 def _score_one(data: bytes):
@@ -220,11 +230,11 @@ def write_shard(task: WriteTask) -> int:
     with ShardWriter(task.out, task.shard_id, task.schema) as writer:
         rows = {r["key"]: r for r in task.rows}
         if rows:
-            for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard), keys=rows):
+            for key, files in ds.read_shard(task.shard, keys=rows):
                 row = rows.get(key)
                 if row is None:
                     continue
-                ext = row["member"].partition(".")[2]
+                ext = split_member(row["member"])[1]
                 writer.write(row, files[ext], ext, files.get("mask.png") if row.get("mask") else None)
         for f in task.failures:
             writer.fail(**f)

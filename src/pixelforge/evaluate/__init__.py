@@ -8,10 +8,18 @@ from typing import Any
 # Public names and their modules, imported on first use: the CLI imports this package for every
 # command, and torch (which these modules need) costs seconds to import.
 _EXPORTS = {
-    "ConditionalConfig": "conditional", "ConditionalResult": "conditional", "evaluate_conditional": "conditional",
-    "ClassifierFeatures": "features", "FeatureModel": "features", "load_feature_model": "features",
-    "MemorizationConfig": "memorization", "MemorizationResult": "memorization", "find_memorized": "memorization",
-    "EvaluateConfig": "quality", "EvaluateResult": "quality", "evaluate": "quality",
+    "ConditionalConfig": "conditional",
+    "ConditionalResult": "conditional",
+    "evaluate_conditional": "conditional",
+    "ClassifierFeatures": "features",
+    "FeatureModel": "features",
+    "load_feature_model": "features",
+    "MemorizationConfig": "memorization",
+    "MemorizationResult": "memorization",
+    "find_memorized": "memorization",
+    "EvaluateConfig": "quality",
+    "EvaluateResult": "quality",
+    "evaluate": "quality",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -25,16 +25,13 @@ def user_cache_dir() -> Path:
 def content_hash(images: ImageSet) -> str:
     """A hash of exactly the images evaluated: the dataset's index plus the selection, or every file's bytes.
 
-    A dataset's index.parquet records each sample's key, shard, size and the SHA-256 of its
-    bytes, and shards are never rewritten in place, so hashing the index (not the shards) is exact
-    and cheap. A folder has no such record: its files are hashed with their relative names.
+    A dataset's index records each sample's key, shard, size and the SHA-256 of its bytes, and
+    shards are never rewritten in place, so the index's digest (not the shards') is exact and
+    cheap. A folder has no such record: its files are hashed with their relative names.
     """
     h = hashlib.sha256(f"v{CACHE_VERSION}:{images.kind}:{len(images)}\n".encode())
     if images.dataset is not None:
-        ds = images.dataset
-        with ds.fs.open(ds.file("index.parquet"), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        h.update(images.dataset.index_digest().encode())
     else:
         for key, path in zip(images.keys, images.files):
             h.update(key.encode() + b"\0")
@@ -63,8 +60,12 @@ def load(images: ImageSet, name: str) -> tuple[Extracted, np.ndarray, np.ndarray
         return None
     with fs.open(path, "rb") as f:
         data = np.load(io.BytesIO(f.read()), allow_pickle=False)
-        extracted = Extracted(keys=data["keys"].tolist(), features=data["features"], logits=None,
-                              failed=[tuple(x) for x in data["failed"].tolist()])
+        extracted = Extracted(
+            keys=data["keys"].tolist(),
+            features=data["features"],
+            logits=None,
+            failed=[tuple(x) for x in data["failed"].tolist()],
+        )
         return extracted, data["mu"], data["sigma"]
 
 
@@ -76,8 +77,9 @@ def save(images: ImageSet, name: str, extracted: Extracted, mu: np.ndarray, sigm
     """
     buf = io.BytesIO()
     failed = np.array(extracted.failed, dtype=str).reshape(-1, 2)
-    np.savez(buf, keys=np.array(extracted.keys, dtype=str), features=extracted.features, mu=mu, sigma=sigma,
-             failed=failed)
+    np.savez(
+        buf, keys=np.array(extracted.keys, dtype=str), features=extracted.features, mu=mu, sigma=sigma, failed=failed
+    )
     places = [location(images, name)]
     if images.dataset is not None:
         fs, root = fsutil.resolve(str(user_cache_dir()))

@@ -48,9 +48,9 @@ class ConditionalResult:
 
     n_fake: int
     attributes: dict[str, AttributeAccuracy]
-    all_correct: float | None     # over images every judge could judge
+    all_correct: float | None  # over images every judge could judge
     n_all: int
-    not_generated: int            # rows whose source_kind is not 'generated' (judged all the same)
+    not_generated: int  # rows whose source_kind is not 'generated' (judged all the same)
     failed: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -81,8 +81,9 @@ def target_of(row: dict[str, Any], attribute: str, labels: list[str]) -> str | N
     return value if value in labels else None
 
 
-def accuracy_of(attribute: str, labels: list[str], targets: list[str | None],
-                predicted: list[str]) -> AttributeAccuracy:
+def accuracy_of(
+    attribute: str, labels: list[str], targets: list[str | None], predicted: list[str]
+) -> AttributeAccuracy:
     """Accuracy, per-class accuracy and confusion matrix of one judge's ``predicted`` against ``targets``."""
     index = {name: i for i, name in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
@@ -95,13 +96,21 @@ def accuracy_of(attribute: str, labels: list[str], targets: list[str | None],
         n = int(confusion[i].sum())
         if n:
             per_class[name] = {"n": n, "correct": int(confusion[i, i]), "accuracy": float(confusion[i, i] / n)}
-    return AttributeAccuracy(attribute=attribute, labels=labels, judged=judged, correct=correct,
-                             accuracy=correct / judged if judged else None, unjudged=len(targets) - judged,
-                             per_class=per_class, confusion=confusion.tolist())
+    return AttributeAccuracy(
+        attribute=attribute,
+        labels=labels,
+        judged=judged,
+        correct=correct,
+        accuracy=correct / judged if judged else None,
+        unjudged=len(targets) - judged,
+        per_class=per_class,
+        confusion=confusion.tolist(),
+    )
 
 
-def evaluate_conditional(fake: str, judges: dict[str, FeatureModel],
-                         config: ConditionalConfig | None = None) -> ConditionalResult:
+def evaluate_conditional(
+    fake: str, judges: dict[str, FeatureModel], config: ConditionalConfig | None = None
+) -> ConditionalResult:
     """Judge every image of the dataset ``fake`` with one classifier per attribute.
 
     ``judges`` maps an attribute (an index column such as ``shape``, or ``label``) to a
@@ -114,12 +123,13 @@ def evaluate_conditional(fake: str, judges: dict[str, FeatureModel],
         raise UsageError("--classifier is needed: the classifier run that judges each image")
     for attribute, model in judges.items():
         if not model.label_names:
-            raise UsageError(f"the judge of {attribute!r} has no label names; its run's config.json must list "
-                             "'labels'")
+            raise UsageError(f"the judge of {attribute!r} has no label names; its run's config.json must list 'labels'")
     images = open_images(fake, "--fake", config.n)
     if images.dataset is None:
-        raise UsageError(f"--fake {fake} is a plain folder: conditional accuracy needs a pixelforge dataset whose "
-                         "rows hold the prompt (caption) or class; make one with `pixelforge generate`")
+        raise UsageError(
+            f"--fake {fake} is a plain folder: conditional accuracy needs a pixelforge dataset whose "
+            "rows hold the prompt (caption) or class; make one with `pixelforge generate`"
+        )
     rows = images.rows(ROW_COLUMNS + [a for a in judges if a != "label"])
     row_of = dict(zip(images.keys, rows))
     results: dict[str, AttributeAccuracy] = {}
@@ -127,8 +137,14 @@ def evaluate_conditional(fake: str, judges: dict[str, FeatureModel],
     failed: list[dict[str, str]] = []
     for attribute, model in judges.items():
         labels = list(model.label_names)
-        x = extract(images, model, batch_size=config.batch_size, workers=config.workers, logits=True,
-                    label=f"judging {attribute}")
+        x = extract(
+            images,
+            model,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            logits=True,
+            label=f"judging {attribute}",
+        )
         failed += [{"attribute": attribute, "key": k, "reason": r} for k, r in x.failed]
         predicted = [labels[i] for i in x.logits.argmax(axis=1)]
         targets = [target_of(row_of[k], attribute, labels) for k in x.keys]
@@ -137,6 +153,11 @@ def evaluate_conditional(fake: str, judges: dict[str, FeatureModel],
             right_by_key.setdefault(k, []).append(None if t is None else t == p)
     complete = [v for v in right_by_key.values() if len(v) == len(judges) and None not in v]
     not_generated = sum(1 for r in rows if r.get("source_kind") != "generated")
-    return ConditionalResult(n_fake=len(images), attributes=results,
-                             all_correct=sum(all(v) for v in complete) / len(complete) if complete else None,
-                             n_all=len(complete), not_generated=not_generated, failed=failed)
+    return ConditionalResult(
+        n_fake=len(images),
+        attributes=results,
+        all_correct=sum(all(v) for v in complete) / len(complete) if complete else None,
+        n_all=len(complete),
+        not_generated=not_generated,
+        failed=failed,
+    )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pixelforge.evaluate.images import Extracted, ImageSet, _ImageStream, collected, to_batches
 from pixelforge.progress import track
+
+if TYPE_CHECKING:
+    from pixelforge.run import ExecutorSettings
 
 _MODELS: dict[tuple, Any] = {}  # per worker process: a model is loaded once, not once per shard
 
@@ -46,7 +50,7 @@ def source_of(model: Any, features: str | None = None) -> ModelSource:
     if isinstance(model, InceptionFeatures):
         return ModelSource("inception", (str(model.weights.resolve()), model.dims, model.impl))
     if features and features.startswith("classifier:"):
-        return ModelSource("classifier", (features[len("classifier:"):],))
+        return ModelSource("classifier", (features[len("classifier:") :],))
     return ModelSource("object", model=model)
 
 
@@ -92,8 +96,13 @@ def unit_features(task: FeatureTask) -> UnitFeatures:
             feats.append(f.numpy().astype(np.float32, copy=False))
             if lg is not None:
                 logit_parts.append(lg.numpy().astype(np.float32, copy=False))
-    return UnitFeatures(rows, np.concatenate(feats) if feats else np.zeros((0, 0), np.float32),
-                        np.concatenate(logit_parts) if logit_parts else None, failed, len(task.positions))
+    return UnitFeatures(
+        rows,
+        np.concatenate(feats) if feats else np.zeros((0, 0), np.float32),
+        np.concatenate(logit_parts) if logit_parts else None,
+        failed,
+        len(task.positions),
+    )
 
 
 def feature_tasks(images: ImageSet, model: ModelSource, batch_size: int, logits: bool) -> Iterator[FeatureTask]:
@@ -111,12 +120,21 @@ def feature_tasks(images: ImageSet, model: ModelSource, batch_size: int, logits:
         yield FeatureTask(part, positions, model, batch_size, logits)
 
 
-def extract_tasks(images: ImageSet, model: Any, *, batch_size: int, logits: bool, label: str, backend: str,
-                  processes: int = 2, ray_address: str | None = None, ray_task_cpus: float = 1.0,
-                  features: str | None = None) -> Extracted:
-    """images.extract through an executor: one unit_features task per unit, gathered in set order."""
-    from pixelforge.run import run_tasks
+def extract_tasks(
+    images: ImageSet,
+    model: Any,
+    *,
+    batch_size: int,
+    logits: bool,
+    label: str,
+    executor: ExecutorSettings,
+    processes: int | None = None,
+    features: str | None = None,
+) -> Extracted:
+    """images.extract through ``executor``: one unit_features task per unit, gathered in set order.
 
+    ``processes`` overrides the executor's pool size (evaluate sizes it by ``--workers``).
+    """
     n = len(images)
     feats: np.ndarray | None = None
     logit_arr: np.ndarray | None = None
@@ -124,8 +142,7 @@ def extract_tasks(images: ImageSet, model: Any, *, batch_size: int, logits: bool
     failed: dict[int, str] = {}
     tasks = feature_tasks(images, source_of(model, features), batch_size, logits)
     with track(label, total=n) as progress:
-        for res in run_tasks(unit_features, tasks, backend=backend, processes=processes, ray_address=ray_address,
-                             ray_task_cpus=ray_task_cpus):
+        for res in executor.run(unit_features, tasks, processes=processes):
             failed.update(res.failed)
             if res.positions:
                 if feats is None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -58,8 +55,9 @@ class ClassifierFeatures:
 
     def _fit(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_size and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                              antialias=True)
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True
+            )
         return x
 
     def features_and_logits(self, x: torch.Tensor, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -76,46 +74,47 @@ class ClassifierFeatures:
         return self.features_and_logits(x, logits=True)[1]
 
 
-def _run_digest(run_dir: Path) -> str:
-    """Short hash of a run's config and newest checkpoint names/sizes: the cache key of its features."""
-    h = hashlib.sha256((run_dir / "config.json").read_bytes())
-    ckpts = run_dir / "checkpoints"
-    if ckpts.is_dir():
-        for p in sorted(ckpts.iterdir()):
-            st = p.stat()
-            h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:12]
-
-
 def load_classifier(run: str) -> ClassifierFeatures:
     """A trained pixelforge classifier run as a FeatureModel (penultimate features, softmax for IS).
 
-    Reads RUN/config.json ({"family": "classifier", "model": {...}, "labels": [...]}) and loads
-    the model through ``pixelforge.models.registry.load_run``.
+    Reads the run's config ({"family": "classifier", "model": {...}, "labels": [...]}) and loads
+    the model through ``pixelforge.train.rundir.load_run``.
     """
-    run_dir = Path(run)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise UsageError(f"classifier run {run}: no config.json; pass the directory `pixelforge train "
-                         "classifier --out RUN` wrote")
-    config = json.loads(config_path.read_text())
+    from pixelforge.train import rundir
+
+    run_dir = rundir.RunDir(run)
+    if not run_dir.has_config():
+        raise UsageError(
+            f"classifier run {run}: no config.json; pass the directory `pixelforge train classifier --out RUN` wrote"
+        )
+    config = run_dir.config
     if config.get("family") != "classifier":
-        raise UsageError(f"classifier run {run} holds a {config.get('family')!r} model, not a classifier; "
-                         "train one with `pixelforge train classifier`")
+        raise UsageError(
+            f"classifier run {run} holds a {config.get('family')!r} model, not a classifier; "
+            "train one with `pixelforge train classifier`"
+        )
     # load_run gives .model: an eval nn.Module with forward(x) -> logits (B, K) and features(x) -> (B, D),
     # x in [0, 1] of shape (B, 3, S, S), S = the run's image size
-    from pixelforge.models.registry import load_run
-
-    loaded = load_run(str(run_dir))
+    loaded = rundir.load_run(str(run_dir.path))
     model_cfg = config.get("model") or {}
     labels = list(config.get("labels") or [])
     size = model_cfg.get("image_size")
-    return ClassifierFeatures(module=loaded.model.eval(), label_names=labels, input_size=int(size) if size else None,
-                              name=f"classifier-{_run_digest(run_dir)}")
+    return ClassifierFeatures(
+        module=loaded.model.eval(),
+        label_names=labels,
+        input_size=int(size) if size else None,
+        name=f"classifier-{run_dir.digest()}",
+    )
 
 
-def load_feature_model(spec: str, *, dims: int = 2048, fid_impl: str = "torch-fidelity",
-                       inception_weights: str | None = None, download: bool = False) -> FeatureModel:
+def load_feature_model(
+    spec: str,
+    *,
+    dims: int = 2048,
+    fid_impl: str = "torch-fidelity",
+    inception_weights: str | None = None,
+    download: bool = False,
+) -> FeatureModel:
     """The FeatureModel a ``--features`` value names: ``inception`` or ``classifier:RUN``.
 
     ``dims``, ``fid_impl``, ``inception_weights`` and ``download`` apply to ``inception`` only.
@@ -125,6 +124,6 @@ def load_feature_model(spec: str, *, dims: int = 2048, fid_impl: str = "torch-fi
         if fid_impl not in FID_IMPLS:  # checked before the weights are looked for
             raise UsageError(f"--fid-impl {fid_impl!r}: choose one of {', '.join(FID_IMPLS)}")
         return InceptionFeatures(find_weights(inception_weights, download), dims=dims, impl=fid_impl)
-    if spec.startswith("classifier:") and spec[len("classifier:"):]:
-        return load_classifier(spec[len("classifier:"):])
+    if spec.startswith("classifier:") and spec[len("classifier:") :]:
+        return load_classifier(spec[len("classifier:") :])
     raise UsageError(f"--features {spec!r}: choose one of {', '.join(FEATURE_KINDS)}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,9 +13,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pixelforge import media
 from pixelforge.errors import DatasetError, ItemError, UsageError
+from pixelforge.media import IMAGE_EXTENSIONS, images_under
 from pixelforge.progress import track
-from pixelforge.sources.folders import IMAGE_EXTENSIONS, images_under
-from pixelforge.store import Dataset
+from pixelforge.store import Dataset, is_partial
 
 FOLDER_CHUNK = 64  # files per unit of work handed to a loader worker
 
@@ -59,19 +60,21 @@ def open_images(path: str, flag: str, n: int | None = None) -> ImageSet:
     try:
         ds = Dataset.open(path)
     except DatasetError as e:
-        if "://" in path or not local.is_dir() or (local / ".work").exists():
+        if "://" in path or not local.is_dir() or is_partial(path):
             raise UsageError(f"{flag} {path}: {e}") from None
         files = images_under(local)[:n]
         if not files:
-            raise UsageError(f"{flag} {path}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
+            kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+            raise UsageError(f"{flag} {path}: no images ({kinds}) in this folder") from None
         return ImageSet(path, "folder", [str(p.relative_to(local)) for p in files], files=files)
     table = ds.index(columns=["key", "shard"])
     if n is not None:
         table = table.slice(0, n)
     if table.num_rows == 0:
         raise UsageError(f"{flag} {path}: the dataset has no samples")
-    return ImageSet(path, "dataset", table.column("key").to_pylist(), dataset=ds,
-                    shards=table.column("shard").to_pylist())
+    return ImageSet(
+        path, "dataset", table.column("key").to_pylist(), dataset=ds, shards=table.column("shard").to_pylist()
+    )
 
 
 def _as_is(batch):
@@ -117,7 +120,7 @@ class _ImageStream(IterableDataset):
 
     def __iter__(self):
         info = get_worker_info()
-        units = self.units if info is None else self.units[info.id::info.num_workers]
+        units = self.units if info is None else self.units[info.id :: info.num_workers]
         batch: tuple[list[int], list[np.ndarray], list[tuple[int, str]]] = ([], [], [])
         for unit in units:
             for pos, data, why in self._items(unit):
@@ -141,9 +144,9 @@ class Extracted:
     """Features of the images that decoded, in input order, and the ones that did not."""
 
     keys: list[str]
-    features: np.ndarray               # (N, D) float32
-    logits: np.ndarray | None          # (N, K) float32
-    failed: list[tuple[str, str]]      # (key, reason)
+    features: np.ndarray  # (N, D) float32
+    logits: np.ndarray | None  # (N, K) float32
+    failed: list[tuple[str, str]]  # (key, reason)
 
 
 def to_batches(arrays: list[np.ndarray]) -> Iterator[tuple[list[int], torch.Tensor]]:
@@ -156,8 +159,9 @@ def to_batches(arrays: list[np.ndarray]) -> Iterator[tuple[list[int], torch.Tens
         yield idx, x.float().div(255)  # as torchvision's ToTensor: float32 / 255
 
 
-def extract(images: ImageSet, model, *, batch_size: int = 50, workers: int = 2, logits: bool = False,
-            label: str = "features") -> Extracted:
+def extract(
+    images: ImageSet, model, *, batch_size: int = 50, workers: int = 2, logits: bool = False, label: str = "features"
+) -> Extracted:
     """Run ``model`` (a FeatureModel) over every image of ``images``: one feature pass, decoding in parallel.
 
     ``workers`` loader processes decode while the main process runs the network (0: decode
@@ -191,12 +195,17 @@ def extract(images: ImageSet, model, *, batch_size: int = 50, workers: int = 2, 
     return collected(images, feats, logit_arr, ok, failed)
 
 
-def collected(images, feats, logit_arr, ok, failed: dict[int, str]) -> "Extracted":
+def collected(images, feats, logit_arr, ok, failed: dict[int, str]) -> Extracted:
     """The Extracted of a feature pass: rows of the images that decoded; an error when none did."""
     n = len(images.keys)
     if not ok.any():
-        raise UsageError(f"{images.path}: none of its {n} images could be decoded "
-                         f"(first failure: {next(iter(failed.values()), 'unknown')})")
-    return Extracted(keys=[k for k, good in zip(images.keys, ok) if good], features=feats[ok],
-                     logits=logit_arr[ok] if logit_arr is not None else None,
-                     failed=[(images.keys[p], why) for p, why in sorted(failed.items())])
+        raise UsageError(
+            f"{images.path}: none of its {n} images could be decoded "
+            f"(first failure: {next(iter(failed.values()), 'unknown')})"
+        )
+    return Extracted(
+        keys=[k for k, good in zip(images.keys, ok) if good],
+        features=feats[ok],
+        logits=logit_arr[ok] if logit_arr is not None else None,
+        failed=[(images.keys[p], why) for p, why in sorted(failed.items())],
+    )

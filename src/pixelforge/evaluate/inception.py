@@ -25,9 +25,26 @@ DIMS = (64, 192, 768, 2048)
 FID_IMPLS = ("torch-fidelity", "pytorch-fid")
 INPUT_SIZE = 299
 # Layers of torchvision's Inception3 in forward order, and after which one each feature size is read.
-_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-           "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-           "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
+_LAYERS = (
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+)
 _LAST_LAYER = {64: "maxpool1", 192: "maxpool2", 768: "Mixed_6e", 2048: "Mixed_7c"}
 
 
@@ -43,6 +60,7 @@ def resize_like_tensorflow1x(x: torch.Tensor, size: int) -> torch.Tensor:
     2. cols = x[..., lo_x] + (x[..., hi_x] - x[..., lo_x]) * d_x            (B, C, H, size)
     3. out = cols[:, :, lo_y] + (cols[:, :, hi_y] - cols[:, :, lo_y]) * d_y  (B, C, size, size)
     """
+
     def axis(n_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         grid = torch.arange(0, size, 1, dtype=x.dtype, device=x.device) * torch.tensor(n_in / size, dtype=torch.float32)
         lo = grid.long()
@@ -85,9 +103,11 @@ def find_weights(path: str | None = None, download: bool = False) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(WEIGHTS_URL, str(target), hash_prefix=WEIGHTS_HASH_PREFIX)
         return target
-    raise UsageError(f"Inception weights {WEIGHTS_FILE} not found: pass --inception-weights PATH, set "
-                     f"${WEIGHTS_ENV}, or put it in the torch hub cache ({target.parent}); "
-                     "--download fetches it there once")
+    raise UsageError(
+        f"Inception weights {WEIGHTS_FILE} not found: pass --inception-weights PATH, set "
+        f"${WEIGHTS_ENV}, or put it in the torch hub cache ({target.parent}); "
+        "--download fetches it there once"
+    )
 
 
 def build_fid_inception() -> nn.Module:
@@ -97,7 +117,11 @@ def build_fid_inception() -> nn.Module:
     tests save this network's state dict as a stand-in weights file of the official format.
     """
     from pytorch_fid.inception import (
-        FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2, _inception_v3,
+        FIDInceptionA,
+        FIDInceptionC,
+        FIDInceptionE_1,
+        FIDInceptionE_2,
+        _inception_v3,
     )
 
     net = _inception_v3(num_classes=1008, aux_logits=False, weights=None)
@@ -118,8 +142,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated file, a pickle with code, not a torch file at all
-        raise UsageError(f"{path} is not a readable {WEIGHTS_FILE} ({type(e).__name__}); "
-                         "re-download it with --download") from None
+        raise UsageError(
+            f"{path} is not a readable {WEIGHTS_FILE} ({type(e).__name__}); re-download it with --download"
+        ) from None
 
 
 def _fold_batch_norm(net: nn.Module) -> None:
@@ -131,8 +156,9 @@ def _fold_batch_norm(net: nn.Module) -> None:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for module in net.modules():
-        if isinstance(getattr(module, "conv", None), nn.Conv2d) and isinstance(getattr(module, "bn", None),
-                                                                               nn.BatchNorm2d):
+        if isinstance(getattr(module, "conv", None), nn.Conv2d) and isinstance(
+            getattr(module, "bn", None), nn.BatchNorm2d
+        ):
             module.conv = fuse_conv_bn_eval(module.conv, module.bn)
             module.bn = nn.Identity()
 
@@ -208,12 +234,12 @@ class InceptionFeatures:
             for name in _LAYERS:
                 h = getattr(self.net, name)(h)
                 if name == read_at:
-                    feats = F.adaptive_avg_pool2d(h, (1, 1)).flatten(1)        # (B, C, h, w) -> (B, dims)
+                    feats = F.adaptive_avg_pool2d(h, (1, 1)).flatten(1)  # (B, C, h, w) -> (B, dims)
                 if name == stop_at:
                     break
             if logits:
-                pool3 = F.adaptive_avg_pool2d(h, (1, 1)).flatten(1)        # (B, 2048)
-                out_logits = pool3 @ self.net.fc.weight.T                  # (B, 1008)
+                pool3 = F.adaptive_avg_pool2d(h, (1, 1)).flatten(1)  # (B, 2048)
+                out_logits = pool3 @ self.net.fc.weight.T  # (B, 1008)
         return feats.float().contiguous(), out_logits
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -48,8 +48,8 @@ class PixelFeatures:
 class MemorizationConfig:
     """Options of `pixelforge evaluate memorization`."""
 
-    features: str = "pixels"            # pixels | inception | classifier:RUN (features add criterion (a))
-    threshold: float = THRESHOLD        # delta of the relative-l2 criterion, on pixels
+    features: str = "pixels"  # pixels | inception | classifier:RUN (features add criterion (a))
+    threshold: float = THRESHOLD  # delta of the relative-l2 criterion, on pixels
     feature_threshold: float = THRESHOLD  # the same relative criterion on cosine distance of features
     neighbours: int = NEIGHBOURS
     alpha: float = ALPHA
@@ -65,8 +65,10 @@ class MemorizationConfig:
 
     def validate(self) -> None:
         if not 0 < self.threshold <= 1 / self.alpha or not 0 < self.feature_threshold <= 1 / self.alpha:
-            raise UsageError(f"--threshold {self.threshold} / --feature-threshold {self.feature_threshold}: choose "
-                             f"a value in (0, {1 / self.alpha:g}] (Carlini et al. use 1/3)")
+            raise UsageError(
+                f"--threshold {self.threshold} / --feature-threshold {self.feature_threshold}: choose "
+                f"a value in (0, {1 / self.alpha:g}] (Carlini et al. use 1/3)"
+            )
         if self.neighbours < 1 or self.top < 0:
             raise UsageError(f"--neighbours {self.neighbours} / --top {self.top}: must be at least 1 / 0")
 
@@ -80,13 +82,20 @@ class MemorizationResult:
     n_flagged: int
     share: float
     flagged: list[dict[str, Any]]
-    top: list[dict[str, Any]]           # the closest pairs by pixel score, flagged or not (for the report)
+    top: list[dict[str, Any]]  # the closest pairs by pixel score, flagged or not (for the report)
     criterion: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"n_fake": self.n_fake, "n_flagged": self.n_flagged, "share": self.share, "flagged": self.flagged,
-                "n_train": self.n_train, "top": self.top, "criterion": self.criterion}
+        return {
+            "n_fake": self.n_fake,
+            "n_flagged": self.n_flagged,
+            "share": self.share,
+            "flagged": self.flagged,
+            "n_train": self.n_train,
+            "top": self.top,
+            "criterion": self.criterion,
+        }
 
 
 def nearest_neighbours(queries: np.ndarray, base: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -102,11 +111,11 @@ def nearest_neighbours(queries: np.ndarray, base: np.ndarray, k: int, metric: st
     best_d = torch.full((len(q), 0), float("inf"))
     best_i = torch.zeros((len(q), 0), dtype=torch.long)
     for start in range(0, len(b), TRAIN_CHUNK):
-        chunk = b[start:start + TRAIN_CHUNK]
+        chunk = b[start : start + TRAIN_CHUNK]
         if metric == "cosine":
-            d = (1 - q @ chunk.T).clamp(min=0)                             # (Q, chunk)
+            d = (1 - q @ chunk.T).clamp(min=0)  # (Q, chunk)
         else:
-            d = torch.cdist(q, chunk) / q.shape[1] ** 0.5                  # (Q, chunk)
+            d = torch.cdist(q, chunk) / q.shape[1] ** 0.5  # (Q, chunk)
         idx = torch.arange(start, start + len(chunk)).expand(len(q), -1)
         all_d, all_i = torch.cat([best_d, d], dim=1), torch.cat([best_i, idx], dim=1)
         best_d, order = all_d.topk(min(k, all_d.shape[1]), dim=1, largest=False)
@@ -124,8 +133,9 @@ def relative_scores(dist: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
     return np.where(mean > 0, dist[:, 0] / np.maximum(alpha * mean, 1e-12), 0.0)
 
 
-def find_memorized(train: str, fake: str, config: MemorizationConfig | None = None,
-                   model: FeatureModel | None = None) -> MemorizationResult:
+def find_memorized(
+    train: str, fake: str, config: MemorizationConfig | None = None, model: FeatureModel | None = None
+) -> MemorizationResult:
     """For each image of ``fake``, its nearest image in ``train`` by pixels (and features); flag near-copies.
 
     (b) pixels: every image resized to ``pixel_size``^2 in [0, 1]; flagged when Carlini's relative
@@ -145,16 +155,23 @@ def find_memorized(train: str, fake: str, config: MemorizationConfig | None = No
     if k < config.neighbours:
         warnings.append(f"--neighbours {config.neighbours} lowered to {k}, the number of training images")
     if model is None and config.features != "pixels":
-        model = load_feature_model(config.features, dims=config.dims, fid_impl=config.fid_impl,
-                                   inception_weights=config.inception_weights, download=config.download)
+        model = load_feature_model(
+            config.features,
+            dims=config.dims,
+            fid_impl=config.fid_impl,
+            inception_weights=config.inception_weights,
+            download=config.download,
+        )
     opts = dict(batch_size=config.batch_size, workers=config.workers)
     pixels = PixelFeatures(config.pixel_size)
     fake_px = extract(fake_set, pixels, label="fake pixels", **opts)
     train_px = extract(train_set, pixels, label="train pixels", **opts)
     dist, idx = nearest_neighbours(fake_px.features, train_px.features, k, "l2")
     pixel_score = relative_scores(dist, config.alpha)
-    pairs = [{"fake": f, "train": train_px.keys[i], "score": float(s), "l2": float(d), "by": "pixels"}
-             for f, i, s, d in zip(fake_px.keys, idx[:, 0], pixel_score, dist[:, 0])]
+    pairs = [
+        {"fake": f, "train": train_px.keys[i], "score": float(s), "l2": float(d), "by": "pixels"}
+        for f, i, s, d in zip(fake_px.keys, idx[:, 0], pixel_score, dist[:, 0])
+    ]
     by_fake = {p["fake"]: p for p in pairs}
     flagged = {p["fake"]: p for p in pairs if p["score"] <= config.threshold}
     if model is not None:
@@ -167,17 +184,28 @@ def find_memorized(train: str, fake: str, config: MemorizationConfig | None = No
             if entry is not None:
                 entry.update(feature_train=train_f.keys[i], feature_score=float(s), cosine=float(1 - d))
             if s <= config.feature_threshold and f not in flagged:
-                flagged[f] = {"fake": f, "train": train_f.keys[i], "score": float(s), "cosine": float(1 - d),
-                              "by": "features"}
+                flagged[f] = {
+                    "fake": f,
+                    "train": train_f.keys[i],
+                    "score": float(s),
+                    "cosine": float(1 - d),
+                    "by": "features",
+                }
     flagged_list = sorted(flagged.values(), key=lambda p: p["score"])
     n_fake = len(fake_px.keys)
     return MemorizationResult(
-        n_fake=n_fake, n_train=len(train_px.keys), n_flagged=len(flagged_list),
-        share=len(flagged_list) / n_fake if n_fake else 0.0, flagged=flagged_list,
-        top=sorted(pairs, key=lambda p: p["score"])[:config.top],
-        criterion={"pixels": f"l2(fake, nearest) <= {config.threshold:g} * {config.alpha:g} * mean l2 to {k} nearest "
-                             f"({config.pixel_size}x{config.pixel_size} px in [0, 1])",
-                   "features": None if model is None else
-                   f"cosine distance, same relative test <= {config.feature_threshold:g} ({model.name})"},
+        n_fake=n_fake,
+        n_train=len(train_px.keys),
+        n_flagged=len(flagged_list),
+        share=len(flagged_list) / n_fake if n_fake else 0.0,
+        flagged=flagged_list,
+        top=sorted(pairs, key=lambda p: p["score"])[: config.top],
+        criterion={
+            "pixels": f"l2(fake, nearest) <= {config.threshold:g} * {config.alpha:g} * mean l2 to {k} nearest "
+            f"({config.pixel_size}x{config.pixel_size} px in [0, 1])",
+            "features": None
+            if model is None
+            else f"cosine distance, same relative test <= {config.feature_threshold:g} ({model.name})",
+        },
         warnings=warnings,
     )

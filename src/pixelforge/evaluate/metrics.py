@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -78,8 +78,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     s1 = torch.from_numpy(np.ascontiguousarray(sigma1, np.float64))
     s2 = torch.from_numpy(np.ascontiguousarray(sigma2, np.float64))
     if m1.shape != m2.shape or s1.shape != s2.shape or s1.shape != (m1.size, m1.size):
-        raise ValueError(f"statistics do not match: mu {m1.shape} vs {m2.shape}, sigma {tuple(s1.shape)} "
-                         f"vs {tuple(s2.shape)}")
+        raise ValueError(
+            f"statistics do not match: mu {m1.shape} vs {m2.shape}, sigma {tuple(s1.shape)} vs {tuple(s2.shape)}"
+        )
     # 1. a factor of sigma1
     factor, info = torch.linalg.cholesky_ex(s1)
     if int(info) != 0:
@@ -105,8 +106,13 @@ def _mmd2_unbiased(k_xx: torch.Tensor, k_xy: torch.Tensor, k_yy: torch.Tensor) -
     return float((kt_xx + kt_yy) / (m * (m - 1)) - 2 * k_xy.sum() / (m * m))
 
 
-def kernel_inception_distance(fake: np.ndarray, real: np.ndarray, subsets: int = KID_SUBSETS,
-                              subset_size: int = KID_SUBSET_SIZE, seed: int = RNG_SEED) -> tuple[float, float]:
+def kernel_inception_distance(
+    fake: np.ndarray,
+    real: np.ndarray,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = RNG_SEED,
+) -> tuple[float, float]:
     """KID (Bińkowski et al. 2018): mean and std of the unbiased MMD^2 over random subsets.
 
     The kernel is the polynomial k(x, y) = (x.y / D + 1)^3. Subsets are drawn exactly as
@@ -120,8 +126,9 @@ def kernel_inception_distance(fake: np.ndarray, real: np.ndarray, subsets: int =
     """
     n_f, n_r = len(fake), len(real)
     if subset_size > min(n_f, n_r) or subset_size < 2:
-        raise UsageError(f"KID subset size {subset_size} needs at least that many real and fake images "
-                         f"(have {n_r} real, {n_f} fake)")
+        raise UsageError(
+            f"KID subset size {subset_size} needs at least that many real and fake images (have {n_r} real, {n_f} fake)"
+        )
     d = fake.shape[1]
     f = torch.from_numpy(np.ascontiguousarray(fake)).to(torch.float64)
     r = torch.from_numpy(np.ascontiguousarray(real)).to(torch.float64)
@@ -140,8 +147,9 @@ def kernel_inception_distance(fake: np.ndarray, real: np.ndarray, subsets: int =
         else:
             x, y = f[i], r[j]
             xx, yy, xy = x @ x.T, y @ y.T, x @ y.T
-        mmds[s] = _mmd2_unbiased((xx / d + KID_COEF0) ** KID_DEGREE, (xy / d + KID_COEF0) ** KID_DEGREE,
-                                 (yy / d + KID_COEF0) ** KID_DEGREE)
+        mmds[s] = _mmd2_unbiased(
+            (xx / d + KID_COEF0) ** KID_DEGREE, (xy / d + KID_COEF0) ** KID_DEGREE, (yy / d + KID_COEF0) ** KID_DEGREE
+        )
     return float(mmds.mean()), float(mmds.std())
 
 
@@ -183,15 +191,17 @@ def precision_recall(fake: np.ndarray, real: np.ndarray, k: int = PRC_NEIGHBOURH
     exact ties fall the same way as in torch-fidelity.
     """
     if min(len(fake), len(real)) <= k:
-        raise UsageError(f"precision/recall with k={k} needs more than {k} real and fake images "
-                         f"(have {len(real)} real, {len(fake)} fake)")
+        raise UsageError(
+            f"precision/recall with k={k} needs more than {k} real and fake images "
+            f"(have {len(real)} real, {len(fake)} fake)"
+        )
     f = torch.from_numpy(np.ascontiguousarray(fake, np.float32))
     r = torch.from_numpy(np.ascontiguousarray(real, np.float32))
     radius_real, radius_fake = _kth_neighbour_radii(r, k), _kth_neighbour_radii(f, k)
     fake_hit = torch.zeros(len(f), dtype=torch.bool)
     real_hit = []
     for chunk, radii in zip(r.split(PRC_BATCH), radius_real.split(PRC_BATCH)):
-        d = torch.cdist(chunk, f)                                      # (chunk, N_fake)
+        d = torch.cdist(chunk, f)  # (chunk, N_fake)
         real_hit.append((d <= radius_fake).any(dim=1))
         fake_hit |= (d <= radii[:, None]).any(dim=0)
     return fake_hit.float().mean().item(), torch.cat(real_hit).float().mean().item()
@@ -238,7 +248,11 @@ def _recall(inp: MetricInputs) -> dict[str, float]:
 
 # The one registry of metrics: --metrics names -> function of the shared inputs.
 METRICS: dict[str, Callable[[MetricInputs], dict[str, float]]] = {
-    "fid": _fid, "kid": _kid, "is": _is, "precision": _precision, "recall": _recall,
+    "fid": _fid,
+    "kid": _kid,
+    "is": _is,
+    "precision": _precision,
+    "recall": _recall,
 }
 NEEDS_REAL = frozenset({"fid", "kid", "precision", "recall"})
 

@@ -70,17 +70,30 @@ class ManifestSigner:
             "claim_generator_info": [{"name": "pixelforge", "version": __version__}],
             "title": title,
             "format": "image/png",
-            "assertions": [{"label": "c2pa.actions", "data": {"actions": [{
-                "action": "c2pa.created", "digitalSourceType": AI_SOURCE_TYPE,
-                "softwareAgent": {"name": "pixelforge", "version": __version__}, "parameters": params}]}}],
+            "assertions": [
+                {
+                    "label": "c2pa.actions",
+                    "data": {
+                        "actions": [
+                            {
+                                "action": "c2pa.created",
+                                "digitalSourceType": AI_SOURCE_TYPE,
+                                "softwareAgent": {"name": "pixelforge", "version": __version__},
+                                "parameters": params,
+                            }
+                        ]
+                    },
+                }
+            ],
         }
         builder = self._c2pa.Builder.from_json(manifest, self._context)
         out = io.BytesIO()
         try:
             builder.sign(self._signer, "image/png", io.BytesIO(png), out)
         except self._c2pa.C2paError as exc:
-            raise UsageError(f"C2PA signing failed: {exc} (check that --c2pa-cert holds the chain of --c2pa-key)") \
-                from None
+            raise UsageError(
+                f"C2PA signing failed: {exc} (check that --c2pa-cert holds the chain of --c2pa-key)"
+            ) from None
         return out.getvalue()
 
 
@@ -110,11 +123,20 @@ def read_manifest(data: bytes, mime: str = "image/png") -> ManifestCheck:
     finally:
         reader.close()
     failures = (results.get("activeManifest") or {}).get("failure") or []
-    actions = [a for assertion in manifest.get("assertions", []) if assertion.get("label", "").startswith("c2pa.actions")
-               for a in assertion.get("data", {}).get("actions", [])]
+    actions = [
+        a
+        for assertion in manifest.get("assertions", [])
+        if assertion.get("label", "").startswith("c2pa.actions")
+        for a in assertion.get("data", {}).get("actions", [])
+    ]
     created = next((a for a in actions if a.get("action") == "c2pa.created"), {})
     generator = next((g.get("name") for g in manifest.get("claim_generator_info", [])), None)
-    return ManifestCheck(found=True, state=state, ai_generated=created.get("digitalSourceType") == AI_SOURCE_TYPE,
-                         generator=generator, issuer=(manifest.get("signature_info") or {}).get("issuer"),
-                         parameters=json.loads(json.dumps(created.get("parameters", {}))),
-                         problems=sorted({f.get("code", "") for f in failures}))
+    return ManifestCheck(
+        found=True,
+        state=state,
+        ai_generated=created.get("digitalSourceType") == AI_SOURCE_TYPE,
+        generator=generator,
+        issuer=(manifest.get("signature_info") or {}).get("issuer"),
+        parameters=json.loads(json.dumps(created.get("parameters", {}))),
+        problems=sorted({f.get("code", "") for f in failures}),
+    )

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
+from pixelforge.console import print_result
 from pixelforge.errors import UsageError
+from pixelforge.options import TRAIN, AsJson
 
 
 def generate_command(
     run: Annotated[str, typer.Argument(help="Training run directory.")],
     out: Annotated[str, typer.Option("--out", "-o", help="New dataset directory for the images.")],
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="A prompt (repeatable).")] = None,
-    prompts: Annotated[Optional[str], typer.Option(help="File with one prompt per line.")] = None,
-    class_: Annotated[Optional[list[str]], typer.Option("--class", help="A class name (repeatable).")] = None,
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", help="A prompt (repeatable).")] = None,
+    prompts: Annotated[str | None, typer.Option(help="File with one prompt per line.")] = None,
+    class_: Annotated[list[str] | None, typer.Option("--class", help="A class name (repeatable).")] = None,
     n: Annotated[int, typer.Option(help="Images per prompt or class (in all, for unconditional runs).")] = 1,
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 50,
     sampler: Annotated[str, typer.Option(help="ddim, ddpm or dpm++.")] = "ddim",
@@ -25,15 +25,20 @@ def generate_command(
     seed: Annotated[int, typer.Option(help="The same seed and settings give the same images.")] = 0,
     batch_size: Annotated[int, typer.Option()] = 64,
     checkpoint: Annotated[str, typer.Option(help="best (lowest validation loss) or latest.")] = "best",
-    mark_size: Annotated[int, typer.Option(help="Images are enlarged to this side before the watermark "
-                                           "(0: native size; the mark survives re-encoding poorly under 128).")]
-    = 256,
+    mark_size: Annotated[
+        int,
+        typer.Option(
+            help="Images are enlarged to this side before the watermark "
+            "(0: native size; the mark survives re-encoding poorly under 128)."
+        ),
+    ] = 256,
     device: Annotated[str, typer.Option()] = "auto",
-    c2pa_cert: Annotated[Optional[str], typer.Option(help="PEM certificate chain (signer first): also embed a "
-                                                     "signed C2PA manifest.")] = None,
-    c2pa_key: Annotated[Optional[str], typer.Option(help="PEM private key of --c2pa-cert.")] = None,
+    c2pa_cert: Annotated[
+        str | None, typer.Option(help="PEM certificate chain (signer first): also embed a signed C2PA manifest.")
+    ] = None,
+    c2pa_key: Annotated[str | None, typer.Option(help="PEM private key of --c2pa-cert.")] = None,
     overwrite: Annotated[bool, typer.Option()] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Generate images from a trained run, each with an invisible watermark and provenance metadata.
 
@@ -49,17 +54,31 @@ def generate_command(
         if not path.is_file():
             raise UsageError(f"--prompts {prompts}: no such file")
         texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    gc = GenerateConfig(prompts=texts, classes=list(class_ or []), n=n, steps=steps, sampler=sampler,
-                        guidance=guidance, seed=seed, batch_size=batch_size, checkpoint=checkpoint,
-                        mark_size=mark_size, device=device, c2pa_cert=c2pa_cert, c2pa_key=c2pa_key)
-    result = generate(run, out, gc, overwrite=overwrite)
-    print(json.dumps(dataclasses.asdict(result), indent=2) if as_json else
-          f"{result.images} images in {result.out} (run {result.run_id}, {result.seconds} s)")
+    gc = GenerateConfig(
+        prompts=texts,
+        classes=list(class_ or []),
+        n=n,
+        steps=steps,
+        sampler=sampler,
+        guidance=guidance,
+        seed=seed,
+        batch_size=batch_size,
+        checkpoint=checkpoint,
+        mark_size=mark_size,
+        device=device,
+        c2pa_cert=c2pa_cert,
+        c2pa_key=c2pa_key,
+    )
+    print_result(
+        generate(run, out, gc, overwrite=overwrite),
+        as_json,
+        lambda r: f"{r.images} images in {r.out} (run {r.run_id}, {r.seconds} s)",
+    )
 
 
 def verify_command(
     paths: Annotated[list[str], typer.Argument(help="Images or folders of images.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Check images for pixelforge's watermark and provenance metadata.
 
@@ -69,17 +88,20 @@ def verify_command(
     """
     from pixelforge.generate.verify import expand, verify_file
 
-    results = [verify_file(p) for p in expand(paths)]
-    if as_json:
-        print(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
-        return
-    for r in results:
-        wm = f"watermark {'found' if r.watermark_found else 'not found'} ({r.bits_matched}/32 tag bits)"
-        md = "metadata found" if r.metadata_found else "no metadata"
-        c2 = f", C2PA manifest {r.c2pa_state}" if r.c2pa_found else ""
-        print(f"{r.path}: {r.verdict}  [{wm}, {md}{c2}]" + (f"  error: {r.error}" if r.error else ""))
+    print_result(
+        [verify_file(p) for p in expand(paths)], as_json, lambda results: "\n".join(_verdict(r) for r in results)
+    )
+
+
+def _verdict(r: Any) -> str:
+    """One image's line: its verdict, then what was found."""
+    wm = f"watermark {'found' if r.watermark_found else 'not found'} ({r.bits_matched}/32 tag bits)"
+    md = "metadata found" if r.metadata_found else "no metadata"
+    c2 = f", C2PA manifest {r.c2pa_state}" if r.c2pa_found else ""
+    return f"{r.path}: {r.verdict}  [{wm}, {md}{c2}]" + (f"  error: {r.error}" if r.error else "")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate_command)
-    app.command("verify")(verify_command)
+    """Add `generate` and `verify` to ``app``."""
+    app.command("generate", rich_help_panel=TRAIN)(generate_command)
+    app.command("verify", rich_help_panel=TRAIN)(verify_command)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from pixelforge import __version__
+from pixelforge import __version__, media
 
 # 48-bit payload: a fixed 32-bit pixelforge tag, then 16 bits of the run id's hash
 TAG = 0x70786667  # "pxfg"
@@ -116,14 +115,19 @@ def embed_watermark(img: Image.Image, run_id: str) -> Image.Image:
         target = np.maximum(base + offset, 0) * step + middle
         delta = (target - s[:, 0])[:, None, None] * unit
         dca = np.zeros((rows // 2, cols // 2))
-        dca[: nr * _BLOCK, : nc * _BLOCK] = delta.reshape(nr, nc, _BLOCK, _BLOCK).swapaxes(1, 2).reshape(nr * _BLOCK, -1)
+        blocks = delta.reshape(nr, nc, _BLOCK, _BLOCK).swapaxes(1, 2)
+        dca[: nr * _BLOCK, : nc * _BLOCK] = blocks.reshape(nr * _BLOCK, -1)
         out = bgr.astype(np.float64)
         out[:rows, :cols] += pywt.idwt2((dca, (None, None, None)), "haar")[:, :, None] * _U_TO_BGR
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
     # how far each block's read-back value lies from the middle of its bit's half, per bin tried
-    miss = np.stack([np.abs((_top_singular(render(np.full(len(tiles), o))) - middle + step / 2) % step - step / 2)
-                     for o in _BIN_OFFSETS])
+    miss = np.stack(
+        [
+            np.abs((_top_singular(render(np.full(len(tiles), o))) - middle + step / 2) % step - step / 2)
+            for o in _BIN_OFFSETS
+        ]
+    )
     near = miss <= (1 - _NEAR) * step / 4
     choice = np.where(near.any(axis=0), near.argmax(axis=0), miss.argmin(axis=0))
     marked = render(np.asarray(_BIN_OFFSETS)[choice])
@@ -167,9 +171,7 @@ def png_metadata(fields: dict[str, str]) -> PngImagePlugin.PngInfo:
 def marked_png(img: Image.Image, run_id: str, fields: dict[str, str], mark_size: int = MARK_MIN_SIDE) -> bytes:
     """PNG bytes of ``img``, enlarged to ``mark_size``, watermarked, with provenance text chunks."""
     marked = embed_watermark(upscale_for_mark(img, mark_size), run_id)
-    buf = io.BytesIO()
-    marked.save(buf, "PNG", pnginfo=png_metadata({"run_id": run_id, **fields}), compress_level=6)
-    return buf.getvalue()
+    return media.encode_png(marked, compress_level=6, pnginfo=png_metadata({"run_id": run_id, **fields}))
 
 
 def read_metadata(img: Image.Image) -> dict[str, str]:

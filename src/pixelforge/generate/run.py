@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,15 +12,15 @@ import torch
 from PIL import Image
 
 from pixelforge import media
+from pixelforge.device import resolve_device
 from pixelforge.errors import UsageError
 from pixelforge.generate.mark import MARK_MIN_SIDE, marked_png
-from pixelforge.generate.sample import to_uint8
 from pixelforge.models.diffusion import SAMPLERS
-from pixelforge.models.registry import LoadedRun, load_run
+from pixelforge.models.sampling import to_uint8
 from pixelforge.progress import track
 from pixelforge.store import DatasetBuilder, Lineage, config_to_dict
 from pixelforge.store.schema import encode_meta
-from pixelforge.device import resolve_device
+from pixelforge.train.rundir import LoadedRun, load_run
 
 
 @dataclass
@@ -81,8 +80,10 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
     device = resolve_device(gc.device)
     run = load_run(run_path, gc.checkpoint, device)
     if not run.family.generates:
-        raise UsageError(f"{run_path} is a {run.config['family']} run: it does not generate images "
-                         "(use `pixelforge predict` for classifiers)")
+        raise UsageError(
+            f"{run_path} is a {run.config['family']} run: it does not generate images "
+            "(use `pixelforge predict` for classifiers)"
+        )
     todo = _conditions(run, gc)
     signer = None
     if gc.c2pa_cert or gc.c2pa_key:
@@ -100,32 +101,62 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
     sampling = {"sampler": gc.sampler, "steps": gc.steps, "guidance": gc.guidance} if family == "diffusion" else {}
     with track("generate", total=len(todo)) as bar:
         for b0 in range(0, len(todo), gc.batch_size):
-            chunk = todo[b0:b0 + gc.batch_size]
+            chunk = todo[b0 : b0 + gc.batch_size]
             x = run.family.generate(run.modules, [c[0] for c in chunk], gen, **sampling)
             for j, arr in enumerate(to_uint8(x).numpy()):
                 i = b0 + j
                 _, caption, label, label_name = chunk[j]
-                fields = {"prompt": caption or label_name or "", "seed": str(gc.seed), "index": str(i),
-                          **{k: str(v) for k, v in sampling.items()}, "model": family}
+                fields = {
+                    "prompt": caption or label_name or "",
+                    "seed": str(gc.seed),
+                    "index": str(i),
+                    **{k: str(v) for k, v in sampling.items()},
+                    "model": family,
+                }
                 png = marked_png(Image.fromarray(arr), run.run_id, fields, gc.mark_size)
                 key = f"{i:09d}"
                 if signer is not None:
                     png = signer.sign_png(png, f"{key}.png", family, run.run_id, caption or label_name, gc.seed)
                 (images_dir / f"{key}.png").write_bytes(png)
-                marked = Image.open(io.BytesIO(png))
-                builder.add({
-                    "key": key, "source_kind": "generated", "source": f"{run.path}#{run.checkpoint}",
-                    "caption": caption, "caption_source": "generated" if caption else None, "label": label,
-                    "label_name": label_name, "boxes": [], "license": "unknown", "width": marked.width,
-                    "height": marked.height, "orig_width": int(arr.shape[1]), "orig_height": int(arr.shape[0]),
-                    "format": "png", "sha256": hashlib.sha256(png).hexdigest(),
-                    "phash": media.phash64(marked.convert("RGB")),
-                    "meta": encode_meta({"run": str(run.path), "run_id": run.run_id, "family": family, **sampling,
-                                         "seed": gc.seed, "index": i, "c2pa": signer is not None}),
-                }, png, "png")
+                marked = media.open_image(png)
+                builder.add(
+                    {
+                        "key": key,
+                        "source_kind": "generated",
+                        "source": f"{run.path}#{run.checkpoint}",
+                        "caption": caption,
+                        "caption_source": "generated" if caption else None,
+                        "label": label,
+                        "label_name": label_name,
+                        "boxes": [],
+                        "license": "unknown",
+                        "width": marked.width,
+                        "height": marked.height,
+                        "orig_width": int(arr.shape[1]),
+                        "orig_height": int(arr.shape[0]),
+                        "format": "png",
+                        "sha256": hashlib.sha256(png).hexdigest(),
+                        "phash": media.phash64(marked.convert("RGB")),
+                        "meta": encode_meta(
+                            {
+                                "run": str(run.path),
+                                "run_id": run.run_id,
+                                "family": family,
+                                **sampling,
+                                "seed": gc.seed,
+                                "index": i,
+                                "c2pa": signer is not None,
+                            }
+                        ),
+                    },
+                    png,
+                    "png",
+                )
                 bar.advance()
     seconds = time.monotonic() - start
-    builder.finish(name=Path(out).name, lineage=Lineage(command="generate", config=config_to_dict(gc),
-                                                         inputs=[run.config["dataset"]["path"]]),
-                   stats={"seconds": round(seconds, 2), "run": str(run.path), "checkpoint": run.checkpoint})
+    builder.finish(
+        name=Path(out).name,
+        lineage=Lineage(command="generate", config=config_to_dict(gc), inputs=[run.config["dataset"]["path"]]),
+        stats={"seconds": round(seconds, 2), "run": str(run.path), "checkpoint": run.checkpoint},
+    )
     return GenerateResult(out=out, images=len(todo), run_id=run.run_id, seconds=round(seconds, 2))

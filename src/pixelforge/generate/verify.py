@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from PIL import Image
 
 from pixelforge import media
 from pixelforge.errors import ItemError, UsageError
@@ -39,7 +36,7 @@ def verify_file(path: str) -> Verification:
     try:
         data = Path(path).read_bytes()
         img = media.decode(data)
-        raw = Image.open(io.BytesIO(data))
+        raw = media.open_image(data)
     except (OSError, ItemError) as exc:
         return Verification(path, False, 0, None, False, {}, VERDICT_NONE, error=str(exc))
     wm = read_watermark(img)
@@ -48,10 +45,21 @@ def verify_file(path: str) -> Verification:
     manifest = _manifest(data, raw.format)
     signed = manifest.found and manifest.state in ("Valid", "Trusted") and manifest.generator == "pixelforge"
     verdict = VERDICT_MARKED if wm.found or ours or signed else VERDICT_NONE
-    return Verification(path, wm.found, wm.tag_bits_matched, wm.run_hash if wm.found else None, ours,
-                        meta if ours else {}, verdict, c2pa_found=manifest.found, c2pa_state=manifest.state,
-                        c2pa_ai_generated=manifest.ai_generated, c2pa_issuer=manifest.issuer,
-                        c2pa_parameters=manifest.parameters, c2pa_problems=manifest.problems)
+    return Verification(
+        path,
+        wm.found,
+        wm.tag_bits_matched,
+        wm.run_hash if wm.found else None,
+        ours,
+        meta if ours else {},
+        verdict,
+        c2pa_found=manifest.found,
+        c2pa_state=manifest.state,
+        c2pa_ai_generated=manifest.ai_generated,
+        c2pa_issuer=manifest.issuer,
+        c2pa_parameters=manifest.parameters,
+        c2pa_problems=manifest.problems,
+    )
 
 
 def _manifest(data: bytes, fmt: str | None):

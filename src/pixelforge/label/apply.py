@@ -23,12 +23,22 @@ ADDED = (
     pa.field("annotated_at", pa.timestamp("ms", tz="UTC")),  # time of the latest merged edit
     pa.field("annotated_fields", pa.list_(pa.string())),
 )
-HISTORY_SCHEMA = pa.schema([
-    ("id", pa.int64()), ("key", pa.string()), ("field", pa.string()), ("value", pa.string()),
-    ("previous", pa.string()), ("previous_annotator", pa.string()), ("annotator", pa.string()),
-    ("time", pa.string()), ("version", pa.int64()), ("base_version", pa.int64()), ("conflict", pa.bool_()),
-    ("client_id", pa.string()),
-])
+HISTORY_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("key", pa.string()),
+        ("field", pa.string()),
+        ("value", pa.string()),
+        ("previous", pa.string()),
+        ("previous_annotator", pa.string()),
+        ("annotator", pa.string()),
+        ("time", pa.string()),
+        ("version", pa.int64()),
+        ("base_version", pa.int64()),
+        ("conflict", pa.bool_()),
+        ("client_id", pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -93,8 +103,16 @@ def apply_annotations(data: str, out: str, config: ApplyConfig) -> ApplyResult:
             if f == "label":
                 row["label"], row["label_name"] = (None, None) if value is None else (ids[value], value)
             elif f == "boxes":
-                row["boxes"] = [{"x0": b["x0"], "y0": b["y0"], "x1": b["x1"], "y1": b["y1"],
-                                 "label": None if b.get("label") is None else ids[b["label"]]} for b in value]
+                row["boxes"] = [
+                    {
+                        "x0": b["x0"],
+                        "y0": b["y0"],
+                        "x1": b["x1"],
+                        "y1": b["y1"],
+                        "label": None if b.get("label") is None else ids[b["label"]],
+                    }
+                    for b in value
+                ]
             else:
                 if value != row["caption"]:
                     row["caption_source"] = None  # written by a person: none of the web/dataset sources
@@ -113,7 +131,14 @@ def apply_annotations(data: str, out: str, config: ApplyConfig) -> ApplyResult:
         h["value"] = None if h["value"] is None else json.dumps(h["value"])
         h["previous"] = None if h["previous"] is None else json.dumps(h["previous"])
     pq.write_table(pa.Table.from_pylist(history, schema=HISTORY_SCHEMA), Path(result.root) / HISTORY)
-    return ApplyResult(out=out, samples=result.num_samples, accepted=counts["accepted"], skipped=counts["skipped"],
-                       labels_merged=counts["label"], boxes_merged=counts["boxes"],
-                       captions_merged=counts["caption"], edits=len(history),
-                       seconds=round(time.monotonic() - start, 2))
+    return ApplyResult(
+        out=out,
+        samples=result.num_samples,
+        accepted=counts["accepted"],
+        skipped=counts["skipped"],
+        labels_merged=counts["label"],
+        boxes_merged=counts["boxes"],
+        captions_merged=counts["caption"],
+        edits=len(history),
+        seconds=round(time.monotonic() - start, 2),
+    )

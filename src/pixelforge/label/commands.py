@@ -1,19 +1,22 @@
-"""CLI commands of the label stage (label serve|apply|suggest|issues|results), registered by pixelforge.cli."""
+"""CLI commands of the label stage: label serve|apply|suggest|issues|results."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-Dir = Annotated[str, typer.Argument(metavar="DIR", help="Dataset directory.")]
-Out = Annotated[str, typer.Option("--out", "-o", help="New dataset directory to write.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace --out if it already holds a dataset.")]
-Db = Annotated[Optional[str], typer.Option(help="Annotations file (default: DIR/annotations.sqlite).")]
+from pixelforge.console import print_result
+from pixelforge.options import LABEL, AsJson, Out, Overwrite
 
-label_app = typer.Typer(help="Label datasets in a web app, pre-label with a model, find wrong labels, "
-                             "collect human judgements of generated images.", no_args_is_help=True)
+Dir = Annotated[str, typer.Argument(metavar="DIR", help="Dataset directory.")]
+Db = Annotated[str | None, typer.Option(help="Annotations file (default: DIR/annotations.sqlite).")]
+
+label_app = typer.Typer(
+    help="Label datasets in a web app, pre-label with a model, find wrong labels, "
+    "collect human judgements of generated images.",
+    no_args_is_help=True,
+)
 
 
 def _classes(text: str) -> tuple[str, ...]:
@@ -23,15 +26,16 @@ def _classes(text: str) -> tuple[str, ...]:
 @label_app.command("serve")
 def serve_command(
     data: Dir,
-    data_b: Annotated[Optional[str], typer.Argument(metavar="DIR_B", help="Second dataset (--task compare).")]
-    = None,
+    data_b: Annotated[str | None, typer.Argument(metavar="DIR_B", help="Second dataset (--task compare).")] = None,
     task: Annotated[str, typer.Option(help="classify, boxes, caption, review, rate or compare.")] = "classify",
-    classes: Annotated[str, typer.Option(help="Comma-separated class names (default: the dataset's label names).")]
-    = "",
+    classes: Annotated[
+        str, typer.Option(help="Comma-separated class names (default: the dataset's label names).")
+    ] = "",
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs a token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
-    token: Annotated[Optional[str], typer.Option(help="Access token (off loopback one is generated and printed "
-                                                     "when not given).")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Access token (off loopback one is generated and printed when not given).")
+    ] = None,
     db: Db = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (larger: 413).")] = 256 * 1024,
     seed: Annotated[int, typer.Option(help="Seed of the left/right order of compared images.")] = 0,
@@ -58,8 +62,9 @@ def serve_command(
         raise UsageError("--token: use at least 16 characters (or omit it to have one generated)")
     if not is_loopback(host) and token is None:
         token = new_token()
-    project = Project(ProjectConfig(data=data, task=task, classes=_classes(classes), compare_with=data_b, db=db,
-                                    seed=seed))
+    project = Project(
+        ProjectConfig(data=data, task=task, classes=_classes(classes), compare_with=data_b, db=db, seed=seed)
+    )
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     typer.echo(f"pixelforge label: {project.progress()['total']} items ({task}) at {url}", err=True)
@@ -78,26 +83,27 @@ def apply_command(data: Dir, out: Out, db: Db = None, overwrite: Overwrite = Fal
 
         pixelforge label apply data/digits --out data/digits-labelled
     """
-    from pixelforge.cli import _print_result
     from pixelforge.label.apply import ApplyConfig, apply_annotations
 
-    _print_result(apply_annotations(data, out, ApplyConfig(db=db, overwrite=overwrite)), as_json)
+    print_result(apply_annotations(data, out, ApplyConfig(db=db, overwrite=overwrite)), as_json)
 
 
 @label_app.command("suggest")
 def suggest_command(
-    data: Dir, out: Out,
-    model: Annotated[Optional[str], typer.Option(help="Classifier run directory (pixelforge train classifier).")]
-    = None,
-    from_captions: Annotated[bool, typer.Option("--from-captions", help="Propose labels by finding class names "
-                                                                        "and synonyms in captions.")] = False,
-    classes: Annotated[str, typer.Option(help="Classes for --from-captions (default: the dataset's label names).")]
-    = "",
-    synonyms: Annotated[Optional[str], typer.Option(help="TOML of class = [\"synonym\", ...] for --from-captions.")]
-    = None,
+    data: Dir,
+    out: Out,
+    model: Annotated[str | None, typer.Option(help="Classifier run directory (pixelforge train classifier).")] = None,
+    from_captions: Annotated[
+        bool, typer.Option("--from-captions", help="Propose labels by finding class names and synonyms in captions.")
+    ] = False,
+    classes: Annotated[
+        str, typer.Option(help="Classes for --from-captions (default: the dataset's label names).")
+    ] = "",
+    synonyms: Annotated[str | None, typer.Option(help='TOML of class = ["synonym", ...] for --from-captions.')] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch (--model).")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    overwrite: Overwrite = False, as_json: AsJson = False,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Pre-label a dataset: suggested_label and suggested_confidence from a classifier or from captions.
 
@@ -107,30 +113,41 @@ def suggest_command(
 
         pixelforge label suggest data/web --from-captions --classes cat,dog --synonyms syn.toml --out data/web-s
     """
-    from pixelforge.cli import _print_result
     from pixelforge.label.suggest import SuggestConfig, suggest
 
-    config = SuggestConfig(model=model, from_captions=from_captions, classes=_classes(classes), synonyms=synonyms,
-                           batch_size=batch_size, device=device, overwrite=overwrite)
-    _print_result(suggest(data, out, config), as_json)
+    config = SuggestConfig(
+        model=model,
+        from_captions=from_captions,
+        classes=_classes(classes),
+        synonyms=synonyms,
+        batch_size=batch_size,
+        device=device,
+        overwrite=overwrite,
+    )
+    print_result(suggest(data, out, config), as_json)
 
 
 @label_app.command("issues")
 def issues_command(
-    data: Dir, out: Out,
-    model: Annotated[Optional[str], typer.Option(help="Classifier run whose architecture and options the k-fold "
-                                                     "models reuse (default: a small CNN).")] = None,
+    data: Dir,
+    out: Out,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Classifier run whose architecture and options the k-fold models reuse (default: a small CNN)."
+        ),
+    ] = None,
     folds: Annotated[int, typer.Option(help="k of the k-fold out-of-fold predictions.")] = 5,
     epochs: Annotated[int, typer.Option(help="Epochs per fold.")] = 8,
-    image_size: Annotated[Optional[int], typer.Option(help="Image side (default: the run's, else 16).")] = None,
-    width: Annotated[Optional[int], typer.Option(help="Classifier width (default: the run's, else 16).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Image side (default: the run's, else 16).")] = None,
+    width: Annotated[int | None, typer.Option(help="Classifier width (default: the run's, else 16).")] = None,
     top: Annotated[int, typer.Option(help="Worst samples to list.")] = 20,
-    keep_runs: Annotated[Optional[str], typer.Option(help="Keep the fold datasets and runs in this folder.")] = None,
+    keep_runs: Annotated[str | None, typer.Option(help="Keep the fold datasets and runs in this folder.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or mps.")] = "cpu",
-    threads: Annotated[int, typer.Option(help="CPU threads for the fold models (small models: 1 is fastest).")]
-    = 1,
+    threads: Annotated[int, typer.Option(help="CPU threads for the fold models (small models: 1 is fastest).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the folds and training.")] = 0,
-    overwrite: Overwrite = False, as_json: AsJson = False,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
 ) -> None:
     """Find likely label errors by confident learning on out-of-fold classifier probabilities.
 
@@ -141,19 +158,32 @@ def issues_command(
 
         pixelforge label issues data/digits --model runs/digits-cls --folds 5 --out data/digits-issues
     """
-    from pixelforge.cli import _print_result
     from pixelforge.label.issues import IssuesConfig, find_issues
 
-    config = IssuesConfig(model=model, folds=folds, epochs=epochs, image_size=image_size, width=width, top=top,
-                          keep_runs=keep_runs, device=device, threads=threads, seed=seed, overwrite=overwrite)
-    _print_result(find_issues(data, out, config), as_json)
+    config = IssuesConfig(
+        model=model,
+        folds=folds,
+        epochs=epochs,
+        image_size=image_size,
+        width=width,
+        top=top,
+        keep_runs=keep_runs,
+        device=device,
+        threads=threads,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    print_result(find_issues(data, out, config), as_json)
 
 
 @label_app.command("results")
 def results_command(
-    data: Dir, db: Db = None,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="JSON to write (default: DIR/human_eval.json, "
-                                                                 "where the report reads it).")] = None,
+    data: Dir,
+    db: Db = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="JSON to write (default: DIR/human_eval.json, where the report reads it)."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Summarise human judgements: mean scores with 95% intervals, win rates, Bradley-Terry strengths.
@@ -162,12 +192,11 @@ def results_command(
 
         pixelforge label results data/generated
     """
-    from pixelforge.cli import _print_result
     from pixelforge.label.results import results
 
-    _print_result(results(data, db=db, out=out), as_json)
+    print_result(results(data, db=db, out=out), as_json)
 
 
 def register(app: typer.Typer) -> None:
     """Add the `label` command group to ``app``."""
-    app.add_typer(label_app, name="label")
+    app.add_typer(label_app, name="label", rich_help_panel=LABEL)

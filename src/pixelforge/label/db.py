@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def check_annotator(name: str) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -109,12 +109,22 @@ class AnnotationDB:
 
     def set_setting(self, name: str, value: Any) -> None:
         with self._write_lock:
-            self._con().execute("INSERT INTO session (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
-                                "SET value = excluded.value", (name, json.dumps(value)))
+            self._con().execute(
+                "INSERT INTO session (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+                "SET value = excluded.value",
+                (name, json.dumps(value)),
+            )
 
     # -- edits ------------------------------------------------------------------------------------
-    def save(self, key: str, field: str, value: Any, annotator: str, base_version: int | None = None,
-             client_id: str | None = None) -> Saved:
+    def save(
+        self,
+        key: str,
+        field: str,
+        value: Any,
+        annotator: str,
+        base_version: int | None = None,
+        client_id: str | None = None,
+    ) -> Saved:
         """Append one edit of ``key``/``field``; the previous value stays in the history."""
         check_key(key)
         check_annotator(annotator)
@@ -130,48 +140,91 @@ class AnnotationDB:
                     if dup is not None:
                         con.execute("COMMIT")
                         return Saved(dup["id"], dup["version"], None, duplicate=True)
-                last = con.execute("SELECT value, annotator, time, version FROM edits WHERE key = ? AND field = ? "
-                                   "ORDER BY version DESC LIMIT 1", (key, field)).fetchone()
+                last = con.execute(
+                    "SELECT value, annotator, time, version FROM edits WHERE key = ? AND field = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (key, field),
+                ).fetchone()
                 version = 1 if last is None else last["version"] + 1
                 # a conflict: someone else saved a version this annotator had not seen
-                conflict = (last is not None and base_version is not None and base_version < last["version"]
-                            and last["annotator"] != annotator)
+                conflict = (
+                    last is not None
+                    and base_version is not None
+                    and base_version < last["version"]
+                    and last["annotator"] != annotator
+                )
                 cur = con.execute(
                     "INSERT INTO edits (key, field, value, previous, previous_annotator, annotator, time, version, "
                     "base_version, conflict, client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, field, encoded, None if last is None else last["value"],
-                     None if last is None else last["annotator"], annotator, now_iso(), version, base_version,
-                     int(conflict), client_id))
+                    (
+                        key,
+                        field,
+                        encoded,
+                        None if last is None else last["value"],
+                        None if last is None else last["annotator"],
+                        annotator,
+                        now_iso(),
+                        version,
+                        base_version,
+                        int(conflict),
+                        client_id,
+                    ),
+                )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         info = None
         if conflict:
-            info = {"annotator": last["annotator"], "value": json.loads(last["value"]), "time": last["time"],
-                    "version": last["version"]}
+            info = {
+                "annotator": last["annotator"],
+                "value": json.loads(last["value"]),
+                "time": last["time"],
+                "version": last["version"],
+            }
         return Saved(cur.lastrowid, version, info)
 
     def current(self, key: str) -> dict[str, dict[str, Any]]:
         """{field: {value, version, annotator, time}} of the latest edit of each field of ``key``."""
-        rows = self._con().execute(
-            "SELECT e.field, e.value, e.version, e.annotator, e.time FROM edits e JOIN "
-            "(SELECT field, max(version) AS v FROM edits WHERE key = ? GROUP BY field) m "
-            "ON e.field = m.field AND e.version = m.v WHERE e.key = ?", (key, key)).fetchall()
-        return {r["field"]: {"value": json.loads(r["value"]), "version": r["version"], "annotator": r["annotator"],
-                             "time": r["time"]} for r in rows}
+        rows = (
+            self._con()
+            .execute(
+                "SELECT e.field, e.value, e.version, e.annotator, e.time FROM edits e JOIN "
+                "(SELECT field, max(version) AS v FROM edits WHERE key = ? GROUP BY field) m "
+                "ON e.field = m.field AND e.version = m.v WHERE e.key = ?",
+                (key, key),
+            )
+            .fetchall()
+        )
+        return {
+            r["field"]: {
+                "value": json.loads(r["value"]),
+                "version": r["version"],
+                "annotator": r["annotator"],
+                "time": r["time"],
+            }
+            for r in rows
+        }
 
     def all_current(self) -> dict[str, dict[str, dict[str, Any]]]:
         """{key: {field: {value, version, annotator, time}}} for every annotated key."""
         out: dict[str, dict[str, dict[str, Any]]] = {}
-        rows = self._con().execute(
-            "SELECT e.key, e.field, e.value, e.version, e.annotator, e.time FROM edits e JOIN "
-            "(SELECT key, field, max(version) AS v FROM edits GROUP BY key, field) m "
-            "ON e.key = m.key AND e.field = m.field AND e.version = m.v").fetchall()
+        rows = (
+            self._con()
+            .execute(
+                "SELECT e.key, e.field, e.value, e.version, e.annotator, e.time FROM edits e JOIN "
+                "(SELECT key, field, max(version) AS v FROM edits GROUP BY key, field) m "
+                "ON e.key = m.key AND e.field = m.field AND e.version = m.v"
+            )
+            .fetchall()
+        )
         for r in rows:
             out.setdefault(r["key"], {})[r["field"]] = {
-                "value": json.loads(r["value"]), "version": r["version"], "annotator": r["annotator"],
-                "time": r["time"]}
+                "value": json.loads(r["value"]),
+                "version": r["version"],
+                "annotator": r["annotator"],
+                "time": r["time"],
+            }
         return out
 
     def history(self, key: str | None = None) -> list[dict[str, Any]]:
@@ -189,11 +242,27 @@ class AnnotationDB:
 
     def notices(self, annotator: str, after_id: int = 0) -> list[dict[str, Any]]:
         """Edits by others that replaced an edit of ``annotator`` they had not seen (newest last)."""
-        rows = self._con().execute(
-            "SELECT id, key, field, value, previous, annotator, time FROM edits WHERE conflict = 1 AND "
-            "previous_annotator = ? AND id > ? ORDER BY id", (annotator, after_id)).fetchall()
-        return [{"id": r["id"], "key": r["key"], "field": r["field"], "value": json.loads(r["value"]),
-                 "your_value": json.loads(r["previous"]), "by": r["annotator"], "time": r["time"]} for r in rows]
+        rows = (
+            self._con()
+            .execute(
+                "SELECT id, key, field, value, previous, annotator, time FROM edits WHERE conflict = 1 AND "
+                "previous_annotator = ? AND id > ? ORDER BY id",
+                (annotator, after_id),
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "id": r["id"],
+                "key": r["key"],
+                "field": r["field"],
+                "value": json.loads(r["value"]),
+                "your_value": json.loads(r["previous"]),
+                "by": r["annotator"],
+                "time": r["time"],
+            }
+            for r in rows
+        ]
 
     def done_keys(self) -> set[str]:
         """Keys with a status (accepted or skipped): the items a person has finished."""

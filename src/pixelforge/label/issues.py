@@ -78,71 +78,54 @@ class IssuesResult:
 
 
 def _run_config(run: str) -> dict[str, Any]:
-    """The config.json of a classifier run, or a one-line error."""
-    path = Path(run) / "config.json"
-    if not path.is_file():
-        raise UsageError(f"--model {run} is not a training run (no config.json): train one with "
-                         "`pixelforge train classifier`, or leave --model out for a small CNN")
-    doc = json.loads(path.read_text())
+    """The config of a classifier run, or a one-line error."""
+    from pixelforge.train.rundir import RunDir
+
+    run_dir = RunDir(run)
+    if not run_dir.has_config():
+        raise UsageError(
+            f"--model {run} is not a training run (no config.json): train one with "
+            "`pixelforge train classifier`, or leave --model out for a small CNN"
+        )
+    doc = run_dir.config
     if doc.get("family") != "classifier":
         raise UsageError(f"--model {run} is a {doc.get('family')} run, not a classifier run")
     return doc
 
 
-def _configs(config: IssuesConfig, label_column: str):
-    """(TrainConfig, ClassifierConfig) for the folds: the run's options where given, cheap defaults else."""
-    from pixelforge.models.classifier import ClassifierConfig
-    from pixelforge.train.config import TrainConfig
-    from pixelforge.train.families.classifier import ClassifierFamily
-
-    train = dataclasses.replace(TrainConfig(), **ClassifierFamily.train_defaults)
-    model = ClassifierConfig(label=label_column, image_size=16, width=16)
-    if config.model:
-        doc = _run_config(config.model)
-        m = doc["model"]
-        model = ClassifierConfig(arch=m["arch"], label=m["label"], image_size=m["image_size"], width=m["width"],
-                                 dropout=m["dropout"], label_smoothing=m["label_smoothing"])
-        t = doc["train"]
-        keep = ("batch_size", "optimizer", "lr", "weight_decay", "momentum", "lr_schedule", "warmup_steps",
-                "grad_clip", "ema_decay", "augment")
-        train = dataclasses.replace(train, **{k: t[k] for k in keep if k in t})
-    if config.image_size is not None:
-        model.image_size = config.image_size
-    if config.width is not None:
-        model.width = config.width
-    train = dataclasses.replace(train, image_size=model.image_size, epochs=config.epochs, max_steps=None,
-                                max_minutes=None, seed=config.seed, device=config.device, num_workers=0,
-                                eval_every=10**9, log_every=10**9, patience=None,
-                                warmup_steps=min(train.warmup_steps, 50))
-    if config.batch_size is not None:
-        train.batch_size = config.batch_size
-    return train, model
-
-
-def out_of_fold_probs(ds: Dataset, config: IssuesConfig, work: Path) -> tuple[list[str], np.ndarray, np.ndarray,
-                                                                                 list[str], list[float]]:
+def out_of_fold_probs(
+    ds: Dataset, config: IssuesConfig, work: Path
+) -> tuple[list[str], np.ndarray, np.ndarray, list[str], list[float]]:
     """(keys, given labels (N,) with -1 for none, out-of-fold probabilities (N, K), class names, fold seconds)."""
     import torch
     from sklearn.model_selection import StratifiedKFold
 
     from pixelforge.label.rewrite import rewrite
-    from pixelforge.models.registry import load_run
-    from pixelforge.train.data import load_table
-    from pixelforge.train.loop import train
+    from pixelforge.train.cross_val import classifier_configs, fit_classifier, labelled_images
 
-    label_column = "label"
-    if config.model:
-        label_column = _run_config(config.model).get("label_column", "label")
-    train_cfg, model_cfg = _configs(config, label_column)
-    table = load_table(ds, model_cfg.image_size, label_column=label_column)
+    run_config = _run_config(config.model) if config.model else None
+    label_column = run_config.get("label_column", "label") if run_config else "label"
+    train_cfg, model_cfg = classifier_configs(
+        run_config,
+        label_column=label_column,
+        epochs=config.epochs,
+        seed=config.seed,
+        device=config.device,
+        image_size=config.image_size,
+        width=config.width,
+        batch_size=config.batch_size,
+    )
+    table = labelled_images(ds, model_cfg.image_size, label_column)
     y = table.labels.numpy()
     names = list(table.label_names)
     labelled = np.flatnonzero(y >= 0)
     counts = np.bincount(y[labelled], minlength=len(names))
     if len(labelled) < 2 * config.folds or (counts[counts > 0] < config.folds).any():
         small = [names[i] for i in np.flatnonzero((counts > 0) & (counts < config.folds))]
-        raise UsageError(f"--folds {config.folds}: every class needs at least that many labelled samples "
-                         f"(too few: {', '.join(small) or 'all'}); pass fewer --folds")
+        raise UsageError(
+            f"--folds {config.folds}: every class needs at least that many labelled samples "
+            f"(too few: {', '.join(small) or 'all'}); pass fewer --folds"
+        )
     probs = np.full((len(y), len(names)), np.nan, dtype=np.float32)
     fold_of = np.full(len(y), -1)
     skf = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
@@ -154,19 +137,24 @@ def out_of_fold_probs(ds: Dataset, config: IssuesConfig, work: Path) -> tuple[li
         train_keys = {table.keys[i] for i in labelled if fold_of[i] != fold}
         fold_data = work / f"fold{fold}" / "data"
         # the fold's training samples as a dataset of their own (split cleared: the loop holds out its own val)
-        rewrite(ds, str(fold_data), lambda r: dict(r, split=None) if r["key"] in train_keys else None, (),
-                Lineage("label issues fold", {"fold": fold}, [ds.path]), overwrite=True, label=f"fold {fold}")
+        rewrite(
+            ds,
+            str(fold_data),
+            lambda r, keep=train_keys: dict(r, split=None) if r["key"] in keep else None,
+            (),
+            Lineage("label issues fold", {"fold": fold}, [ds.path]),
+            overwrite=True,
+            label=f"fold {fold}",
+        )
         run_dir = work / f"fold{fold}" / "run"
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        cfg = dataclasses.replace(train_cfg, data=str(fold_data), out=str(run_dir))
-        train("classifier", cfg, dataclasses.replace(model_cfg))
-        run = load_run(str(run_dir), "best", torch.device(config.device), family="classifier")
+        run = fit_classifier(str(fold_data), str(run_dir), train_cfg, model_cfg, config.device)
         held = np.flatnonzero(fold_of == fold)
         column_of = [names.index(n) for n in run.labels]  # a fold may lack the rarest classes
         with torch.inference_mode():
             for i in range(0, len(held), 512):
-                idx = held[i:i + 512]
+                idx = held[i : i + 512]
                 x = table.images[torch.as_tensor(idx)].float().div_(255).to(config.device)
                 p = run.model(x).float().softmax(1).cpu().numpy()
                 out = np.zeros((len(idx), len(names)), dtype=np.float32)
@@ -229,23 +217,36 @@ def find_issues(data: str, out: str, config: IssuesConfig) -> IssuesResult:
     def update(row: dict[str, Any]) -> dict[str, Any]:
         i = by_key[row["key"]]
         has = y[i] >= 0
-        row.update(label_issue=bool(issue[i]) if has else None,
-                   label_quality=float(quality[i]) if has else None,
-                   suggested_label=names[pred[i]] if pred[i] >= 0 else None,
-                   suggested_confidence=float(probs[i, pred[i]]) if pred[i] >= 0 else None,
-                   suggested_by="confident-learning" if pred[i] >= 0 else None)
+        row.update(
+            label_issue=bool(issue[i]) if has else None,
+            label_quality=float(quality[i]) if has else None,
+            suggested_label=names[pred[i]] if pred[i] >= 0 else None,
+            suggested_confidence=float(probs[i, pred[i]]) if pred[i] >= 0 else None,
+            suggested_by="confident-learning" if pred[i] >= 0 else None,
+        )
         return row
 
     lineage = Lineage("label issues", dataclasses.asdict(config), [data])
     result = rewrite(ds, out, update, ADDED, lineage, overwrite=config.overwrite, label="issues")
     order = [i for i in np.argsort(np.nan_to_num(quality, nan=2.0), kind="stable") if issue[i]]
-    worst = [{"key": keys[i], "label": names[y[i]], "suggested": names[pred[i]],
-              "quality": round(float(quality[i]), 4)} for i in order[:config.top]]
-    res = IssuesResult(out=out, samples=result.num_samples, labelled=int(labelled.sum()), issues=int(issue.sum()),
-                       oof_accuracy=round(oof_accuracy, 4), fold_seconds=seconds, worst=worst,
-                       seconds=round(time.monotonic() - start, 1))
+    worst = [
+        {"key": keys[i], "label": names[y[i]], "suggested": names[pred[i]], "quality": round(float(quality[i]), 4)}
+        for i in order[: config.top]
+    ]
+    res = IssuesResult(
+        out=out,
+        samples=result.num_samples,
+        labelled=int(labelled.sum()),
+        issues=int(issue.sum()),
+        oof_accuracy=round(oof_accuracy, 4),
+        fold_seconds=seconds,
+        worst=worst,
+        seconds=round(time.monotonic() - start, 1),
+    )
     report = dataclasses.asdict(res)
-    report["all_issues"] = [{"key": keys[i], "label": names[y[i]], "suggested": names[pred[i]],
-                             "quality": round(float(quality[i]), 4)} for i in order]
+    report["all_issues"] = [
+        {"key": keys[i], "label": names[y[i]], "suggested": names[pred[i]], "quality": round(float(quality[i]), 4)}
+        for i in order
+    ]
     (Path(result.root) / REPORT).write_text(json.dumps(report, indent=2))
     return res

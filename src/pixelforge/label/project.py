@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pixelforge.errors import UsageError
 from pixelforge.label.db import DB_NAME, AnnotationDB, check_key
-from pixelforge.store import Dataset
-from pixelforge.store import fs as fsutil
-from pixelforge.store.shards import SHARDS_DIR
+from pixelforge.store import Dataset, split_member
 
 TASKS = ("classify", "boxes", "caption", "review", "rate", "compare")
 # fields each task may write; "status" (accepted | skipped) marks an item done
@@ -50,8 +47,9 @@ class ProjectConfig:
             raise UsageError("--task compare needs two datasets (DIR_A DIR_B), and only compare takes a second one")
         bad = [c for c in self.classes if not c.strip() or len(c) > 100]
         if bad or len(set(self.classes)) != len(self.classes):
-            raise UsageError(f"--classes {','.join(self.classes)!r}: give distinct, non-empty names (at most 100 "
-                             "characters each)")
+            raise UsageError(
+                f"--classes {','.join(self.classes)!r}: give distinct, non-empty names (at most 100 characters each)"
+            )
 
 
 @dataclass
@@ -62,14 +60,12 @@ class Item:
 
 
 def _member_offsets(ds: Dataset) -> dict[str, tuple[str, int, int]]:
-    """{member name: (shard path, data offset, size)}: images are served by seeking, not by unpacking."""
+    """{image member name: (shard, data offset, size)}: images are served by seeking, not by unpacking."""
     out: dict[str, tuple[str, int, int]] = {}
     for shard in ds.shards():
-        path = fsutil.join(ds.root, SHARDS_DIR, shard)
-        with ds.fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-            for info in tar.getmembers():
-                if info.isfile() and not info.name.endswith((".json", ".txt")):
-                    out[info.name] = (path, info.offset_data, info.size)
+        for member, (offset, size) in ds.member_offsets(shard).items():
+            if not member.endswith((".json", ".txt")):
+                out[member] = (shard, offset, size)
     return out
 
 
@@ -143,8 +139,10 @@ class Project:
                 pair = f"{r['key']}+{b['key']}"
                 items[pair] = Item(pair, {"a": r, "b": b}, (0, r["_order"]))
         if not items:
-            raise UsageError(f"--task compare: no caption (prompt) of {self.ds.path} appears in "
-                             f"{self.ds_b.path}; compare two generations of the same prompts")
+            raise UsageError(
+                f"--task compare: no caption (prompt) of {self.ds.path} appears in "
+                f"{self.ds_b.path}; compare two generations of the same prompts"
+            )
         return items
 
     def _priority(self, row: dict[str, Any]) -> tuple:
@@ -183,12 +181,10 @@ class Project:
         if side not in item.rows:
             raise KeyError(side)
         row = item.rows[side]
-        path, offset, size = self._offsets[side][row["member"]]
+        shard, offset, size = self._offsets[side][row["member"]]
         ds = self.ds if side == "a" else self.ds_b
-        with ds.fs.open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
-        ext = row["member"].rsplit(".", 1)[-1].lower()
+        data = ds.read_member(shard, offset, size)
+        ext = split_member(row["member"])[1].lower()
         return data, CONTENT_TYPES.get(ext, "application/octet-stream")
 
     def public_item(self, key: str) -> dict[str, Any]:
@@ -198,26 +194,43 @@ class Project:
         if self.task == "compare":
             a = item.rows["a"]
             left, right = ("b", "a") if self.swapped(key) else ("a", "b")
-            out = {"key": key, "prompt": a["caption"], "images": [f"/api/image/{key}?side={left}",
-                                                                  f"/api/image/{key}?side={right}"]}
+            out = {
+                "key": key,
+                "prompt": a["caption"],
+                "images": [f"/api/image/{key}?side={left}", f"/api/image/{key}?side={right}"],
+            }
             if "compare" in current:  # shown as the annotator chose it: left/right, never A/B
                 winner = current["compare"]["value"]
                 current = dict(current)
-                current["compare"] = dict(current["compare"], value={"a": "left" if left == "a" else "right",
-                                                                     "b": "right" if left == "a" else "left",
-                                                                     "tie": "tie"}[winner])
+                current["compare"] = dict(
+                    current["compare"],
+                    value={
+                        "a": "left" if left == "a" else "right",
+                        "b": "right" if left == "a" else "left",
+                        "tie": "tie",
+                    }[winner],
+                )
             out["current"] = current
             return out
         row = item.rows["a"]
-        boxes = [{"x0": b["x0"], "y0": b["y0"], "x1": b["x1"], "y1": b["y1"],
-                  "label": self._class_name(b["label"])} for b in (row["boxes"] or [])]
+        boxes = [
+            {"x0": b["x0"], "y0": b["y0"], "x1": b["x1"], "y1": b["y1"], "label": self._class_name(b["label"])}
+            for b in (row["boxes"] or [])
+        ]
         return {
-            "key": key, "width": row["width"], "height": row["height"], "caption": row["caption"],
-            "label": row["label_name"] if row["label_name"] is not None else (
-                None if row["label"] is None else str(row["label"])),
-            "boxes": boxes, "images": [f"/api/image/{key}"],
-            "suggested_label": row.get("suggested_label"), "suggested_confidence": row.get("suggested_confidence"),
-            "label_issue": row.get("label_issue"), "label_quality": row.get("label_quality"),
+            "key": key,
+            "width": row["width"],
+            "height": row["height"],
+            "caption": row["caption"],
+            "label": row["label_name"]
+            if row["label_name"] is not None
+            else (None if row["label"] is None else str(row["label"])),
+            "boxes": boxes,
+            "images": [f"/api/image/{key}"],
+            "suggested_label": row.get("suggested_label"),
+            "suggested_confidence": row.get("suggested_confidence"),
+            "label_issue": row.get("label_issue"),
+            "label_quality": row.get("label_quality"),
             "current": current,
         }
 
@@ -267,13 +280,14 @@ class Project:
             except (KeyError, TypeError, ValueError):
                 raise ValueError("boxes: x0, y0, x1, y1 must be numbers") from None
             if not (0 <= x0 < x1 <= row["width"] and 0 <= y0 < y1 <= row["height"]):
-                raise ValueError(f"boxes: ({x0}, {y0}, {x1}, {y1}) is not inside the {row['width']}x{row['height']} "
-                                 "image with x0 < x1 and y0 < y1")
+                raise ValueError(
+                    f"boxes: ({x0}, {y0}, {x1}, {y1}) is not inside the {row['width']}x{row['height']} "
+                    "image with x0 < x1 and y0 < y1"
+                )
             label = b.get("label")
             if label is not None and label not in self.known_names:
                 raise ValueError(f"boxes: label {label!r} is not one of the project's classes")
-            out.append({"x0": round(x0, 2), "y0": round(y0, 2), "x1": round(x1, 2), "y1": round(y1, 2),
-                        "label": label})
+            out.append({"x0": round(x0, 2), "y0": round(y0, 2), "x1": round(x1, 2), "y1": round(y1, 2), "label": label})
         return out
 
     @property

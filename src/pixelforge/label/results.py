@@ -80,16 +80,21 @@ def results(data: str, db: str | None = None, out: str | None = None) -> Results
     ds = Dataset.open(data)
     db_path = Path(db) if db else Path(ds.root) / DB_NAME
     if not db_path.exists():
-        raise UsageError(f"{db_path} does not exist: collect judgements with `pixelforge label serve --task rate` "
-                         "or `--task compare` first, or pass --db")
+        raise UsageError(
+            f"{db_path} does not exist: collect judgements with `pixelforge label serve --task rate` "
+            "or `--task compare` first, or pass --db"
+        )
     adb = AnnotationDB(db_path)
     judged = latest_judgements(adb, ("realism", "faithfulness", "compare"))
     ratings = {}
     for f in ("realism", "faithfulness"):
         rows = judged[f]
         if rows:
-            ratings[f] = {**mean_ci([v for _, _, v in rows]), "items": len({k for k, _, _ in rows}),
-                          "annotators": len({a for _, a, _ in rows})}
+            ratings[f] = {
+                **mean_ci([v for _, _, v in rows]),
+                "items": len({k for k, _, _ in rows}),
+                "annotators": len({a for _, a, _ in rows}),
+            }
     compare = None
     if judged["compare"]:
         datasets = adb.get_setting("datasets", ["A", "B"])
@@ -101,15 +106,22 @@ def results(data: str, db: str | None = None, out: str | None = None) -> Results
         n = len(votes)
         wins = np.array([[0.0, a + t / 2], [b + t / 2, 0.0]])
         s = bradley_terry(wins)
-        compare = {"n": n, "models": names, "wins": {names[0]: a, names[1]: b}, "ties": t,
-                   "win_rate": {names[0]: round((a + t / 2) / n, 4), names[1]: round((b + t / 2) / n, 4)},
-                   "bradley_terry": {names[0]: round(float(s[0]), 4), names[1]: round(float(s[1]), 4)},
-                   "p_first_beats_second": round(float(s[0] / (s[0] + s[1])), 4),
-                   "items": len({k for k, _, _ in judged["compare"]}),
-                   "annotators": len({w for _, w, _ in judged["compare"]})}
+        compare = {
+            "n": n,
+            "models": names,
+            "wins": {names[0]: a, names[1]: b},
+            "ties": t,
+            "win_rate": {names[0]: round((a + t / 2) / n, 4), names[1]: round((b + t / 2) / n, 4)},
+            "bradley_terry": {names[0]: round(float(s[0]), 4), names[1]: round(float(s[1]), 4)},
+            "p_first_beats_second": round(float(s[0] / (s[0] + s[1])), 4),
+            "items": len({k for k, _, _ in judged["compare"]}),
+            "annotators": len({w for _, w, _ in judged["compare"]}),
+        }
     if not ratings and compare is None:
-        raise UsageError(f"{db_path} holds no rate or compare judgements: run `pixelforge label serve --task rate` "
-                         "or `--task compare` first")
+        raise UsageError(
+            f"{db_path} holds no rate or compare judgements: run `pixelforge label serve --task rate` "
+            "or `--task compare` first"
+        )
     target = Path(out) if out else Path(ds.root) / RESULTS
     target.parent.mkdir(parents=True, exist_ok=True)
     doc = {"dataset": ds.name, "db": str(db_path), "ratings": ratings, "compare": compare}

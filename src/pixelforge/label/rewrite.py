@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -24,9 +25,16 @@ def check_out(ds: Dataset, out: str) -> None:
             raise UsageError(f"--out {out} is the input dataset: inputs are never modified; choose another --out")
 
 
-def rewrite(ds: Dataset, out: str, update: Callable[[dict[str, Any]], dict[str, Any] | None],
-            added: Iterable[pa.Field], lineage: Lineage, overwrite: bool = False, label: str = "write",
-            samples_per_shard: int = 1000) -> Dataset:
+def rewrite(
+    ds: Dataset,
+    out: str,
+    update: Callable[[dict[str, Any]], dict[str, Any] | None],
+    added: Iterable[pa.Field],
+    lineage: Lineage,
+    overwrite: bool = False,
+    label: str = "write",
+    samples_per_shard: int = 1000,
+) -> Dataset:
     """Copy ``ds`` to ``out`` passing each row through ``update`` (None drops the sample).
 
     ``added`` columns are appended to the schema (an input column of the same name is replaced).

@@ -57,9 +57,13 @@ class ServerConfig:
 
 async def _send_json(send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                            *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -96,9 +100,15 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         ok, from_query = self._token_ok(scope)
         if not ok:
-            return await _send_json(send, 401, {"error": "missing or wrong token: open the URL the server printed "
-                                                         "(?token=...) or send Authorization: Bearer TOKEN"},
-                                    [(b"www-authenticate", b"Bearer")])
+            return await _send_json(
+                send,
+                401,
+                {
+                    "error": "missing or wrong token: open the URL the server printed "
+                    "(?token=...) or send Authorization: Bearer TOKEN"
+                },
+                [(b"www-authenticate", b"Bearer")],
+            )
         headers = dict(scope.get("headers") or [])
         if self.loopback and self.token is None:
             host = _host_name(headers.get(b"host", b"").decode("latin-1"))
@@ -144,8 +154,6 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-
-
 def _static(name: str) -> bytes:
     return resources.files("pixelforge.label").joinpath("static", name).read_bytes()
 
@@ -163,9 +171,16 @@ def create_app(project: Project, config: ServerConfig | None = None):
 
     @api.get("/", response_class=HTMLResponse)
     def index() -> Response:
-        return Response(_static("index.html"), media_type="text/html; charset=utf-8",
-                        headers={"cache-control": "no-store", "content-security-policy":
-                                 "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'"})
+        return Response(
+            _static("index.html"),
+            media_type="text/html; charset=utf-8",
+            headers={
+                "cache-control": "no-store",
+                "content-security-policy": (
+                    "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'"
+                ),
+            },
+        )
 
     @api.get("/favicon.ico")
     def favicon() -> Response:
@@ -179,15 +194,20 @@ def create_app(project: Project, config: ServerConfig | None = None):
 
     @api.get("/api/session")
     def session() -> dict[str, Any]:
-        return {"task": project.task, "classes": project.classes, "dataset": project.ds.name,
-                "fields": list(TASK_FIELDS[project.task]), **project.progress()}
+        return {
+            "task": project.task,
+            "classes": project.classes,
+            "dataset": project.ds.name,
+            "fields": list(TASK_FIELDS[project.task]),
+            **project.progress(),
+        }
 
     @api.get("/api/queue")
     def queue(offset: int = 0, limit: int = 500) -> Any:
         if offset < 0 or not 1 <= limit <= 100_000:
             return bad("offset >= 0 and 1 <= limit <= 100000")
         done = project.db.done_keys()
-        keys = project.order[offset:offset + limit]
+        keys = project.order[offset : offset + limit]
         return {"offset": offset, "keys": keys, "finished": [k in done for k in keys], **project.progress()}
 
     @api.get("/api/item/{key}")
@@ -209,8 +229,11 @@ def create_app(project: Project, config: ServerConfig | None = None):
             return bad(str(exc))
         except KeyError:
             return bad(f"no image {key!r}", 404)
-        return Response(data, media_type=ctype, headers={"cache-control": "private, max-age=3600",
-                                                         "x-content-type-options": "nosniff"})
+        return Response(
+            data,
+            media_type=ctype,
+            headers={"cache-control": "private, max-age=3600", "x-content-type-options": "nosniff"},
+        )
 
     @api.post("/api/annotate")
     async def annotate(request: Request) -> Any:
@@ -237,8 +260,14 @@ def create_app(project: Project, config: ServerConfig | None = None):
             return bad(f"no item {body.get('key')!r}", 404)
         except ValueError as exc:
             return bad(str(exc))
-        return {"ok": True, "id": saved.id, "version": saved.version, "conflict": saved.conflict,
-                "duplicate": saved.duplicate, **project.progress()}
+        return {
+            "ok": True,
+            "id": saved.id,
+            "version": saved.version,
+            "conflict": saved.conflict,
+            "duplicate": saved.duplicate,
+            **project.progress(),
+        }
 
     @api.get("/api/history/{key}")
     def history(key: str) -> Any:
@@ -265,5 +294,4 @@ def serve(project: Project, config: ServerConfig) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(project, config), host=config.host, port=config.port, log_level="warning",
-                access_log=False)
+    uvicorn.run(create_app(project, config), host=config.host, port=config.port, log_level="warning", access_log=False)

@@ -72,6 +72,7 @@ def caption_matcher(synonyms: dict[str, list[str]]):
     Each class scores the number of its names found in the caption; the best class wins with
     confidence = its share of all matches (two classes named once each: 0.5 each, the first named wins).
     """
+
     def forms(word: str) -> list[str]:
         w = word.lower()
         out = [re.escape(w) + r"(?:s|es)?"]
@@ -79,8 +80,9 @@ def caption_matcher(synonyms: dict[str, list[str]]):
             out.append(re.escape(w[:-1]) + "ies")  # puppy -> puppies
         return out
 
-    patterns = {c: re.compile(r"\b(?:" + "|".join(f for w in words for f in forms(w)) + r")\b")
-                for c, words in synonyms.items()}
+    patterns = {
+        c: re.compile(r"\b(?:" + "|".join(f for w in words for f in forms(w)) + r")\b") for c, words in synonyms.items()
+    }
 
     def match(caption: str | None) -> tuple[str, float] | None:
         if not caption:
@@ -133,32 +135,50 @@ def suggest(data: str, out: str, config: SuggestConfig) -> SuggestResult:
     def update(row: dict[str, Any]) -> dict[str, Any]:
         nonlocal agree, judged, failed
         label, conf, error = suggestions.get(row["key"], (None, None, None))
-        row.update(suggested_label=label, suggested_confidence=conf, suggested_by=by if label else None,
-                   suggest_error=error)
+        row.update(
+            suggested_label=label, suggested_confidence=conf, suggested_by=by if label else None, suggest_error=error
+        )
         failed += error is not None
         if label is not None:
             counts[label] = counts.get(label, 0) + 1
-            given = row["label_name"] if row["label_name"] is not None else (
-                None if row["label"] is None else str(row["label"]))
+            given = (
+                row["label_name"]
+                if row["label_name"] is not None
+                else (None if row["label"] is None else str(row["label"]))
+            )
             if given is not None:
                 judged += 1
                 agree += given == label
         return row
 
-    lineage = Lineage("label suggest", {"model": config.model, "from_captions": config.from_captions,
-                                        "classes": list(config.classes), "synonyms": config.synonyms}, [data])
+    lineage = Lineage(
+        "label suggest",
+        {
+            "model": config.model,
+            "from_captions": config.from_captions,
+            "classes": list(config.classes),
+            "synonyms": config.synonyms,
+        },
+        [data],
+    )
     result = rewrite(ds, out, update, ADDED, lineage, overwrite=config.overwrite, label="suggest")
-    return SuggestResult(out=out, samples=result.num_samples, suggested=sum(counts.values()), failed=failed,
-                         agree_with_label=round(agree / judged, 4) if judged else None,
-                         by_label=dict(sorted(counts.items())), seconds=round(time.monotonic() - start, 2))
+    return SuggestResult(
+        out=out,
+        samples=result.num_samples,
+        suggested=sum(counts.values()),
+        failed=failed,
+        agree_with_label=round(agree / judged, 4) if judged else None,
+        by_label=dict(sorted(counts.items())),
+        seconds=round(time.monotonic() - start, 2),
+    )
 
 
 def _model_suggestions(ds: Dataset, config: SuggestConfig) -> tuple[str, dict[str, tuple]]:
     import torch
 
-    from pixelforge.models.registry import load_run
     from pixelforge.device import resolve_device
     from pixelforge.train.inference import image_batches
+    from pixelforge.train.rundir import load_run
 
     dev = resolve_device(config.device)
     run = load_run(config.model, "best", dev, family="classifier")

@@ -96,11 +96,18 @@ class _Basic(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                                  nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(cout))
-        self.short = (nn.Identity() if stride == 1 and cin == cout else
-                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.conv = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.short = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.conv(x) + self.short(x))
@@ -118,8 +125,12 @@ class ResNet18(_Classifier):
         if image_size <= 64:
             stem = _conv_bn(3, width)
         else:
-            stem = [nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                    nn.MaxPool2d(3, 2, 1)]
+            stem = [
+                nn.Conv2d(3, width, 7, 2, 3, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
+            ]
         blocks: list[nn.Module] = []
         cin = width
         for i, mult in enumerate((1, 2, 4, 8)):
@@ -133,8 +144,9 @@ class ResNet18(_Classifier):
 
 def build_classifier(cfg: ClassifierConfig) -> nn.Module:
     if cfg.num_classes < 2:
-        raise UsageError(f"the label column {cfg.label!r} has {cfg.num_classes} distinct value(s); a classifier "
-                         "needs at least 2")
+        raise UsageError(
+            f"the label column {cfg.label!r} has {cfg.num_classes} distinct value(s); a classifier needs at least 2"
+        )
     if cfg.resolved_arch == "small-cnn":
         return SmallCNN(cfg.num_classes, cfg.image_size, cfg.width, cfg.dropout)
     return ResNet18(cfg.num_classes, cfg.image_size, cfg.width, cfg.dropout)

@@ -7,7 +7,11 @@ from typing import Any, ClassVar
 
 import torch
 from diffusers import (
-    DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel, UNet2DModel,
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    UNet2DConditionModel,
+    UNet2DModel,
 )
 
 from pixelforge.errors import UsageError
@@ -58,25 +62,34 @@ class DiffusionConfig:
     snr_gamma: float = 100.0
     num_classes: int = 0
     # what runs saved before these options existed did (their config.json lacks the key)
-    BEFORE_OPTION: ClassVar[dict[str, Any]] = {"text_layer": -1, "cross_attention_levels": 1,
-                                               "attention_positions": False}
+    BEFORE_OPTION: ClassVar[dict[str, Any]] = {
+        "text_layer": -1,
+        "cross_attention_levels": 1,
+        "attention_positions": False,
+    }
 
     def validate(self) -> None:
-        for flag, value, allowed in (("--condition", self.condition, CONDITIONS),
-                                     ("--model-size", self.model_size, MODEL_SIZES),
-                                     ("--prediction", self.prediction, PREDICTIONS),
-                                     ("--beta-schedule", self.beta_schedule, tuple(BETA_SCHEDULES))):
+        for flag, value, allowed in (
+            ("--condition", self.condition, CONDITIONS),
+            ("--model-size", self.model_size, MODEL_SIZES),
+            ("--prediction", self.prediction, PREDICTIONS),
+            ("--beta-schedule", self.beta_schedule, tuple(BETA_SCHEDULES)),
+        ):
             if value not in allowed:
                 raise UsageError(f"{flag} {value!r}: choose one of {', '.join(allowed)}")
         levels = len(_PRESETS[self.model_size][0])
         if self.image_size < 8 or self.image_size % (2 ** (levels - 1)):
-            raise UsageError(f"--image-size {self.image_size}: must be a multiple of {2 ** (levels - 1)} "
-                             f"(the {self.model_size} UNet halves it {levels - 1} times)")
+            raise UsageError(
+                f"--image-size {self.image_size}: must be a multiple of {2 ** (levels - 1)} "
+                f"(the {self.model_size} UNet halves it {levels - 1} times)"
+            )
         if not 0.0 <= self.cond_drop < 1.0:
             raise UsageError(f"--cond-drop {self.cond_drop}: choose a probability in [0, 1)")
         if not 1 <= self.cross_attention_levels <= levels:
-            raise UsageError(f"--cross-attention-levels {self.cross_attention_levels}: choose 1 to {levels} "
-                             f"(the {self.model_size} UNet has {levels} levels)")
+            raise UsageError(
+                f"--cross-attention-levels {self.cross_attention_levels}: choose 1 to {levels} "
+                f"(the {self.model_size} UNet has {levels} levels)"
+            )
         if self.snr_gamma < 0:
             raise UsageError(f"--snr-gamma {self.snr_gamma}: choose 0 (off) or a positive number such as 100")
 
@@ -97,9 +110,16 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
         down = ("DownBlock2D",) * (n - k) + ("CrossAttnDownBlock2D",) * k
         up = ("CrossAttnUpBlock2D",) * k + ("UpBlock2D",) * (n - k)
         unet = UNet2DConditionModel(
-            sample_size=cfg.image_size, in_channels=3, out_channels=3, layers_per_block=layers,
-            block_out_channels=widths, down_block_types=down, up_block_types=up,
-            cross_attention_dim=cfg.text_dim, attention_head_dim=8, norm_num_groups=groups,
+            sample_size=cfg.image_size,
+            in_channels=3,
+            out_channels=3,
+            layers_per_block=layers,
+            block_out_channels=widths,
+            down_block_types=down,
+            up_block_types=up,
+            cross_attention_dim=cfg.text_dim,
+            attention_head_dim=8,
+            norm_num_groups=groups,
             class_embed_type="projection" if cfg.text_pooled else None,
             projection_class_embeddings_input_dim=cfg.text_dim if cfg.text_pooled else None,
         )
@@ -109,9 +129,16 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
     down = ("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",)
     up = ("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1)
     return UNet2DModel(
-        sample_size=cfg.image_size, in_channels=3, out_channels=3, layers_per_block=layers,
-        block_out_channels=widths, down_block_types=down, up_block_types=up, norm_num_groups=groups,
-        attention_head_dim=8, num_class_embeds=cfg.num_classes + 1 if cfg.condition == "class" else None,
+        sample_size=cfg.image_size,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=layers,
+        block_out_channels=widths,
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=groups,
+        attention_head_dim=8,
+        num_class_embeds=cfg.num_classes + 1 if cfg.condition == "class" else None,
     )
 
 
@@ -142,10 +169,10 @@ def sincos_2d(channels: int, height: int, width: int) -> torch.Tensor:
     rows = torch.arange(height, dtype=torch.float32)[:, None] * freqs  # (H, C/4)
     cols = torch.arange(width, dtype=torch.float32)[:, None] * freqs  # (W, C/4)
     table = torch.zeros(channels, height, width)
-    table[0 * quarter:1 * quarter] = rows.sin().T[:, :, None]
-    table[1 * quarter:2 * quarter] = rows.cos().T[:, :, None]
-    table[2 * quarter:3 * quarter] = cols.sin().T[:, None, :]
-    table[3 * quarter:4 * quarter] = cols.cos().T[:, None, :]
+    table[0 * quarter : 1 * quarter] = rows.sin().T[:, :, None]
+    table[1 * quarter : 2 * quarter] = rows.cos().T[:, :, None]
+    table[2 * quarter : 3 * quarter] = cols.sin().T[:, None, :]
+    table[3 * quarter : 4 * quarter] = cols.cos().T[:, None, :]
     return table
 
 
@@ -165,9 +192,12 @@ def add_attention_positions(unet: UNet2DConditionModel, image_size: int) -> None
 def train_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
     """The forward (noising) process used in training; samplers are built from its config."""
     return DDPMScheduler(
-        num_train_timesteps=cfg.timesteps, beta_schedule=BETA_SCHEDULES[cfg.beta_schedule],
-        prediction_type=cfg.prediction, rescale_betas_zero_snr=cfg.zero_terminal_snr,
-        timestep_spacing="trailing", clip_sample=False,
+        num_train_timesteps=cfg.timesteps,
+        beta_schedule=BETA_SCHEDULES[cfg.beta_schedule],
+        prediction_type=cfg.prediction,
+        rescale_betas_zero_snr=cfg.zero_terminal_snr,
+        timestep_spacing="trailing",
+        clip_sample=False,
     )
 
 
@@ -186,16 +216,17 @@ def sampler(name: str, cfg: DiffusionConfig):
     base: dict[str, Any] = dict(train_scheduler(cfg).config)
     clip = cfg.prediction == "epsilon"
     if name == "ddim":
-        return DDIMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=clip,
-                                         set_alpha_to_one=False)
+        return DDIMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=clip, set_alpha_to_one=False)
     if name == "ddpm":
         return DDPMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=clip)
-    return DPMSolverMultistepScheduler.from_config(base, algorithm_type="dpmsolver++", solver_order=2,
-                                                   timestep_spacing="trailing", final_sigmas_type="zero")
+    return DPMSolverMultistepScheduler.from_config(
+        base, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing", final_sigmas_type="zero"
+    )
 
 
-def denoise(unet: torch.nn.Module, cfg: DiffusionConfig, x: torch.Tensor, t: torch.Tensor,
-            cond: torch.Tensor | None) -> torch.Tensor:
+def denoise(
+    unet: torch.nn.Module, cfg: DiffusionConfig, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None
+) -> torch.Tensor:
     """One UNet call: the model's prediction (noise or velocity) for noisy images ``x`` at ``t``."""
     if cfg.condition == "text":
         pooled = pool_tokens(cond) if cfg.text_pooled else None

@@ -51,8 +51,9 @@ class GanConfig:
             raise UsageError(f"--image-size {self.image_size}: a GAN needs a power of two of at least 8")
         for part in self.augment_ops:
             if part not in AUGMENTS:
-                raise UsageError(f"--diffaugment {self.diffaugment!r}: use a comma list of {', '.join(AUGMENTS)} "
-                                 "or none")
+                raise UsageError(
+                    f"--diffaugment {self.diffaugment!r}: use a comma list of {', '.join(AUGMENTS)} or none"
+                )
         if self.n_critic < 1:
             raise UsageError(f"--n-critic {self.n_critic}: must be at least 1")
         for flag, v in (("--lr-g", self.lr_g), ("--lr-d", self.lr_d)):
@@ -111,8 +112,9 @@ class Generator(nn.Module):
         self.cfg = cfg
         c0 = cfg.channels(0)
         self.fc = nn.Linear(cfg.z_dim, 4 * 4 * c0)
-        self.blocks = nn.ModuleList(_UpBlock(cfg.channels(i), cfg.channels(i + 1), cfg.num_classes)
-                                    for i in range(cfg.stages))
+        self.blocks = nn.ModuleList(
+            _UpBlock(cfg.channels(i), cfg.channels(i + 1), cfg.num_classes) for i in range(cfg.stages)
+        )
         c = cfg.channels(cfg.stages)
         self.out_bn = ConditionalBatchNorm(c, cfg.num_classes)
         self.out = nn.Conv2d(c, 3, 3, 1, 1)
@@ -130,8 +132,12 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(3, cfg.channels(cfg.stages), 3, 1, 1)), nn.LeakyReLU(0.2)]
         for i in range(cfg.stages, 0, -1):  # full resolution down to 4x4
             cin, cout = cfg.channels(i), cfg.channels(i - 1)
-            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2),
-                       spectral_norm(nn.Conv2d(cout, cout, 3, 1, 1)), nn.LeakyReLU(0.2)]
+            layers += [
+                spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)),
+                nn.LeakyReLU(0.2),
+                spectral_norm(nn.Conv2d(cout, cout, 3, 1, 1)),
+                nn.LeakyReLU(0.2),
+            ]
         self.body = nn.Sequential(*layers)
         c0 = cfg.channels(0)
         self.linear = spectral_norm(nn.Linear(c0, 1))

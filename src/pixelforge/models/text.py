@@ -51,8 +51,9 @@ class MiniLMEncoder:
 
     @torch.inference_mode()
     def encode(self, captions: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(captions, padding="max_length", truncation=True, max_length=self.max_tokens,
-                                return_tensors="pt").to(self.device)
+        tokens = self.tokenizer(
+            captions, padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        ).to(self.device)
         hidden = self.model(**tokens, output_hidden_states=True).hidden_states[self.layer]  # (B, L, 384)
         return (hidden * tokens["attention_mask"].unsqueeze(-1)).float().cpu()
 
@@ -76,7 +77,7 @@ class CaptionCache:
     def add(self, captions: list[str]) -> None:
         todo = sorted({c for c in captions if c not in self.table})
         for i in range(0, len(todo), self.batch_size):
-            chunk = todo[i:i + self.batch_size]
+            chunk = todo[i : i + self.batch_size]
             for caption, emb in zip(chunk, self.encoder.encode(chunk)):
                 self.table[caption] = emb
 

@@ -55,7 +55,7 @@ class VaeConfig:
         return int(math.log2(self.image_size // 4))
 
     def channels(self, stage: int) -> int:
-        return self.width * min(8, 2 ** stage)
+        return self.width * min(8, 2**stage)
 
 
 class VAE(nn.Module):
@@ -66,8 +66,14 @@ class VAE(nn.Module):
         cin = 3
         for i in range(cfg.stages):
             c = cfg.channels(i)
-            enc += [nn.Conv2d(cin, c, 4, 2, 1), nn.BatchNorm2d(c), nn.LeakyReLU(0.2),
-                    nn.Conv2d(c, c, 3, 1, 1), nn.BatchNorm2d(c), nn.LeakyReLU(0.2)]
+            enc += [
+                nn.Conv2d(cin, c, 4, 2, 1),
+                nn.BatchNorm2d(c),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(c, c, 3, 1, 1),
+                nn.BatchNorm2d(c),
+                nn.LeakyReLU(0.2),
+            ]
             cin = c
         self.encoder = nn.Sequential(*enc, nn.Flatten())
         self.top = cin
@@ -79,8 +85,14 @@ class VAE(nn.Module):
         for i in range(cfg.stages - 1, -1, -1):
             c = cfg.channels(i)
             cout = cfg.channels(i - 1) if i > 0 else cfg.width
-            dec += [nn.BatchNorm2d(c), nn.LeakyReLU(0.2), nn.ConvTranspose2d(c, cout, 4, 2, 1),
-                    nn.BatchNorm2d(cout), nn.LeakyReLU(0.2), nn.Conv2d(cout, cout, 3, 1, 1)]
+            dec += [
+                nn.BatchNorm2d(c),
+                nn.LeakyReLU(0.2),
+                nn.ConvTranspose2d(c, cout, 4, 2, 1),
+                nn.BatchNorm2d(cout),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(cout, cout, 3, 1, 1),
+            ]
         self.decoder = nn.Sequential(*dec, nn.LeakyReLU(0.2), nn.Conv2d(cfg.width, 3, 3, 1, 1))
 
     def _with_class(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -101,8 +113,9 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decode_logits(z, y))
 
 
-def vae_terms(model: VAE, x01: torch.Tensor, y: torch.Tensor | None, eps: torch.Tensor,
-              reconstruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+def vae_terms(
+    model: VAE, x01: torch.Tensor, y: torch.Tensor | None, eps: torch.Tensor, reconstruction: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstruction, KL), each summed over an image and averaged over the batch."""
     # 1. q(z|x) = N(mu, sigma^2);  z = mu + sigma * eps
     mu, logvar = model.encode(x01, y)

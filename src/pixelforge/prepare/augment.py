@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from PIL import Image
 
@@ -32,14 +32,18 @@ NONE_SPECS = ("", "none")
 
 def allowed_ops() -> str:
     """The one-line grammar used in error messages: every op with its value range."""
-    return ", ".join(f"{name}{'[' if d is not None else ''}={lo:g}..{hi:g}{']' if d is not None else ''}"
-                     for name, (d, lo, hi, _) in OPS.items())
+    return ", ".join(
+        f"{name}{'[' if d is not None else ''}={lo:g}..{hi:g}{']' if d is not None else ''}"
+        for name, (d, lo, hi, _) in OPS.items()
+    )
 
 
 def describe_ops() -> str:
     """Every op, its value range and what the value means, one per line (for docs and help)."""
-    return "\n".join(f"{name}: {lo:g}..{hi:g}, {what}" + (f" (bare: {d:g})" if d is not None else "")
-                      for name, (d, lo, hi, what) in OPS.items())
+    return "\n".join(
+        f"{name}: {lo:g}..{hi:g}, {what}" + (f" (bare: {d:g})" if d is not None else "")
+        for name, (d, lo, hi, what) in OPS.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -128,15 +132,26 @@ def _build(params: dict[str, float]):
         steps.append(v2.RandomVerticalFlip(p=params["vflip"]))
     if "rotate" in params or "translate" in params:
         t = params.get("translate", 0.0)
-        steps.append(v2.RandomAffine(degrees=params.get("rotate", 0.0), translate=(t, t) if t else None,
-                                     interpolation=v2.InterpolationMode.BILINEAR))
+        steps.append(
+            v2.RandomAffine(
+                degrees=params.get("rotate", 0.0),
+                translate=(t, t) if t else None,
+                interpolation=v2.InterpolationMode.BILINEAR,
+            )
+        )
     if "crop" in params:
         steps.append(SameSizeResizedCrop(params["crop"]))
     saturation = params.get("saturation", params.get("jitter", 0.0))
     hue = params.get("hue", params.get("jitter", 0.0) / 2)
     if any(params.get(k) for k in ("brightness", "contrast")) or saturation or hue:
-        steps.append(v2.ColorJitter(brightness=params.get("brightness", 0.0), contrast=params.get("contrast", 0.0),
-                                    saturation=saturation, hue=hue))
+        steps.append(
+            v2.ColorJitter(
+                brightness=params.get("brightness", 0.0),
+                contrast=params.get("contrast", 0.0),
+                saturation=saturation,
+                hue=hue,
+            )
+        )
     if "grayscale" in params:
         steps.append(v2.RandomGrayscale(p=params["grayscale"]))
     if "blur" in params:

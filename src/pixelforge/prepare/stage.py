@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from pixelforge import media
-from pixelforge.curate.shards import begin_run, name_of, open_input, output_schema
 from pixelforge.errors import UsageError
 from pixelforge.prepare.augment import parse_spec
 from pixelforge.prepare.denoise import get_denoiser
 from pixelforge.progress import track
-from pixelforge.run import check_backend, check_output_shared, run_tasks
-from pixelforge.store import Lineage, config_to_dict, finalize
-from pixelforge.store.shards import shard_id_of, shard_name
+from pixelforge.run import ExecutorSettings
+from pixelforge.store import (
+    Lineage,
+    begin_run,
+    config_to_dict,
+    default_name,
+    finalize,
+    open_input,
+    output_schema,
+    shard_id_of,
+    shard_name,
+)
 
 # Columns prepare adds: which sample an augmented copy was made from, and which copy it is.
 PREPARE_FIELDS: tuple[pa.Field, ...] = (
@@ -37,10 +45,7 @@ class PrepareConfig:
     encoding: str = "png"
     quality: int = 95
     seed: int = 0
-    processes: int = 2
-    backend: str = "local"  # executor of the per-shard work: local | ray
-    ray_address: str | None = None  # --backend ray: None (start a local Ray), auto or ray://host:port
-    ray_task_cpus: float = 1.0  # --backend ray: CPUs each shard task reserves
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
 
     def validate(self) -> None:
         """Raise UsageError naming the bad flag and its allowed values, before any work."""
@@ -58,11 +63,10 @@ class PrepareConfig:
         if self.augment:
             parse_spec(self.augment)
             if not self.copies:
-                raise UsageError("--augment needs --copies K (augmented copies per training sample), "
-                                 "such as --copies 2")
-        if self.processes < 1:
-            raise UsageError(f"--processes {self.processes}: choose at least 1")
-        check_backend(self.backend, self.ray_address, self.ray_task_cpus)
+                raise UsageError(
+                    "--augment needs --copies K (augmented copies per training sample), such as --copies 2"
+                )
+        self.executor.validate()
 
 
 @dataclass
@@ -75,8 +79,9 @@ class PrepareResult:
     seconds: float
 
 
-def prepare(inp: str, out: str, config: PrepareConfig, *, overwrite: bool = False,
-            resume: bool = False) -> PrepareResult:
+def prepare(
+    inp: str, out: str, config: PrepareConfig, *, overwrite: bool = False, resume: bool = False
+) -> PrepareResult:
     """Resize (media.resize) every sample of ``inp`` to ``config.size``, denoise, add augmented copies.
 
     Copies are made for rows whose split is train or null only (validation and test data are
@@ -86,26 +91,40 @@ def prepare(inp: str, out: str, config: PrepareConfig, *, overwrite: bool = Fals
     stopped run into ``out`` continues: its finished shards are kept, the others are made.
     """
     config.validate()
-    check_output_shared(out, config.backend, config.processes)  # memory:// is private to one process
+    config.executor.check_output(out)  # memory:// is private to one process
     ds, _, _ = open_input(inp, out, overwrite, resume)
     done = begin_run(out, "prepare", inp, config, resume)
     schema = output_schema(ds, PREPARE_FIELDS)
     from pixelforge.prepare.worker import PrepareTask, prepare_shard
 
     start = time.monotonic()
-    tasks = (PrepareTask(ds.path, shard, out, shard_id_of(shard), config, schema) for shard in ds.shards()
-             if shard_name(shard_id_of(shard)) not in done)
+    tasks = (
+        PrepareTask(ds.path, shard, out, shard_id_of(shard), config, schema)
+        for shard in ds.shards()
+        if shard_name(shard_id_of(shard)) not in done
+    )
     written = fails = 0
+    image_warnings: dict[str, int] = {}
     with track("prepare", total=ds.num_samples) as bar:
-        for n, f in run_tasks(prepare_shard, tasks, backend=config.backend, processes=config.processes,
-                              ray_address=config.ray_address, ray_task_cpus=config.ray_task_cpus):
+        for n, f, warned in config.executor.run(prepare_shard, tasks):
             written, fails = written + n, fails + f
+            media.add_warnings(image_warnings, warned)
             bar.advance(n + f)
     seconds = time.monotonic() - start
-    result = finalize(out, name=name_of(out), schema=schema,
-                      lineage=Lineage("prepare", config_to_dict(config), [inp]),
-                      stats={"seconds": round(seconds, 3)})
+    result = finalize(
+        out,
+        name=default_name(out),
+        schema=schema,
+        lineage=Lineage("prepare", config_to_dict(config), [inp]),
+        stats={"seconds": round(seconds, 3), "image_warnings": image_warnings},
+    )
     fails = result.info["num_failures"]  # this run's and, when resumed, the stopped run's shards
     originals = ds.num_samples - fails
-    return PrepareResult(out=out, input_samples=ds.num_samples, samples=result.num_samples,
-                         augmented=result.num_samples - originals, failures=fails, seconds=round(seconds, 3))
+    return PrepareResult(
+        out=out,
+        input_samples=ds.num_samples,
+        samples=result.num_samples,
+        augmented=result.num_samples - originals,
+        failures=fails,
+        seconds=round(seconds, 3),
+    )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import torch
 from PIL import Image
@@ -15,9 +15,7 @@ from pixelforge import media
 from pixelforge.errors import ItemError
 from pixelforge.prepare.augment import parse_spec
 from pixelforge.prepare.denoise import get_denoiser
-from pixelforge.store import Dataset
-from pixelforge.store import fs as fsutil
-from pixelforge.store.shards import SHARDS_DIR, ShardWriter, read_members
+from pixelforge.store import MASK_EXT, Dataset, ShardWriter, split_member
 
 torch.set_num_threads(1)  # one process per core already
 
@@ -34,8 +32,9 @@ class PrepareTask:
     schema: pa.Schema
 
 
-def geometry(w: int, h: int, size: int, mode: str) -> tuple[tuple[float, float, float, float], tuple[int, int],
-                                                              tuple[int, int], tuple[int, int]]:
+def geometry(
+    w: int, h: int, size: int, mode: str
+) -> tuple[tuple[float, float, float, float], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Where media.resize puts the source: (source crop box, resized size, canvas size, paste offset).
 
     Mirrors media.resize's arithmetic so boxes and masks land on the same pixels as the image.
@@ -71,16 +70,12 @@ def move_boxes(boxes: list[dict[str, Any]], geo) -> list[dict[str, Any]]:
 def move_mask(mask: bytes, geo) -> bytes:
     """A label mask PNG cut and scaled like the image, nearest-neighbour so ids stay ids."""
     box, resized, canvas, offset = geo
-    m = Image.open(io.BytesIO(mask))
-    m.load()
-    small = m.resize(resized, Image.Resampling.NEAREST, box=box)
-    if canvas != resized:
-        full = Image.new(small.mode, canvas)
-        full.paste(small, offset)
+    small = media.resize_mask(media.decode_mask(mask), resized, box)
+    if canvas != resized:  # pad mode: background (id 0) around the pasted mask, as black around the image
+        full = np.zeros((canvas[1], canvas[0]), small.dtype)
+        full[offset[1] : offset[1] + small.shape[0], offset[0] : offset[0] + small.shape[1]] = small
         small = full
-    buf = io.BytesIO()
-    small.save(buf, "PNG", compress_level=3)
-    return buf.getvalue()
+    return media.encode_mask(small)
 
 
 def _seed(seed: int, key: str, copy: int) -> int:
@@ -88,8 +83,8 @@ def _seed(seed: int, key: str, copy: int) -> int:
     return zlib.crc32(f"{seed}/{key}/{copy}".encode())
 
 
-def prepare_shard(task: PrepareTask) -> tuple[int, int]:
-    """Write one output shard; returns (samples written, failures)."""
+def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
+    """Write one output shard; returns (samples written, failures, Pillow warning counts)."""
     cfg = task.config
     ds = Dataset.open(task.dataset)
     rows = {r["key"]: r for r in ds.index(filters=[("shard", "=", task.shard)]).to_pylist()}
@@ -98,19 +93,16 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int]:
     target = None if cfg.resize_mode == "none" else cfg.size
     fails = 0
     with ShardWriter(task.out, task.shard_id, task.schema) as writer:
-        for key, files in read_members(ds.fs, fsutil.join(ds.root, SHARDS_DIR, task.shard)):
-            row = rows.get(key)
-            if row is None:
-                continue
+        for key, files in ds.read_shard(task.shard, keys=rows):
+            row = rows[key]
             try:
-                data = files.get(row["member"].partition(".")[2])
+                data = files.get(split_member(row["member"])[1])
                 if data is None:
-                    raise ItemError(f"member {row['member']} is missing from shard {task.shard}",
-                                    reason="missing_file")
+                    raise ItemError(f"member {row['member']} is missing from shard {task.shard}", reason="missing_file")
                 img = media.decode(data, draft_size=(target, target) if target else None)
                 geo = geometry(img.width, img.height, cfg.size, cfg.resize_mode)
                 out = media.resize(denoise(img), cfg.size, cfg.resize_mode)
-                mask = files.get("mask.png") if row.get("mask") else None
+                mask = files.get(MASK_EXT) if row.get("mask") else None
                 mask = move_mask(mask, geo) if mask is not None else None
             except ItemError as exc:
                 writer.fail(reason=exc.reason, detail=f"sample {key}: {exc.detail}", source=row["source"])
@@ -124,11 +116,12 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int]:
                     # geometric ops move content, so copies carry no boxes or masks (the README's Curate section)
                     copy = dict(base, key=f"{key}_aug{k}", boxes=[], aug_of=key, aug_index=k)
                     _write(writer, copy, augment(out), None, cfg)
-    return len(writer.rows), fails
+    return len(writer.rows), fails, media.take_warnings()
 
 
 def _write(writer: ShardWriter, row: dict[str, Any], img: Image.Image, mask: bytes | None, cfg: Any) -> None:
     data = media.encode(img, cfg.encoding, cfg.quality)
-    row = dict(row, width=img.width, height=img.height, format=media.ENCODINGS[cfg.encoding].lower(),
-               phash=media.phash64(img))
+    row = dict(
+        row, width=img.width, height=img.height, format=media.ENCODINGS[cfg.encoding].lower(), phash=media.phash64(img)
+    )
     writer.write(row, data, cfg.encoding, mask)

@@ -9,8 +9,8 @@ from typing import Any
 from pixelforge.report import figures
 from pixelforge.report.blocks import Section, fmt, pct
 
-ASSOCIATIONS = 15   # strongest associations listed
-VIOLATIONS = 20     # violations listed by key
+ASSOCIATIONS = 15  # strongest associations listed
+VIOLATIONS = 20  # violations listed by key
 
 
 def audit_section(path: str) -> Section:
@@ -18,32 +18,57 @@ def audit_section(path: str) -> Section:
     doc: dict[str, Any] = json.loads((Path(path) / "audit.json").read_text(encoding="utf-8"))
     ds = doc.get("dataset") or {}
     policy = doc.get("policy") or {}
-    sec = Section("audit", f"Audit: {ds.get('name', path)}", path,
-                  summary=f"{fmt(ds.get('samples'))} samples audited under the {policy.get('name', '?')} policy: "
-                          f"{fmt(policy.get('violation_count'))} violations")
+    sec = Section(
+        "audit",
+        f"Audit: {ds.get('name', path)}",
+        path,
+        summary=f"{fmt(ds.get('samples'))} samples audited under the {policy.get('name', '?')} policy: "
+        f"{fmt(policy.get('violation_count'))} violations",
+    )
     meta = doc.get("audit") or {}
-    sec.facts([("dataset", ds.get("path")), ("samples", ds.get("samples")), ("failures", ds.get("failures")),
-               ("audited at", meta.get("created_at")), ("policy", policy.get("name"))], title="Audit")
+    sec.facts(
+        [
+            ("dataset", ds.get("path")),
+            ("samples", ds.get("samples")),
+            ("failures", ds.get("failures")),
+            ("audited at", meta.get("created_at")),
+            ("policy", policy.get("name")),
+        ],
+        title="Audit",
+    )
     if doc.get("empty"):
         sec.note(doc.get("note") or "The dataset has no samples.")
 
     labels = doc.get("labels") or {}
     groups = doc.get("caption_groups") or {}
     group_shares = _caption_group_counts(groups)
-    sec.figures([
-        (figures.bar_chart(labels.get("counts") or {}, "Labels"), "samples per label"),
-        *[(figures.bar_chart(counts, f"Caption group: {g}", xlabel="captions"),
-           f"captions mentioning each {g} subgroup") for g, counts in group_shares.items()],
-        (figures.bar_chart((doc.get("sources") or {}).get("kinds") or {}, "Sources"), "samples per source kind"),
-        (figures.bar_chart((doc.get("sources") or {}).get("domains") or {}, "Web domains"), "samples per domain"),
-    ], title="Representation")
+    sec.figures(
+        [
+            (figures.bar_chart(labels.get("counts") or {}, "Labels"), "samples per label"),
+            *[
+                (
+                    figures.bar_chart(counts, f"Caption group: {g}", xlabel="captions"),
+                    f"captions mentioning each {g} subgroup",
+                )
+                for g, counts in group_shares.items()
+            ],
+            (figures.bar_chart((doc.get("sources") or {}).get("kinds") or {}, "Sources"), "samples per source kind"),
+            (figures.bar_chart((doc.get("sources") or {}).get("domains") or {}, "Web domains"), "samples per domain"),
+        ],
+        title="Representation",
+    )
     if labels.get("classes"):
-        sec.facts([("classes", labels.get("classes")), ("labelled", labels.get("labelled")),
-                   ("unlabelled", labels.get("unlabelled")),
-                   ("imbalance ratio (max / min)", labels.get("imbalance_ratio")),
-                   ("normalised entropy", labels.get("normalized_entropy")),
-                   ("classes under half a uniform share", labels.get("under_half_uniform") or "none")],
-                  title="Label balance")
+        sec.facts(
+            [
+                ("classes", labels.get("classes")),
+                ("labelled", labels.get("labelled")),
+                ("unlabelled", labels.get("unlabelled")),
+                ("imbalance ratio (max / min)", labels.get("imbalance_ratio")),
+                ("normalised entropy", labels.get("normalized_entropy")),
+                ("classes under half a uniform share", labels.get("under_half_uniform") or "none"),
+            ],
+            title="Label balance",
+        )
     else:
         sec.missing("Label balance: no sample has a label.")
     if not group_shares:
@@ -51,41 +76,70 @@ def audit_section(path: str) -> Section:
 
     assoc = doc.get("associations") or []
     if assoc:
-        sec.table(["term", "group / subgroup", "captions with both", "npmi", "pmi", "share in group"],
-                  [[a["term"], f"{a['group']} / {a['subgroup']}", a["count"], a.get("npmi"), a.get("pmi"),
-                    pct(a.get("share_in_group"))] for a in assoc[:ASSOCIATIONS]],
-                  title=f"Strongest associations (the first {min(len(assoc), ASSOCIATIONS)} of {len(assoc)})",
-                  note="npmi in [-1, 1]: 0 = as often as chance; share in group: of the captions holding the "
-                       "term and any subgroup of its group.")
+        sec.table(
+            ["term", "group / subgroup", "captions with both", "npmi", "pmi", "share in group"],
+            [
+                [
+                    a["term"],
+                    f"{a['group']} / {a['subgroup']}",
+                    a["count"],
+                    a.get("npmi"),
+                    a.get("pmi"),
+                    pct(a.get("share_in_group")),
+                ]
+                for a in assoc[:ASSOCIATIONS]
+            ],
+            title=f"Strongest associations (the first {min(len(assoc), ASSOCIATIONS)} of {len(assoc)})",
+            note="npmi in [-1, 1]: 0 = as often as chance; share in group: of the captions holding the "
+            "term and any subgroup of its group.",
+        )
     else:
         sec.missing("Associations: no term shares enough captions with a lexicon subgroup (see --min-count).")
 
     lic = doc.get("licenses") or {}
     opt = doc.get("opt_outs") or {}
-    sec.figures([
-        (figures.bar_chart(lic.get("counts") or {}, "Licences"), "samples per licence id"),
-        (figures.bar_chart(policy.get("by_license") or {}, f"Violations of the {policy.get('name')} policy"),
-         "violating samples per licence"),
-        (figures.bar_chart(opt.get("by_reason") or {}, "Opt-outs kept in the data"), "opted-out samples by reason"),
-    ], title="Licences and policy")
-    sec.facts([("distinct licences", lic.get("distinct")), ("unknown licence", f"{fmt(lic.get('unknown'))} "
-               f"({pct(lic.get('share_unknown'))})"), ("attribution required", lic.get("attribution_required")),
-               ("policy allows", fmt(policy.get("allow")) if policy.get("allow") else "every licence"),
-               ("policy denies", fmt(policy.get("deny")) if policy.get("deny") else "—"),
-               ("violations", policy.get("violation_count")), ("by reason", policy.get("by_reason") or {}),
-               ("opted-out samples", f"{fmt(opt.get('count'))} ({pct(opt.get('share'))})")], title="Licence policy")
+    sec.figures(
+        [
+            (figures.bar_chart(lic.get("counts") or {}, "Licences"), "samples per licence id"),
+            (
+                figures.bar_chart(policy.get("by_license") or {}, f"Violations of the {policy.get('name')} policy"),
+                "violating samples per licence",
+            ),
+            (figures.bar_chart(opt.get("by_reason") or {}, "Opt-outs kept in the data"), "opted-out samples by reason"),
+        ],
+        title="Licences and policy",
+    )
+    sec.facts(
+        [
+            ("distinct licences", lic.get("distinct")),
+            ("unknown licence", f"{fmt(lic.get('unknown'))} ({pct(lic.get('share_unknown'))})"),
+            ("attribution required", lic.get("attribution_required")),
+            ("policy allows", fmt(policy.get("allow")) if policy.get("allow") else "every licence"),
+            ("policy denies", fmt(policy.get("deny")) if policy.get("deny") else "—"),
+            ("violations", policy.get("violation_count")),
+            ("by reason", policy.get("by_reason") or {}),
+            ("opted-out samples", f"{fmt(opt.get('count'))} ({pct(opt.get('share'))})"),
+        ],
+        title="Licence policy",
+    )
     listed = policy.get("violations") or []
     if listed:
-        sec.table(["key", "licence", "reason", "source"],
-                  [[v["key"], v["license"], v["reason"], v.get("source") or ""] for v in listed[:VIOLATIONS]],
-                  title=f"Licence-policy violations (the first {min(len(listed), VIOLATIONS)} of "
-                        f"{policy.get('violation_count')}; all in violations.parquet)")
+        sec.table(
+            ["key", "licence", "reason", "source"],
+            [[v["key"], v["license"], v["reason"], v.get("source") or ""] for v in listed[:VIOLATIONS]],
+            title=f"Licence-policy violations (the first {min(len(listed), VIOLATIONS)} of "
+            f"{policy.get('violation_count')}; all in violations.parquet)",
+        )
     else:
         sec.note(f"No sample violates the {policy.get('name')} policy.")
 
     props = doc.get("image_properties") or {}
-    dists = [("width", "stored width (px)"), ("height", "stored height (px)"), ("aspect", "aspect (w / h)"),
-             ("brightness", "brightness")]
+    dists = [
+        ("width", "stored width (px)"),
+        ("height", "stored height (px)"),
+        ("aspect", "aspect (w / h)"),
+        ("brightness", "brightness"),
+    ]
     sec.figures([(_dist_plot(props.get(k), label), label) for k, label in dists], title="Image properties")
     same = [f"{label} = {fmt(d['min'])}" for k, label in dists if (d := props.get(k)) and d.get("min") == d.get("max")]
     if same:
@@ -93,10 +147,14 @@ def audit_section(path: str) -> Section:
     preds = doc.get("predictions")
     if preds:
         per_label = preds.get("per_label") or {}
-        sec.table(["label", "count", "correct", "accuracy", "points under overall"],
-                  [[k, v.get("count"), v.get("correct"), v.get("accuracy"), v.get("points_under_overall")]
-                   for k, v in per_label.items()],
-                  title=f"Model accuracy per label (overall {fmt(preds.get('accuracy'))})")
+        sec.table(
+            ["label", "count", "correct", "accuracy", "points under overall"],
+            [
+                [k, v.get("count"), v.get("correct"), v.get("accuracy"), v.get("points_under_overall")]
+                for k, v in per_label.items()
+            ],
+            title=f"Model accuracy per label (overall {fmt(preds.get('accuracy'))})",
+        )
     return sec
 
 

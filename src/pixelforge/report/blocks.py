@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 # block types the template renders (templates/report.html.j2, macro `block`)
 BLOCK_TYPES = ("facts", "figures", "table", "gallery", "pairs", "groups", "missing", "note", "code")
@@ -42,7 +43,7 @@ def pct(part: float | None, whole: float | None = None) -> str:
 class Section:
     """One part of the report (a dataset, an audit, a run, an evaluation, a generated set's provenance)."""
 
-    kind: str       # dataset | provenance | audit | training | evaluation
+    kind: str  # dataset | provenance | audit | training | evaluation
     title: str
     path: str
     id: str = ""
@@ -50,8 +51,9 @@ class Section:
     blocks: list[dict[str, Any]] = field(default_factory=list)
 
     def facts(self, items: Iterable[tuple[str, Any]], title: str = "") -> None:
-        self.blocks.append({"type": "facts", "title": title,
-                            "items": [(k, v if isinstance(v, str) else fmt(v)) for k, v in items]})
+        self.blocks.append(
+            {"type": "facts", "title": title, "items": [(k, v if isinstance(v, str) else fmt(v)) for k, v in items]}
+        )
 
     def figures(self, items: Iterable[tuple[Any, str]], title: str = "") -> None:
         """Plots as (figures.Plot or None, caption); the Nones (nothing to plot) are left out."""

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pixelforge.errors import DatasetError, ItemError
 from pixelforge.report import figures
 from pixelforge.report.blocks import Section, fmt, pct
 from pixelforge.store import Dataset
 
-GRID = 24               # samples in the grid
-EXAMPLES_PER_RULE = 6   # removed examples shown per curation rule
-DUP_GROUPS = 6          # duplicate groups shown side by side
-QUALITY = (("q_blur", "sharpness (variance of the Laplacian; low = blurry)"), ("q_brightness", "brightness"),
-           ("q_contrast", "RMS contrast"), ("q_entropy", "entropy (bits)"), ("q_watermark", "watermark probability"),
-           ("q_min_side", "shorter side (px)"), ("q_jpeg_quality", "JPEG quality"), ("c_words", "caption words"))
+GRID = 24  # samples in the grid
+EXAMPLES_PER_RULE = 6  # removed examples shown per curation rule
+DUP_GROUPS = 6  # duplicate groups shown side by side
+QUALITY = (
+    ("q_blur", "sharpness (variance of the Laplacian; low = blurry)"),
+    ("q_brightness", "brightness"),
+    ("q_contrast", "RMS contrast"),
+    ("q_entropy", "entropy (bits)"),
+    ("q_watermark", "watermark probability"),
+    ("q_min_side", "shorter side (px)"),
+    ("q_jpeg_quality", "JPEG quality"),
+    ("c_words", "caption words"),
+)
 CURATION_JSON = "curation.json"
 
 
@@ -51,7 +59,7 @@ def sample_uri(sample) -> str | None:
 def first_samples(ds: Dataset, n: int) -> list:
     """The first ``n`` samples in shard order (only the first shards are read)."""
     out = []
-    for sample in ds.iter_samples(shards=ds.shards()[:max(1, n // 100 + 1)]):
+    for sample in ds.iter_samples(shards=ds.shards()[: max(1, n // 100 + 1)]):
         out.append(sample)
         if len(out) >= n:
             break
@@ -84,38 +92,59 @@ def dataset_section(path: str, title_prefix: str = "Dataset", generated: bool = 
     s = summarize(ds)
     stats = _stats(ds)
     lineage = ds.info.get("lineage") or {}
-    sec = Section("dataset", f"{title_prefix}: {ds.name}", path,
-                  summary=f"{s['samples']:,} samples, {s['failures']:,} failures, made by `pixelforge "
-                          f"{lineage.get('command', '?')}`")
+    sec = Section(
+        "dataset",
+        f"{title_prefix}: {ds.name}",
+        path,
+        summary=f"{s['samples']:,} samples, {s['failures']:,} failures, made by `pixelforge "
+        f"{lineage.get('command', '?')}`",
+    )
     inputs = ", ".join(i.get("path", "") for i in lineage.get("inputs", [])) or "—"
     w, h = s["width"], s["height"]
-    sec.facts([
-        ("made by", f"pixelforge {lineage.get('command', '?')} at {s['created_at']}"),
-        ("inputs", inputs),
-        ("samples", s["samples"]), ("shards", s["shards"]), ("on disk", _human_bytes(s["disk_bytes"])),
-        ("failures", s["failures"]),
-        ("with caption", f"{s['with_caption']:,} ({pct(s['with_caption'], s['samples'])})"),
-        ("labelled", f"{s['with_label']:,} in {s['distinct_labels']} classes"),
-        ("opted out (kept)", s["opt_outs"]),
-        ("image size", f"{fmt(w['min'])}–{fmt(w['max'])} × {fmt(h['min'])}–{fmt(h['max'])} px (median "
-                       f"{fmt(w['median'])} × {fmt(h['median'])})"
-         if s["samples"] else "—"),
-        ("extra columns", ", ".join(s["extra_columns"]) or "—"),
-    ], title="Counts")
+    sec.facts(
+        [
+            ("made by", f"pixelforge {lineage.get('command', '?')} at {s['created_at']}"),
+            ("inputs", inputs),
+            ("samples", s["samples"]),
+            ("shards", s["shards"]),
+            ("on disk", _human_bytes(s["disk_bytes"])),
+            ("failures", s["failures"]),
+            ("with caption", f"{s['with_caption']:,} ({pct(s['with_caption'], s['samples'])})"),
+            ("labelled", f"{s['with_label']:,} in {s['distinct_labels']} classes"),
+            ("opted out (kept)", s["opt_outs"]),
+            (
+                "image size",
+                f"{fmt(w['min'])}–{fmt(w['max'])} × {fmt(h['min'])}–{fmt(h['max'])} px (median "
+                f"{fmt(w['median'])} × {fmt(h['median'])})"
+                if s["samples"]
+                else "—",
+            ),
+            ("extra columns", ", ".join(s["extra_columns"]) or "—"),
+        ],
+        title="Counts",
+    )
     con_counts = _column_counts(ds)
     opt_outs = dict(con_counts.get("opt_out", {}))
     for reason, n in s["failure_reasons"].items():
         if reason.startswith("opt_out"):
             opt_outs[f"{reason} (not downloaded)"] = n
-    sec.figures([
-        (figures.bar_chart(s["source_kinds"], "Sources (source_kind)"), "samples per source kind"),
-        (figures.bar_chart(s["licenses"], "Licences"), "samples per licence id"),
-        (figures.bar_chart(opt_outs, "Opt-outs", xlabel="images"),
-         "opted-out images: refused at collection (failure rows) or kept with --ignore-opt-outs"),
-        (figures.bar_chart(con_counts.get("label", {}), "Labels"), "samples per label"),
-        (figures.bar_chart(s["splits"], "Splits"), "samples per split"),
-        (figures.bar_chart(s["failure_reasons"], "Failures", xlabel="inputs"), "inputs that gave no sample, by reason"),
-    ], title="Sources, licences and opt-outs")
+    sec.figures(
+        [
+            (figures.bar_chart(s["source_kinds"], "Sources (source_kind)"), "samples per source kind"),
+            (figures.bar_chart(s["licenses"], "Licences"), "samples per licence id"),
+            (
+                figures.bar_chart(opt_outs, "Opt-outs", xlabel="images"),
+                "opted-out images: refused at collection (failure rows) or kept with --ignore-opt-outs",
+            ),
+            (figures.bar_chart(con_counts.get("label", {}), "Labels"), "samples per label"),
+            (figures.bar_chart(s["splits"], "Splits"), "samples per split"),
+            (
+                figures.bar_chart(s["failure_reasons"], "Failures", xlabel="inputs"),
+                "inputs that gave no sample, by reason",
+            ),
+        ],
+        title="Sources, licences and opt-outs",
+    )
     if not opt_outs:
         sec.note("No opted-out images: no failure row with an opt_out_* reason and no sample with opt_out set.")
     if "crawl" in stats:
@@ -153,10 +182,15 @@ def _column_counts(ds: Dataset) -> dict[str, dict[str, int]]:
 
     con = connect(ds)
     try:
+
         def counts(expr: str) -> dict[str, int]:
-            return {str(k): int(v) for k, v in con.execute(
-                f"SELECT {expr} AS k, count(*) AS n FROM samples WHERE {expr} IS NOT NULL "
-                "GROUP BY k ORDER BY n DESC, k").fetchall()}
+            return {
+                str(k): int(v)
+                for k, v in con.execute(
+                    f"SELECT {expr} AS k, count(*) AS n FROM samples WHERE {expr} IS NOT NULL "
+                    "GROUP BY k ORDER BY n DESC, k"
+                ).fetchall()
+            }
 
         return {"opt_out": counts("opt_out"), "label": counts("coalesce(label_name, CAST(label AS VARCHAR))")}
     finally:
@@ -164,26 +198,36 @@ def _column_counts(ds: Dataset) -> dict[str, dict[str, int]]:
 
 
 def _crawl_block(sec: Section, crawl: dict[str, Any]) -> None:
-    sec.facts([
-        ("pages", crawl.get("pages")), ("parsed", crawl.get("pages_parsed")),
-        ("opted out (page level)", crawl.get("pages_opted_out")), ("page errors", crawl.get("page_errors") or {}),
-        ("images found", crawl.get("images_found")),
-        ("decorative images skipped", crawl.get("decorative_images") or {}),
-        ("URLs skipped", crawl.get("skipped_urls") or {}), ("crawl seconds", crawl.get("seconds")),
-    ], title="Crawl")
+    sec.facts(
+        [
+            ("pages", crawl.get("pages")),
+            ("parsed", crawl.get("pages_parsed")),
+            ("opted out (page level)", crawl.get("pages_opted_out")),
+            ("page errors", crawl.get("page_errors") or {}),
+            ("images found", crawl.get("images_found")),
+            ("decorative images skipped", crawl.get("decorative_images") or {}),
+            ("URLs skipped", crawl.get("skipped_urls") or {}),
+            ("crawl seconds", crawl.get("seconds")),
+        ],
+        title="Crawl",
+    )
 
 
 def _quality_block(sec: Section, ds: Dataset) -> None:
     names = ds.schema.names
     present = [(c, label) for c, label in QUALITY if c in names]
     if not present:
-        sec.missing("Quality histograms: the dataset has no q_* columns; run `pixelforge curate` on it to score "
-                    "sharpness, brightness, contrast, entropy and watermarks.")
+        sec.missing(
+            "Quality histograms: the dataset has no q_* columns; run `pixelforge curate` on it to score "
+            "sharpness, brightness, contrast, entropy and watermarks."
+        )
         return
     table = ds.index(columns=[c for c, _ in present])
     values = {c: table.column(c).to_pylist() for c, _ in present}
-    sec.figures([(figures.histogram_of(values[c], label, c), f"{c} over {table.num_rows:,} samples")
-                 for c, label in present], title="Quality (curate's scores)")
+    sec.figures(
+        [(figures.histogram_of(values[c], label, c), f"{c} over {table.num_rows:,} samples") for c, label in present],
+        title="Quality (curate's scores)",
+    )
     same = [f"{c} = {fmt(v)}" for c, _ in present if (v := figures.constant_value(values[c])) is not None]
     if same:
         sec.note("The same for every sample: " + ", ".join(same) + ".")
@@ -196,19 +240,29 @@ def _curation_block(sec: Section, ds: Dataset) -> None:
         return
     with ds.fs.open(path, "rb") as f:
         cur = json.load(f)
-    sec.table(["rule", "setting", "matched", "removed", "examples"],
-              [[r["rule"], fmt(r.get("setting")), r["matched"], r["removed"], ", ".join(r.get("examples", [])[:4])]
-               for r in cur.get("rules", [])],
-              title=f"Curation: {cur.get('input_samples', 0):,} input samples → "
-                    f"{cur.get('output_samples', 0):,} kept",
-              note="Rules run in this order; a row removed by one rule is not counted again by later ones.")
+    sec.table(
+        ["rule", "setting", "matched", "removed", "examples"],
+        [
+            [r["rule"], fmt(r.get("setting")), r["matched"], r["removed"], ", ".join(r.get("examples", [])[:4])]
+            for r in cur.get("rules", [])
+        ],
+        title=f"Curation: {cur.get('input_samples', 0):,} input samples → {cur.get('output_samples', 0):,} kept",
+        note="Rules run in this order; a row removed by one rule is not counted again by later ones.",
+    )
     d = cur.get("duplicates") or {}
     flags = {k: v for k, v in (cur.get("caption_flags") or {}).items() if v}
-    sec.facts([("exact pairs", d.get("exact_pairs")), ("near pairs", d.get("near_pairs")),
-               ("duplicate groups", d.get("groups")), ("rows in groups", d.get("rows_in_groups")),
-               ("hamming / combined", f"{d.get('hamming')} / {d.get('combined')}"),
-               ("failures", cur.get("failures") or {}), ("caption flags", flags or "none")],
-              title="Duplicates and captions")
+    sec.facts(
+        [
+            ("exact pairs", d.get("exact_pairs")),
+            ("near pairs", d.get("near_pairs")),
+            ("duplicate groups", d.get("groups")),
+            ("rows in groups", d.get("rows_in_groups")),
+            ("hamming / combined", f"{d.get('hamming')} / {d.get('combined')}"),
+            ("failures", cur.get("failures") or {}),
+            ("caption flags", flags or "none"),
+        ],
+        title="Duplicates and captions",
+    )
     sec.figures([(figures.bar_chart(flags, "Caption flags", xlabel="captions"), "captions carrying each flag")])
     removed = [r for r in cur.get("rules", []) if r.get("removed") and r.get("examples")]
     if not removed:
@@ -222,8 +276,11 @@ def _curation_block(sec: Section, ds: Dataset) -> None:
     found = samples_by_key(source, wanted)
     groups = []
     for r in removed:
-        images = [{"uri": uri, "caption": f"{k}: {_caption(found[k].row)}"[:80]}
-                  for k in r["examples"][:EXAMPLES_PER_RULE] if k in found and (uri := sample_uri(found[k]))]
+        images = [
+            {"uri": uri, "caption": f"{k}: {_caption(found[k].row)}"[:80]}
+            for k in r["examples"][:EXAMPLES_PER_RULE]
+            if k in found and (uri := sample_uri(found[k]))
+        ]
         groups.append({"title": f"{r['rule']} removed {r['removed']:,}", "images": images})
     sec.groups(groups, title="Examples of removed samples, per rule")
 
@@ -235,10 +292,19 @@ def _duplicates_block(sec: Section, ds: Dataset) -> None:
 
     con = connect(ds)
     try:
-        top = con.execute("SELECT dup_group, max(dup_count) AS n, count(*) AS here FROM samples WHERE dup_count > 1 "
-                          f"GROUP BY dup_group ORDER BY here DESC, n DESC, dup_group LIMIT {DUP_GROUPS}").fetchall()
-        members = {g: [k for (k,) in con.execute("SELECT key FROM samples WHERE dup_group = ? ORDER BY key LIMIT 8",
-                                                 [g]).fetchall()] for g, _, _ in top}
+        top = con.execute(
+            "SELECT dup_group, max(dup_count) AS n, count(*) AS here FROM samples WHERE dup_count > 1 "
+            f"GROUP BY dup_group ORDER BY here DESC, n DESC, dup_group LIMIT {DUP_GROUPS}"
+        ).fetchall()
+        members = {
+            g: [
+                k
+                for (k,) in con.execute(
+                    "SELECT key FROM samples WHERE dup_group = ? ORDER BY key LIMIT 8", [g]
+                ).fetchall()
+            ]
+            for g, _, _ in top
+        }
     finally:
         con.close()
     if not top:

@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from pixelforge.errors import UsageError
+from pixelforge.store import Dataset, is_dataset, is_partial
+from pixelforge.train.rundir import is_run
 
 KINDS = ("dataset", "generated", "audit", "run", "evaluation")
 # evaluation outputs: `pixelforge evaluate ... --out FILE` writes {command, config, result};
 # the plain `--json` printouts are recognised by their keys
 EVALUATION_COMMANDS = ("evaluate", "evaluate conditional", "evaluate memorization")
-WHAT = ("a dataset (dataset.json), an audit dir (audit.json), a training run (config.json) or an evaluation "
-        "output (the JSON of `pixelforge evaluate ... --out FILE`)")
+WHAT = (
+    "a dataset (dataset.json), an audit dir (audit.json), a training run (config.json) or an evaluation "
+    "output (the JSON of `pixelforge evaluate ... --out FILE`)"
+)
 
 
 @dataclass
@@ -49,13 +53,15 @@ def evaluation_doc(doc: Any, path: str) -> dict[str, Any] | None:
 
 
 def _is_generated(path: Path) -> bool:
-    info = _read_json(path / "dataset.json")
-    if (info.get("lineage") or {}).get("command") == "generate":
+    """A dataset `pixelforge generate` made (its lineage says so, or every sample is generated)."""
+    try:
+        ds = Dataset.open(path)  # a dataset of another schema version fails here, with its DatasetError
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"report {path / 'dataset.json'}: cannot read it as JSON ({exc}); give {WHAT}") from None
+    if (ds.info.get("lineage") or {}).get("command") == "generate":
         return True
     try:
-        import pyarrow.parquet as pq
-
-        kinds = set(pq.read_table(path / "index.parquet", columns=["source_kind"]).column("source_kind").to_pylist())
+        kinds = set(ds.index(columns=["source_kind"]).column("source_kind").to_pylist())
     except (OSError, ValueError, KeyError):
         return False
     return kinds == {"generated"}
@@ -67,14 +73,13 @@ def detect(path: str) -> Input:
     if not p.exists():
         raise UsageError(f"report {path}: no such file or folder; give {WHAT}")
     if p.is_dir():
-        if (p / "dataset.json").is_file():
+        if is_dataset(p):
             return Input("generated" if _is_generated(p) else "dataset", path)
         if (p / "audit.json").is_file():
             return Input("audit", path)
-        cfg = p / "config.json"
-        if cfg.is_file() and isinstance(doc := _read_json(cfg), dict) and "family" in doc:
+        if is_run(p):
             return Input("run", path)
-        if (p / ".work").is_dir():
+        if is_partial(p):
             raise UsageError(f"report {path}: a partly written dataset (its run was stopped): finish it first")
         raise UsageError(f"report {path}: this folder is none of the known kinds; give {WHAT}")
     if p.suffix.lower() == ".json":

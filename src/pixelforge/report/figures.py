@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from PIL import Image
+from pixelforge import media
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 THUMB = 96  # thumbnails are shown at this side (CSS pixels); tiny images are enlarged without smoothing
 PALETTE = ("#3566a8", "#d9822b", "#3c9a5f", "#b9403b", "#7a5ba6", "#8a6a4f", "#c45ba3", "#6f6f6f")
@@ -23,32 +28,19 @@ def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def thumbnail(image: Image.Image, side: int = THUMB * 2) -> str:
-    """A PNG data: URI of ``image`` fitted inside ``side`` pixels (enlarged with nearest neighbour when small)."""
-    img = image.convert("RGB")
-    scale = side / max(img.width, img.height)
-    if scale >= 2:  # small images (8-32 px): whole-pixel enlargement keeps them crisp
-        k = int(scale)
-        img = img.resize((img.width * k, img.height * k), Image.NEAREST)
-    elif scale < 1:
-        img.thumbnail((side, side), Image.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, "PNG", optimize=True)
-    return png_data_uri(buf.getvalue())
+def thumbnail(image: Image.Image | str | Path, side: int = THUMB * 2) -> str:
+    """A PNG data: URI of ``image`` (or an image file) fitted inside ``side`` pixels (enlarged with nearest
+    neighbour when small). Raises OSError for a file that is not an image."""
+    return png_data_uri(media.thumbnail_png(image, side))
 
 
 def image_file_uri(path: str, max_side: int = 1024) -> str:
     """A training sample grid (or any image file) as a data: URI, shrunk when larger than ``max_side``."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if max(img.size) > max_side:
-            img.thumbnail((max_side, max_side), Image.NEAREST)
-        buf = io.BytesIO()
-        img.save(buf, "PNG", optimize=True)
-    return png_data_uri(buf.getvalue())
+    return png_data_uri(media.thumbnail_png(path, max_side, smooth=False))
 
 
 # ---- matplotlib ---------------------------------------------------------------------------------
+
 
 def _pyplot():
     import matplotlib
@@ -56,8 +48,16 @@ def _pyplot():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.titlesize": 10, "figure.dpi": 100, "svg.fonttype": "none"})
+    plt.rcParams.update(
+        {
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titlesize": 10,
+            "figure.dpi": 100,
+            "svg.fonttype": "none",
+        }
+    )
     return plt
 
 
@@ -76,14 +76,15 @@ def bar_chart(counts: dict[str, float], title: str, xlabel: str = "samples", top
         return None
     items = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
     if len(items) > top:
-        items = items[:top - 1] + [(f"other ({len(items) - top + 1})", sum(v for _, v in items[top - 1:]))]
+        items = items[: top - 1] + [(f"other ({len(items) - top + 1})", sum(v for _, v in items[top - 1 :]))]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, max(2.2, 0.9 + 0.28 * len(items))))
     labels = [str(k) if len(str(k)) <= 36 else str(k)[:35] + "…" for k, _ in items][::-1]
     values = [v for _, v in items][::-1]
     bars = ax.barh(labels, values, color=PALETTE[0])
-    ax.bar_label(bars, labels=[f"{v:,.0f}" if float(v).is_integer() else f"{v:.3g}" for v in values],
-                 padding=3, fontsize=8)
+    ax.bar_label(
+        bars, labels=[f"{v:,.0f}" if float(v).is_integer() else f"{v:.3g}" for v in values], padding=3, fontsize=8
+    )
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.margins(x=0.15)
@@ -124,8 +125,13 @@ def constant_value(values: Sequence[float]) -> float | None:
     return next(iter(vals)) if len(vals) == 1 else None
 
 
-def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str = "step",
-               ylabel: str = "", log_y: bool = False) -> Plot | None:
+def line_chart(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    xlabel: str = "step",
+    ylabel: str = "",
+    log_y: bool = False,
+) -> Plot | None:
     """One line per series name: {name: (x values, y values)}; empty series are left out."""
     series = {k: v for k, v in series.items() if len(v[0])}
     if not series:
@@ -133,8 +139,15 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.0))
     for i, (name, (xs, ys)) in enumerate(series.items()):
-        ax.plot(xs, ys, label=name, color=PALETTE[i % len(PALETTE)], marker="o" if len(xs) <= 12 else None,
-                markersize=3, linewidth=1.4)
+        ax.plot(
+            xs,
+            ys,
+            label=name,
+            color=PALETTE[i % len(PALETTE)],
+            marker="o" if len(xs) <= 12 else None,
+            markersize=3,
+            linewidth=1.4,
+        )
     if log_y and all(y > 0 for _, ys in series.values() for y in ys):
         ax.set_yscale("log")
     ax.set_title(title)
@@ -147,8 +160,9 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title
     return _finish(fig, title)
 
 
-def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str,
-                     ylabel: str = "true", xlabel: str = "predicted") -> Plot | None:
+def confusion_matrix(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, ylabel: str = "true", xlabel: str = "predicted"
+) -> Plot | None:
     """A heat map of counts with the numbers written in each cell; rows ``ylabel``, columns ``xlabel``."""
     import numpy as np
 
@@ -169,11 +183,28 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], tit
     if k <= 20:
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if m[i, j] > peak / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if m[i, j] > peak / 2 else "black",
+                )
     ax.spines[:].set_visible(False)
     return _finish(fig, title)
 
 
-__all__ = ["Plot", "bar_chart", "confusion_matrix", "constant_value", "histogram", "histogram_of", "image_file_uri",
-           "line_chart", "png_data_uri", "thumbnail"]
+__all__ = [
+    "Plot",
+    "bar_chart",
+    "confusion_matrix",
+    "constant_value",
+    "histogram",
+    "histogram_of",
+    "image_file_uri",
+    "line_chart",
+    "png_data_uri",
+    "thumbnail",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pixelforge import __version__
@@ -32,9 +32,9 @@ class ReportConfig:
 @dataclass
 class ReportResult:
     out: str
-    sections: list[str]               # section titles, in order
-    kinds: dict[str, int]             # inputs per kind
-    missing: int                      # blocks saying what could not be shown
+    sections: list[str]  # section titles, in order
+    kinds: dict[str, int]  # inputs per kind
+    missing: int  # blocks saying what could not be shown
     bytes: int
     seconds: float
     inputs: list[str] = field(default_factory=list)
@@ -70,12 +70,20 @@ def render_html(sections: list[Section], title: str, inputs: list[Input]) -> str
     """The report as one HTML string (Jinja2 template shipped as package data)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("pixelforge.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
-                             lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pixelforge.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
     return env.get_template(TEMPLATE).render(
-        title=title, sections=sections, inputs=inputs, version=__version__,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        title=title,
+        sections=sections,
+        inputs=inputs,
+        version=__version__,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 def build_report(paths: list[str], out: str, config: ReportConfig | None = None) -> ReportResult:
@@ -99,6 +107,12 @@ def build_report(paths: list[str], out: str, config: ReportConfig | None = None)
     kinds: dict[str, int] = {}
     for i in inputs:
         kinds[i.kind] = kinds.get(i.kind, 0) + 1
-    return ReportResult(out=str(out_path), sections=[s.title for s in sections], kinds=kinds,
-                        missing=sum(len(s.missing_texts) for s in sections), bytes=len(html.encode("utf-8")),
-                        seconds=round(time.monotonic() - start, 2), inputs=[i.path for i in inputs])
+    return ReportResult(
+        out=str(out_path),
+        sections=[s.title for s in sections],
+        kinds=kinds,
+        missing=sum(len(s.missing_texts) for s in sections),
+        bytes=len(html.encode("utf-8")),
+        seconds=round(time.monotonic() - start, 2),
+        inputs=[i.path for i in inputs],
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from pixelforge.errors import UsageError
 from pixelforge.run.local import run_local
@@ -43,13 +44,22 @@ def check_output_shared(out: str, backend: str, processes: int) -> None:
 
     fs, _ = fsutil.resolve(out)
     if "memory" in fs.protocol and (backend != "local" or processes > 1):
-        raise UsageError(f"--out {out}: an in-memory file system is private to one process; use --processes 1 "
-                         "with --backend local, or a shared store (a local path, file://, s3://, gs://)")
+        raise UsageError(
+            f"--out {out}: an in-memory file system is private to one process; use --processes 1 "
+            "with --backend local, or a shared store (a local path, file://, s3://, gs://)"
+        )
 
 
-def run_tasks(fn: Callable[[T], R], tasks: Iterable[T], *, backend: str = "local", processes: int = 2,
-              max_in_flight: int | None = None, ray_address: str | None = None,
-              ray_task_cpus: float = 1.0) -> Iterator[R]:
+def run_tasks(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    *,
+    backend: str = "local",
+    processes: int = 2,
+    max_in_flight: int | None = None,
+    ray_address: str | None = None,
+    ray_task_cpus: float = 1.0,
+) -> Iterator[R]:
     """Run ``fn`` over ``tasks`` with the executor named ``backend``; yield results in completion order.
 
     ``processes`` is the local pool's size (and the CPUs of a Ray started here); ``ray_address``
@@ -57,6 +67,7 @@ def run_tasks(fn: Callable[[T], R], tasks: Iterable[T], *, backend: str = "local
     """
     check_backend(backend, ray_address, ray_task_cpus)
     if backend == "ray":
-        return run_ray(fn, tasks, processes=processes, max_in_flight=max_in_flight, address=ray_address,
-                       task_cpus=ray_task_cpus)
+        return run_ray(
+            fn, tasks, processes=processes, max_in_flight=max_in_flight, address=ray_address, task_cpus=ray_task_cpus
+        )
     return EXECUTORS[backend](fn, tasks, processes=processes, max_in_flight=max_in_flight)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -14,6 +15,14 @@ R = TypeVar("R")
 # Imported in the fork server beside the task's module. pyarrow imports pandas (when installed)
 # the first time it converts Python values (pa.array, Table.from_pylist): 0.2 s in every worker.
 PRELOAD = ("pandas",)
+
+# command -> the modules its pool's workers import (the task's module first): the `pixelforge`
+# executable (pixelforge.entry) starts the fork server with them before the CLI is imported, and
+# the command starts it itself when called some other way.
+EARLY_POOLS: dict[str, tuple[str, ...]] = {
+    # curate.folder imports curate.worker; imagehash.phash imports scipy.fftpack on first use
+    "curate": ("pixelforge.curate.folder", "scipy.fftpack"),
+}
 
 
 def start_fork_server(*modules: str) -> None:
@@ -27,8 +36,9 @@ def start_fork_server(*modules: str) -> None:
     multiprocessing.forkserver.ensure_running()
 
 
-def run_local(fn: Callable[[T], R], tasks: Iterable[T], processes: int = 2,
-              max_in_flight: int | None = None) -> Iterator[R]:
+def run_local(
+    fn: Callable[[T], R], tasks: Iterable[T], processes: int = 2, max_in_flight: int | None = None
+) -> Iterator[R]:
     """Yield ``fn(task)`` for every task, in completion order.
 
     Tasks are drawn lazily from ``tasks`` and at most ``max_in_flight`` (default 2 per process)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from pixelforge.errors import PixelforgeError, UsageError
 
@@ -33,9 +34,11 @@ def check_address(address: str | None) -> None:
     """Raise UsageError unless ``address`` is None, "auto" or ray://host:port."""
     if address is None or address == "auto":
         return
-    if not address.startswith("ray://") or ":" not in address[len("ray://"):]:
-        raise UsageError(f"--ray-address {address!r}: use auto (the cluster this node belongs to) or "
-                         "ray://HEAD_HOST:10001 (Ray Client)")
+    if not address.startswith("ray://") or ":" not in address[len("ray://") :]:
+        raise UsageError(
+            f"--ray-address {address!r}: use auto (the cluster this node belongs to) or "
+            "ray://HEAD_HOST:10001 (Ray Client)"
+        )
 
 
 def connect(address: str | None, processes: int) -> Any:
@@ -55,14 +58,23 @@ def connect(address: str | None, processes: int) -> Any:
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as exc:
-        raise UsageError(f"--ray-address {address}: cannot connect ({exc}); start the cluster with "
-                         "`ray start --head` or check the address") from None
+        raise UsageError(
+            f"--ray-address {address}: cannot connect ({exc}); start the cluster with "
+            "`ray start --head` or check the address"
+        ) from None
     _started["address"] = address
     return ray
 
 
-def run_ray(fn: Callable[[T], R], tasks: Iterable[T], processes: int = 2, max_in_flight: int | None = None,
-            address: str | None = None, task_cpus: float = 1.0, max_retries: int = 3) -> Iterator[R]:
+def run_ray(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    processes: int = 2,
+    max_in_flight: int | None = None,
+    address: str | None = None,
+    task_cpus: float = 1.0,
+    max_retries: int = 3,
+) -> Iterator[R]:
     """Yield ``fn(task)`` for every task, run as Ray tasks, in completion order.
 
     ``fn`` must be importable by the workers (a module-level function of an installed package):
@@ -116,8 +128,9 @@ def _result(ray: Any, ref: Any, fn: Callable[..., Any], max_retries: int) -> Any
         if exc.cause is None:
             raise
         raise exc.cause from exc  # what fn raised, unwrapped: the CLI prints a PixelforgeError as one line
-    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-            ray.exceptions.OutOfMemoryError) as exc:
-        raise PixelforgeError(f"a {fn.__name__} task failed {max_retries + 1} times because its Ray worker died "
-                              f"({type(exc).__name__}); raise --ray-task-cpus or the nodes' memory and run the "
-                              "command again (collect: with --resume)") from exc
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as exc:
+        raise PixelforgeError(
+            f"a {fn.__name__} task failed {max_retries + 1} times because its Ray worker died "
+            f"({type(exc).__name__}); raise --ray-task-cpus or the nodes' memory and run the "
+            "command again (collect: with --resume)"
+        ) from exc

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from pixelforge.errors import UsageError
 from pixelforge.run.executors import check_backend, check_output_shared, run_tasks
@@ -36,11 +37,24 @@ class ExecutorSettings:
         """Refuse an output the workers could not write where this process reads it (memory://)."""
         check_output_shared(out, self.backend, self.processes)
 
-    def run(self, fn: Callable[[T], R], tasks: Iterable[T], *, processes: int | None = None,
-            max_in_flight: int | None = None) -> Iterator[R]:
-        """``fn`` over ``tasks`` on this executor, results in completion order (``processes`` overrides the pool size)."""
-        return run_tasks(fn, tasks, backend=self.backend, processes=self.processes if processes is None else processes,
-                         max_in_flight=max_in_flight, ray_address=self.ray_address, ray_task_cpus=self.ray_task_cpus)
+    def run(
+        self,
+        fn: Callable[[T], R],
+        tasks: Iterable[T],
+        *,
+        processes: int | None = None,
+        max_in_flight: int | None = None,
+    ) -> Iterator[R]:
+        """``fn`` over ``tasks`` on this executor, in completion order (``processes``: another pool size)."""
+        return run_tasks(
+            fn,
+            tasks,
+            backend=self.backend,
+            processes=self.processes if processes is None else processes,
+            max_in_flight=max_in_flight,
+            ray_address=self.ray_address,
+            ray_task_cpus=self.ray_task_cpus,
+        )
 
 
 EXECUTOR_KEYS = tuple(f.name for f in dataclasses.fields(ExecutorSettings))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import itertools
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -15,8 +15,11 @@ import pyarrow as pa
 from pixelforge import media
 from pixelforge.errors import ItemError, UsageError
 from pixelforge.progress import track
-from pixelforge.store import Dataset, DatasetBuilder, Lineage, config_to_dict
+from pixelforge.store import Dataset, DatasetBuilder, Lineage, config_to_dict, default_name
 from pixelforge.store.schema import encode_meta
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass
@@ -94,22 +97,6 @@ class ImportResult:
     seconds: float
 
 
-def mask_to_png(mask: np.ndarray) -> bytes:
-    """A label mask as a lossless PNG: 8-bit when ids fit, else 16-bit."""
-    from PIL import Image
-
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ItemError(f"mask must be 2-D, got shape {mask.shape}", reason="bad_annotation")
-    if mask.max(initial=0) < 256:
-        img = Image.fromarray(mask.astype(np.uint8), mode="L")
-    else:
-        img = Image.fromarray(mask.astype(np.uint16))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=3)
-    return buf.getvalue()
-
-
 def store_image(image: bytes | np.ndarray, limits: media.MediaLimits) -> media.Processed:
     """Checked, measured image ready to store: source bytes kept when they are jpg/png/webp."""
     return store_image_decoded(image, limits)[0]
@@ -119,8 +106,9 @@ def store_image_decoded(image: bytes | np.ndarray, limits: media.MediaLimits) ->
     """store_image, and the decoded image its phash is taken of (media.process_decoded)."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ItemError(f"pixel array must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}",
-                            reason="bad_record")
+            raise ItemError(
+                f"pixel array must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}", reason="bad_record"
+            )
         image = media.array_to_png(image)
     return media.process_decoded(image, limits=limits)
 
@@ -142,8 +130,8 @@ def _store_all(limits: media.MediaLimits, images: list[bytes | np.ndarray]) -> l
     return out
 
 
-def _store_window(task: tuple[int, media.MediaLimits, list[bytes | np.ndarray]]) -> tuple[int, list]:
-    """One pool task: (window id, limits, images) -> (window id, _store_all's results).
+def _store_window(task: tuple[int, media.MediaLimits, list[bytes | np.ndarray]]) -> tuple[int, list, dict[str, int]]:
+    """One pool task: (window id, limits, images) -> (window id, _store_all's results, Pillow warning counts).
 
     A source file kept byte for byte is not sent back (``data`` empty): the caller has it.
     """
@@ -152,11 +140,12 @@ def _store_window(task: tuple[int, media.MediaLimits, list[bytes | np.ndarray]])
     for i, p in enumerate(out):
         if isinstance(p, media.Processed) and p.data is images[i]:
             out[i] = dataclasses.replace(p, data=b"")
-    return wid, out
+    return wid, out, media.take_warnings()
 
 
-def _windows(items: Iterator[Record | Failure], pending: dict[int, list[Record | Failure]],
-             limits: media.MediaLimits) -> Iterator[tuple[int, media.MediaLimits, list]]:
+def _windows(
+    items: Iterator[Record | Failure], pending: dict[int, list[Record | Failure]], limits: media.MediaLimits
+) -> Iterator[tuple[int, media.MediaLimits, list]]:
     """A pool task per WINDOW items; the items wait in ``pending`` (by window id) for their results."""
     for wid in itertools.count():
         window = list(itertools.islice(items, WINDOW))
@@ -166,12 +155,17 @@ def _windows(items: Iterator[Record | Failure], pending: dict[int, list[Record |
         yield wid, limits, [r.image for r in window if isinstance(r, Record)]
 
 
-def _stored(items: Iterator[Record | Failure], limits: media.MediaLimits,
-            processes: int) -> Iterator[tuple[Record | Failure, media.Processed | tuple[str, str] | None]]:
+def _stored(
+    items: Iterator[Record | Failure],
+    limits: media.MediaLimits,
+    processes: int,
+    image_warnings: dict[str, int],
+) -> Iterator[tuple[Record | Failure, media.Processed | tuple[str, str] | None]]:
     """Each item with its stored image, or (reason, detail) for a bad one, in the source's order.
 
     With ``processes > 1`` decoding, hashing and re-encoding run in a process pool over windows
     of items, and the results are put back in order: the dataset is the same for any count.
+    The workers' Pillow warning counts are added to ``image_warnings`` (this process's stay in media).
     """
     if processes <= 1:
         for item in items:
@@ -182,7 +176,8 @@ def _stored(items: Iterator[Record | Failure], limits: media.MediaLimits,
     pending: dict[int, list[Record | Failure]] = {}
     done: dict[int, list] = {}
     next_id = 0
-    for wid, results in run_local(_store_window, _windows(items, pending, limits), processes=processes):
+    for wid, results, warned in run_local(_store_window, _windows(items, pending, limits), processes=processes):
+        media.add_warnings(image_warnings, warned)
         done[wid] = results
         while next_id in done:
             stored = iter(done.pop(next_id))
@@ -191,8 +186,10 @@ def _stored(items: Iterator[Record | Failure], limits: media.MediaLimits,
                     yield item, None
                     continue
                 p = next(stored)
-                yield item, (dataclasses.replace(p, data=item.image)
-                             if isinstance(p, media.Processed) and not p.data else p)
+                yield (
+                    item,
+                    (dataclasses.replace(p, data=item.image) if isinstance(p, media.Processed) and not p.data else p),
+                )
             next_id += 1
 
 
@@ -204,15 +201,21 @@ def run_import(source: Source, options: ImportOptions) -> ImportResult:
     if options.processes < 1:
         raise UsageError(f"--processes {options.processes}: must be at least 1")
     limits = media.MediaLimits(max_bytes=options.max_bytes, max_pixels=options.max_pixels)
-    builder = DatasetBuilder(options.out, samples_per_shard=options.samples_per_shard,
-                             extra_fields=source.extra_fields, overwrite=options.overwrite)
+    builder = DatasetBuilder(
+        options.out,
+        samples_per_shard=options.samples_per_shard,
+        extra_fields=source.extra_fields,
+        overwrite=options.overwrite,
+    )
     start = time.monotonic()
     items = 0
     count = source.count()
     processes = options.processes if count is None or count >= MIN_PARALLEL_ITEMS else 1
+    media.take_warnings()  # counts left by earlier work in this process are not this import's
+    image_warnings: dict[str, int] = {}
     try:
         with track(f"import {source.kind}", total=count) as bar:
-            for n, (item, stored) in enumerate(_stored(source.records(), limits, processes)):
+            for n, (item, stored) in enumerate(_stored(source.records(), limits, processes, image_warnings)):
                 items += 1
                 bar.advance()
                 if isinstance(item, Failure):
@@ -222,7 +225,7 @@ def run_import(source: Source, options: ImportOptions) -> ImportResult:
                     builder.fail(row=n, source=item.source, reason=stored[0], detail=stored[1])
                     continue
                 try:
-                    mask = mask_to_png(item.mask) if item.mask is not None else None
+                    mask = media.encode_mask(item.mask) if item.mask is not None else None
                 except ItemError as exc:
                     builder.fail(row=n, source=item.source, reason=exc.reason, detail=exc.detail)
                     continue
@@ -231,13 +234,14 @@ def run_import(source: Source, options: ImportOptions) -> ImportResult:
         builder.abort()
         raise
     seconds = time.monotonic() - start
-    options_config = {k: v for k, v in config_to_dict(options).items()
-                      if k not in ("out", "overwrite", "processes")}
+    media.add_warnings(image_warnings, media.take_warnings())  # decoded in this process
+    options_config = {k: v for k, v in config_to_dict(options).items() if k not in ("out", "overwrite", "processes")}
     ds = builder.finish(
-        name=_name(options.out),
-        lineage=Lineage(command=f"import {source.kind}",
-                        config={"source": config_to_dict(source), "options": options_config}),
-        stats={"seconds": round(seconds, 3), "items": items},
+        name=default_name(options.out),
+        lineage=Lineage(
+            command=f"import {source.kind}", config={"source": config_to_dict(source), "options": options_config}
+        ),
+        stats={"seconds": round(seconds, 3), "items": items, "image_warnings": dict(sorted(image_warnings.items()))},
     )
     return _result(ds, source.kind, seconds)
 
@@ -270,11 +274,13 @@ def import_row(n: int, item: Record, stored: media.Processed, kind: str, options
     return row
 
 
-def _name(out: str) -> str:
-    return str(out).rstrip("/").rsplit("/", 1)[-1] or "dataset"
-
-
 def _result(ds: Dataset, kind: str, seconds: float) -> ImportResult:
     stats = ds.stats()
-    return ImportResult(out=ds.path, kind=kind, samples=ds.num_samples, failures=ds.info["num_failures"],
-                        failure_reasons=stats.get("failure_reasons", {}), seconds=seconds)
+    return ImportResult(
+        out=ds.path,
+        kind=kind,
+        samples=ds.num_samples,
+        failures=ds.info["num_failures"],
+        failure_reasons=stats.get("failure_reasons", {}),
+        seconds=seconds,
+    )

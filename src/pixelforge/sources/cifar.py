@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pickle
-import tarfile
+import tarfile  # reads the user's CIFAR .tar.gz archive, an input format; never a dataset shard
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -32,11 +33,24 @@ class _Layout(NamedTuple):
 
 
 LAYOUTS = {
-    "cifar10": _Layout("CIFAR-10", "cifar-10-python.tar.gz", "cifar-10-batches-py", "batches.meta",
-                       tuple((f"data_batch_{i}", "train") for i in range(1, 6)) + (("test_batch", "test"),),
-                       "labels", "label_names"),
-    "cifar100": _Layout("CIFAR-100", "cifar-100-python.tar.gz", "cifar-100-python", "meta",
-                        (("train", "train"), ("test", "test")), "fine_labels", "fine_label_names"),
+    "cifar10": _Layout(
+        "CIFAR-10",
+        "cifar-10-python.tar.gz",
+        "cifar-10-batches-py",
+        "batches.meta",
+        tuple((f"data_batch_{i}", "train") for i in range(1, 6)) + (("test_batch", "test"),),
+        "labels",
+        "label_names",
+    ),
+    "cifar100": _Layout(
+        "CIFAR-100",
+        "cifar-100-python.tar.gz",
+        "cifar-100-python",
+        "meta",
+        (("train", "train"), ("test", "test")),
+        "fine_labels",
+        "fine_label_names",
+    ),
 }
 
 
@@ -57,8 +71,11 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         from numpy._core import multiarray, numeric
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core import multiarray, numeric
-    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-                                           ("_codecs", "encode"): _latin1_encode}
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
     for mod in ("numpy.core", "numpy._core"):
         allowed[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
         allowed[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
@@ -133,7 +150,7 @@ class _Files:
         # streamed out of the archive: nothing is extracted to disk
         return self.tar.extractfile(self.members[name])  # type: ignore[return-value]
 
-    def __enter__(self) -> "_Files":
+    def __enter__(self) -> _Files:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -166,8 +183,9 @@ class CifarSource:
         if self.variant not in LAYOUTS:
             raise UsageError(f"variant {self.variant!r}: choose one of {', '.join(LAYOUTS)}")
         layout = LAYOUTS[self.variant]
-        expects = (f"expects the {layout.title} python version: {layout.archive} "
-                   f"or the extracted {layout.folder}/ directory")
+        expects = (
+            f"expects the {layout.title} python version: {layout.archive} or the extracted {layout.folder}/ directory"
+        )
         if not Path(self.path).exists():
             raise UsageError(f"{self.variant} {self.path}: does not exist; {expects}")
         if Path(self.path).is_file() and not tarfile.is_tarfile(self.path):
@@ -206,8 +224,11 @@ class CifarSource:
         if name not in files.sizes:
             return Failure(source, "missing_file", f"{name} is missing from {self.path}")
         if files.sizes[name] > MAX_BATCH_BYTES:
-            return Failure(source, "bad_record", f"{name} is {files.sizes[name]} bytes, over the "
-                                                 f"{MAX_BATCH_BYTES} a CIFAR batch can be")
+            return Failure(
+                source,
+                "bad_record",
+                f"{name} is {files.sizes[name]} bytes, over the {MAX_BATCH_BYTES} a CIFAR batch can be",
+            )
         try:
             with files.open(name) as f:
                 obj = restricted_load(f)
@@ -219,22 +240,26 @@ class CifarSource:
             return Failure(source, "bad_record", f"{name} holds a {type(obj).__name__}, not a dict")
         return obj
 
-    def _batch_records(self, files: _Files, layout: _Layout, batch: str, split: str,
-                       names: dict[str, list[str] | None]) -> Iterator[Record | Failure]:
+    def _batch_records(
+        self, files: _Files, layout: _Layout, batch: str, split: str, names: dict[str, list[str] | None]
+    ) -> Iterator[Record | Failure]:
         d = self._load(files, batch)
         if isinstance(d, Failure):
             yield d
             return
         data = _get(d, "data")
         try:
-            if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
-                    or data.shape[1] != ROW_BYTES:
+            if (
+                not isinstance(data, np.ndarray)
+                or data.dtype != np.uint8
+                or data.ndim != 2
+                or data.shape[1] != ROW_BYTES
+            ):
                 what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
                 raise ValueError(f"data is {what}, expected uint8 (N, {ROW_BYTES})")
             n = data.shape[0]
             labels = _int_list(_get(d, layout.label_key), n, layout.label_key)
-            coarse = _int_list(_get(d, "coarse_labels"), n, "coarse_labels") \
-                if self.variant == "cifar100" else None
+            coarse = _int_list(_get(d, "coarse_labels"), n, "coarse_labels") if self.variant == "cifar100" else None
             filenames = _get(d, "filenames")
             if filenames is not None and len(filenames) != n:
                 raise ValueError(f"filenames has {len(filenames)} values, expected {n}")
@@ -257,8 +282,9 @@ class CifarSource:
             meta: dict[str, Any] = {"batch": batch, "index": i}
             if filenames is not None:
                 meta["filename"] = _text(filenames[i])
-            yield Record(source=source, image=image, label=labels[i], label_name=label_name,
-                         split=split, meta=meta, extra=extra)
+            yield Record(
+                source=source, image=image, label=labels[i], label_name=label_name, split=split, meta=meta, extra=extra
+            )
 
 
 def _names(meta: dict, key: str) -> list[str] | None:

@@ -8,9 +8,10 @@ import os
 import re
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,8 +25,11 @@ _IMAGE_COLUMNS = ("id", "file_name", "height", "width")
 
 # Creative Commons licence URLs and names -> SPDX-like ids. Only the six CC licence kinds and CC0
 # are mapped; anything else stays unknown, because a guessed licence is worse than none.
-_CC_URL = re.compile(r"creativecommons\.org/licenses/(by(?:-nc)?(?:-nd|-sa)?)/(\d\.\d)"
-                     r"(?:/([a-z]{2}))?(?=[/?#]|$)", re.I)
+_CC_URL = re.compile(
+    r"creativecommons\.org/licenses/(by(?:-nc)?(?:-nd|-sa)?)/(\d\.\d)"
+    r"(?:/([a-z]{2}))?(?=[/?#]|$)",
+    re.I,
+)
 _CC0_URL = re.compile(r"creativecommons\.org/publicdomain/zero/(\d\.\d)(?=[/?#]|$)", re.I)
 _CC_NAME = re.compile(r"^cc[\s_-]*(by(?:[\s_-]nc)?(?:[\s_-](?:nd|sa))?)[\s_-]*(\d\.\d)$", re.I)
 _CC0_NAME = re.compile(r"^cc[\s_-]*0[\s_-]*(\d\.\d)$", re.I)
@@ -70,8 +74,9 @@ def read_coco_json(path: str, flag: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise UsageError(f"{flag} {path}: no such file; pass the COCO annotation JSON "
-                         "(such as annotations/instances_val2017.json)") from None
+        raise UsageError(
+            f"{flag} {path}: no such file; pass the COCO annotation JSON (such as annotations/instances_val2017.json)"
+        ) from None
     except IsADirectoryError:
         raise UsageError(f"{flag} {path}: is a directory; pass the JSON file inside it") from None
     except OSError as exc:
@@ -79,11 +84,13 @@ def read_coco_json(path: str, flag: str) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{flag} {path}: is not valid JSON ({exc}); pass a COCO annotation file") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise UsageError(f"{flag} {path}: has no \"images\" list, so it is not a COCO annotation file; "
-                         "pass instances_*.json (or captions_*.json for --captions)")
+        raise UsageError(
+            f'{flag} {path}: has no "images" list, so it is not a COCO annotation file; '
+            "pass instances_*.json (or captions_*.json for --captions)"
+        )
     for key in ("annotations", "categories", "licenses"):
         if data.get(key) is not None and not isinstance(data[key], list):
-            raise UsageError(f"{flag} {path}: \"{key}\" must be a list; pass an unmodified COCO annotation file")
+            raise UsageError(f'{flag} {path}: "{key}" must be a list; pass an unmodified COCO annotation file')
     return data
 
 
@@ -112,26 +119,40 @@ class _Index:
     orphans: list[Failure] = field(default_factory=list)
 
 
-def _load(source: "CocoSource") -> _Index:
+def _load(source: CocoSource) -> _Index:
     inst = read_coco_json(source.annotations, "--annotations")
     caps = read_coco_json(source.captions, "--captions") if source.captions else None
     # bad category entries are skipped here and surface as bad_annotation on the images that use them
-    categories = {c["id"]: str(c.get("name", c["id"])) for c in inst.get("categories") or []
-                  if isinstance(c, dict) and _is_int(c.get("id"))}
+    categories = {
+        c["id"]: str(c.get("name", c["id"]))
+        for c in inst.get("categories") or []
+        if isinstance(c, dict) and _is_int(c.get("id"))
+    }
     if source.masks and any(not 0 < cid < 65536 for cid in categories):
-        raise UsageError(f"--masks: {source.annotations} has category ids outside 1..65535, which cannot be "
-                         "mask values (0 is background); import without --masks")
+        raise UsageError(
+            f"--masks: {source.annotations} has category ids outside 1..65535, which cannot be "
+            "mask values (0 is background); import without --masks"
+        )
     licenses = {}
     for lic in inst.get("licenses") or []:
         if isinstance(lic, dict) and "id" in lic and isinstance(lic["id"], (int, str)):
-            licenses[lic["id"]] = {"spdx": license_to_spdx(lic.get("url"), lic.get("name")),
-                                   "url": lic.get("url"), "name": lic.get("name")}
+            licenses[lic["id"]] = {
+                "spdx": license_to_spdx(lic.get("url"), lic.get("name")),
+                "url": lic.get("url"),
+                "name": lic.get("name"),
+            }
     image_ids = {im["id"] for im in inst["images"] if isinstance(im, dict) and _is_int(im.get("id"))}
     annotations, orphan_anns = group_by_image(inst.get("annotations") or [], image_ids)
     captions, orphan_caps = group_by_image(caps.get("annotations") or [], image_ids) if caps else ({}, 0)
-    orphans = [Failure(source=path, reason="bad_annotation",
-                       detail=f"{n} annotations refer to image ids missing from {source.annotations}")
-               for path, n in ((source.annotations, orphan_anns), (source.captions, orphan_caps)) if n]
+    orphans = [
+        Failure(
+            source=path,
+            reason="bad_annotation",
+            detail=f"{n} annotations refer to image ids missing from {source.annotations}",
+        )
+        for path, n in ((source.annotations, orphan_anns), (source.captions, orphan_caps))
+        if n
+    ]
     return _Index(inst["images"], categories, licenses, annotations, captions, orphans)
 
 
@@ -140,8 +161,7 @@ def annotation_to_box(ann: dict[str, Any], categories: dict[int, str]) -> dict[s
     cat, bbox = ann.get("category_id"), ann.get("bbox")
     if not _is_int(cat) or cat not in categories:
         raise _bad(f"annotation {ann.get('id')}: category_id {cat!r} is not in the file's categories")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))
-            and bbox[2] >= 0 and bbox[3] >= 0):
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox)) and bbox[2] >= 0 and bbox[3] >= 0):
         raise _bad(f"annotation {ann.get('id')}: bbox {bbox!r} is not [x, y, w, h] with w, h >= 0")
     x, y, w, h = (float(v) for v in bbox)
     return {"x0": x, "y0": y, "x1": x + w, "y1": y + h, "label": cat}
@@ -181,8 +201,7 @@ def segmentation_to_bitmap(seg: Any, height: int, width: int) -> np.ndarray | No
         if not seg:
             return None  # an explicitly empty polygon list: an instance without a mask, not an error
         # pycocotools reads a 4-number "polygon" as a bbox, so insist on >= 3 points
-        if not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(_is_number, p))
-                   for p in seg):
+        if not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(_is_number, p)) for p in seg):
             raise ValueError("polygons must be lists of >= 3 finite x, y pairs")
         return cocomask.decode(cocomask.merge(cocomask.frPyObjects(seg, height, width)))
     if not isinstance(seg, dict):
@@ -225,13 +244,24 @@ def render_mask(anns: list[dict[str, Any]], height: Any, width: Any) -> np.ndarr
 
 # EXIF orientation -> where a point (x, y) of the stored pixels (raw size w x h) is displayed, and the
 # same move for an HxW array; the tests check both against PIL's ImageOps.exif_transpose.
-_EXIF_POINT = {2: lambda x, y, w, h: (w - x, y), 3: lambda x, y, w, h: (w - x, h - y),
-               4: lambda x, y, w, h: (x, h - y), 5: lambda x, y, w, h: (y, x),
-               6: lambda x, y, w, h: (h - y, x), 7: lambda x, y, w, h: (h - y, w - x),
-               8: lambda x, y, w, h: (y, w - x)}
-_EXIF_ARRAY = {2: lambda m: m[:, ::-1], 3: lambda m: m[::-1, ::-1], 4: lambda m: m[::-1],
-               5: lambda m: m.T, 6: lambda m: np.rot90(m, -1), 7: lambda m: m.T[::-1, ::-1],
-               8: lambda m: np.rot90(m, 1)}
+_EXIF_POINT = {
+    2: lambda x, y, w, h: (w - x, y),
+    3: lambda x, y, w, h: (w - x, h - y),
+    4: lambda x, y, w, h: (x, h - y),
+    5: lambda x, y, w, h: (y, x),
+    6: lambda x, y, w, h: (h - y, x),
+    7: lambda x, y, w, h: (h - y, w - x),
+    8: lambda x, y, w, h: (y, w - x),
+}
+_EXIF_ARRAY = {
+    2: lambda m: m[:, ::-1],
+    3: lambda m: m[::-1, ::-1],
+    4: lambda m: m[::-1],
+    5: lambda m: m.T,
+    6: lambda m: np.rot90(m, -1),
+    7: lambda m: m.T[::-1, ::-1],
+    8: lambda m: np.rot90(m, 1),
+}
 
 
 def annotation_orientation(data: bytes, declared: tuple[Any, Any]) -> tuple[int, int, int]:
@@ -258,8 +288,9 @@ def orient_box(box: dict[str, Any], orientation: int, w: int, h: int) -> dict[st
     """A raw-frame box moved to the displayed frame of an image with this EXIF orientation."""
     if orientation == 1:
         return box
-    (xa, ya), (xb, yb) = (_EXIF_POINT[orientation](x, y, w, h) for x, y in
-                          ((box["x0"], box["y0"]), (box["x1"], box["y1"])))
+    (xa, ya), (xb, yb) = (
+        _EXIF_POINT[orientation](x, y, w, h) for x, y in ((box["x0"], box["y0"]), (box["x1"], box["y1"]))
+    )
     return dict(box, x0=min(xa, xb), y0=min(ya, yb), x1=max(xa, xb), y1=max(ya, yb))
 
 
@@ -282,8 +313,10 @@ class CocoSource:
     def validate(self) -> None:
         """Raise UsageError for a missing images folder or an unusable annotations/captions file."""
         if not Path(self.images).is_dir():
-            raise UsageError(f"--images {self.images}: not a directory; pass the folder that holds "
-                             "the COCO image files (such as val2017/)")
+            raise UsageError(
+                f"--images {self.images}: not a directory; pass the folder that holds "
+                "the COCO image files (such as val2017/)"
+            )
         self._index()
 
     def count(self) -> int | None:
@@ -355,19 +388,27 @@ class CocoSource:
         spdx = lic["spdx"] if lic else None
         attribution = image.get("attribution")
         return Record(
-            source=source, image=data, boxes=boxes, mask=mask,
-            caption=captions[0] if captions else None, caption_source="dataset" if captions else None,
-            license=spdx, license_url=lic["url"] if spdx else None,
+            source=source,
+            image=data,
+            boxes=boxes,
+            mask=mask,
+            caption=captions[0] if captions else None,
+            caption_source="dataset" if captions else None,
+            license=spdx,
+            license_url=lic["url"] if spdx else None,
             attribution=attribution if isinstance(attribution, str) and attribution else None,
-            meta=meta, extra={"coco_id": image_id},
+            meta=meta,
+            extra={"coco_id": image_id},
         )
 
 
 def _inside(root: Path, file_name: str) -> Path:
     """``root / file_name`` resolved (symlinks followed); ItemError path_escape if it leaves ``root``."""
     if os.path.isabs(file_name) or file_name.startswith(("/", "\\")):
-        raise ItemError(f"file_name {file_name!r} is an absolute path; COCO file names are relative "
-                        "to --images", reason="path_escape")
+        raise ItemError(
+            f"file_name {file_name!r} is an absolute path; COCO file names are relative to --images",
+            reason="path_escape",
+        )
     try:
         path = (root / file_name).resolve()
     except ValueError as exc:  # an embedded NUL byte
@@ -375,6 +416,7 @@ def _inside(root: Path, file_name: str) -> Path:
     except (OSError, RuntimeError) as exc:  # a symlink loop: the file cannot be reached
         raise ItemError(f"file_name {file_name!r}: {exc}", reason="missing_file") from None
     if not path.is_relative_to(root):
-        raise ItemError(f"file_name {file_name!r} resolves to {path}, outside the images folder {root}",
-                        reason="path_escape")
+        raise ItemError(
+            f"file_name {file_name!r} resolves to {path}, outside the images folder {root}", reason="path_escape"
+        )
     return path

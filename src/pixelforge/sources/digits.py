@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -15,8 +16,10 @@ from pixelforge.sources.base import Failure, Record
 # The UCI Optical Recognition of Handwritten Digits data as scikit-learn ships it.
 DIGITS_LICENSE = "cc-by-4.0"
 DIGITS_LICENSE_URL = "https://creativecommons.org/licenses/by/4.0/"
-DIGITS_ATTRIBUTION = ("E. Alpaydin, C. Kaynak: Optical Recognition of Handwritten Digits, "
-                      "UCI Machine Learning Repository (via scikit-learn)")
+DIGITS_ATTRIBUTION = (
+    "E. Alpaydin, C. Kaynak: Optical Recognition of Handwritten Digits, "
+    "UCI Machine Learning Repository (via scikit-learn)"
+)
 
 
 @dataclass
@@ -47,7 +50,11 @@ class DigitsSource:
             if self.size != 8:
                 grey = np.asarray(Image.fromarray(grey, mode="L").resize((self.size, self.size), Image.BICUBIC))
             yield Record(
-                source=f"sklearn.datasets.load_digits#{i}", image=grey, label=int(label),
-                label_name=str(int(label)), license=DIGITS_LICENSE, license_url=DIGITS_LICENSE_URL,
+                source=f"sklearn.datasets.load_digits#{i}",
+                image=grey,
+                label=int(label),
+                label_name=str(int(label)),
+                license=DIGITS_LICENSE,
+                license_url=DIGITS_LICENSE_URL,
                 attribution=DIGITS_ATTRIBUTION,
             )

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from pixelforge.errors import UsageError
+from pixelforge.media import images_under
 from pixelforge.sources.base import Failure, Record
 
-# Extensions read as images; anything else in the tree is not an image of the dataset.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
 SIDECAR_LICENCE_KEYS = ("license", "license_url", "attribution", "source_url")
 
 
@@ -23,17 +22,6 @@ def _check_dir(path: str, flag: str) -> Path:
     if not root.is_dir():
         raise UsageError(f"{flag} {path}: no such directory; pass the folder that holds the images")
     return root
-
-
-def images_under(root: Path) -> list[Path]:
-    """Image files below ``root`` in a stable (sorted) order, hidden files skipped."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / name)
-    return found
 
 
 def _read(path: Path) -> bytes | Failure:
@@ -56,10 +44,12 @@ class ImageFolderSource:
     extra_fields: ClassVar[tuple[pa.Field, ...]] = ()
 
     def validate(self) -> None:
-        root = _check_dir(self.root, "imagefolder ROOT")
+        _check_dir(self.root, "imagefolder ROOT")
         if not self.classes():
-            raise UsageError(f"imagefolder ROOT {self.root} has no class sub-folders: expected "
-                             "ROOT/<class>/<image>; use `pixelforge import folder` for a flat folder")
+            raise UsageError(
+                f"imagefolder ROOT {self.root} has no class sub-folders: expected "
+                "ROOT/<class>/<image>; use `pixelforge import folder` for a flat folder"
+            )
 
     def classes(self) -> list[str]:
         root = Path(self.root)
@@ -114,10 +104,14 @@ def folder_record(path: Path) -> Record | Failure:
     if sidecar.get("source_url"):
         meta["source_url"] = sidecar["source_url"]
     return Record(
-        source=str(path), image=data, caption=caption,
+        source=str(path),
+        image=data,
+        caption=caption,
         caption_source="sidecar" if caption is not None else None,
-        license=_text(sidecar.get("license")), license_url=_text(sidecar.get("license_url")),
-        attribution=_text(sidecar.get("attribution")), meta=meta or None,
+        license=_text(sidecar.get("license")),
+        license_url=_text(sidecar.get("license_url")),
+        attribution=_text(sidecar.get("attribution")),
+        meta=meta or None,
     )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar, Iterator
+from typing import IO, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -23,8 +24,18 @@ MAX_PIXELS = 4096 * 4096  # a larger image side in an IDX header is damage, not 
 SPLITS = (("train", "train"), ("t10k", "test"))  # (file prefix, split)
 LABEL_NAMES = {
     "digits": tuple(str(i) for i in range(10)),
-    "fashion": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                "Bag", "Ankle boot"),
+    "fashion": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
 }
 # The read errors of a damaged file; each becomes a failure of that file, never a crash.
 _READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -61,8 +72,7 @@ def read_header(f: IO[bytes], path: Path, magic: int) -> tuple[int, ...]:
     (found,) = struct.unpack(">I", head[:4])
     if found != magic:
         kind = "images" if magic == IMAGES_MAGIC else "labels"
-        raise _BadIdx(f"{path.name}: magic number 0x{found:08X}, expected 0x{magic:08X} "
-                      f"(unsigned-byte {kind})")
+        raise _BadIdx(f"{path.name}: magic number 0x{found:08X}, expected 0x{magic:08X} (unsigned-byte {kind})")
     return struct.unpack(f">{ndim}I", head[4:])
 
 
@@ -100,8 +110,10 @@ class MnistSource:
         if self.label_names not in LABEL_NAMES:
             raise UsageError(f"--label-names {self.label_names!r}: choose one of {', '.join(LABEL_NAMES)}")
         if not Path(self.path).is_dir():
-            raise UsageError(f"mnist {self.path}: not a directory; pass the directory that holds "
-                             "train-images-idx3-ubyte[.gz] and the other MNIST IDX files")
+            raise UsageError(
+                f"mnist {self.path}: not a directory; pass the directory that holds "
+                "train-images-idx3-ubyte[.gz] and the other MNIST IDX files"
+            )
         if not any(self._find(p, w) for p, _ in SPLITS for w in ("images", "labels")):
             expected = ", ".join(idx_names(p, w)[0] + "[.gz]" for p, _ in SPLITS for w in ("images", "labels"))
             raise UsageError(f"mnist {self.path}: holds none of {expected}; pass the directory that holds them")
@@ -114,8 +126,7 @@ class MnistSource:
             if images and labels:
                 try:
                     with open_idx(images) as fi, open_idx(labels) as fl:
-                        total += min(read_header(fi, images, IMAGES_MAGIC)[0],
-                                     read_header(fl, labels, LABELS_MAGIC)[0])
+                        total += min(read_header(fi, images, IMAGES_MAGIC)[0], read_header(fl, labels, LABELS_MAGIC)[0])
                 except (_BadIdx, *_READ_ERRORS):
                     pass
         return total
@@ -130,8 +141,9 @@ class MnistSource:
             if images is None or labels is None:
                 have, what = (images, "images") if images else (labels, "labels")
                 missing = idx_names(prefix, "labels" if what == "images" else "images")[0]
-                yield Failure(str(have), "missing_file",
-                              f"{have.name} has no partner: {missing}[.gz] is missing from {self.path}")
+                yield Failure(
+                    str(have), "missing_file", f"{have.name} has no partner: {missing}[.gz] is missing from {self.path}"
+                )
                 continue
             yield from self._pair_records(images, labels, split, names)
 
@@ -141,8 +153,9 @@ class MnistSource:
                 return Path(self.path) / name
         return None
 
-    def _pair_records(self, images: Path, labels: Path, split: str,
-                      names: tuple[str, ...]) -> Iterator[Record | Failure]:
+    def _pair_records(
+        self, images: Path, labels: Path, split: str, names: tuple[str, ...]
+    ) -> Iterator[Record | Failure]:
         # 1. labels, whole: 1 byte per image (60 KB for MNIST train)
         try:
             with open_idx(labels) as f:
@@ -153,9 +166,12 @@ class MnistSource:
             return
         label_arr = np.frombuffer(raw, np.uint8)
         if len(label_arr) < n_labels:
-            yield Failure(str(labels), "bad_record",
-                          f"{labels.name} is truncated: its header declares {n_labels} labels, the file "
-                          f"holds {len(label_arr)}; images past that are not imported" + (f" ({error})" if error else ""))
+            yield Failure(
+                str(labels),
+                "bad_record",
+                f"{labels.name} is truncated: its header declares {n_labels} labels, the file "
+                f"holds {len(label_arr)}; images past that are not imported" + (f" ({error})" if error else ""),
+            )
         # 2. images, streamed in chunks of whole images, each paired with its label
         try:
             fi = open_idx(images)
@@ -165,13 +181,19 @@ class MnistSource:
             return
         with fi:
             if not 0 < rows * cols <= MAX_PIXELS:
-                yield Failure(str(images), "bad_record", f"{images.name}: header declares {rows}x{cols} "
-                                                         f"images; no {split} image was imported")
+                yield Failure(
+                    str(images),
+                    "bad_record",
+                    f"{images.name}: header declares {rows}x{cols} images; no {split} image was imported",
+                )
                 return
             if n_images != n_labels:
-                yield Failure(str(images), "bad_record",
-                              f"{images.name} declares {n_images} images but {labels.name} declares "
-                              f"{n_labels} labels: only the first {min(n_images, n_labels)} are paired")
+                yield Failure(
+                    str(images),
+                    "bad_record",
+                    f"{images.name} declares {n_images} images but {labels.name} declares "
+                    f"{n_labels} labels: only the first {min(n_images, n_labels)} are paired",
+                )
             n, per = min(n_images, len(label_arr)), rows * cols
             chunk, done = max(1, CHUNK_BYTES // per), 0
             while done < n:
@@ -182,14 +204,21 @@ class MnistSource:
                 for j in range(k):
                     i, label = done + j, int(label_arr[done + j])
                     if label >= len(names):
-                        yield Failure(f"{images}#{i}", "bad_record",
-                                      f"label {label} is outside 0..{len(names) - 1}")
+                        yield Failure(f"{images}#{i}", "bad_record", f"label {label} is outside 0..{len(names) - 1}")
                         continue
-                    yield Record(source=f"{images}#{i}", image=pixels[j].copy(), label=label,
-                                 label_name=names[label], split=split)
+                    yield Record(
+                        source=f"{images}#{i}",
+                        image=pixels[j].copy(),
+                        label=label,
+                        label_name=names[label],
+                        split=split,
+                    )
                 done += k
                 if k < want:
-                    yield Failure(str(images), "bad_record",
-                                  f"{images.name} is truncated: its header declares {n_images} images, "
-                                  f"the file holds {done} complete ones" + (f" ({error})" if error else ""))
+                    yield Failure(
+                        str(images),
+                        "bad_record",
+                        f"{images.name} is truncated: its header declares {n_images} images, "
+                        f"the file holds {done} complete ones" + (f" ({error})" if error else ""),
+                    )
                     return

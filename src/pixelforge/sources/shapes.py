@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -35,8 +36,13 @@ CORNERS = POSITIONS[:4]
 SIZE_FRACTION = {"small": 0.27, "large": 0.42}
 SCALE_JITTER = 0.06
 # Where a shape's area centroid sits, (x, y) as fractions of the side: corners are quadrant centres.
-ANCHORS = {"top left": (0.25, 0.25), "top right": (0.75, 0.25), "bottom left": (0.25, 0.75),
-           "bottom right": (0.75, 0.75), "center": (0.5, 0.5)}
+ANCHORS = {
+    "top left": (0.25, 0.25),
+    "top right": (0.75, 0.25),
+    "bottom left": (0.25, 0.75),
+    "bottom right": (0.75, 0.75),
+    "center": (0.5, 0.5),
+}
 CENTER_JITTER = 0.04  # keeps a "center" shape's centroid well away from every quadrant centre
 CORNER_JITTER = 0.06
 MARGIN = 0.025  # gap between a corner shape and its quadrant's edges (0.8 px at 32): shapes never touch
@@ -64,8 +70,20 @@ OUTLINES: dict[str, list[tuple[float, float]] | None] = {
     "triangle": [(0, -1), (1, 0.5), (-1, 0.5)],  # base at y=0.5 puts the centroid at y=0
     "star": _star(),
     "diamond": [(0, -1), (1, 0), (0, 1), (-1, 0)],
-    "cross": [(-_ARM, -1), (_ARM, -1), (_ARM, -_ARM), (1, -_ARM), (1, _ARM), (_ARM, _ARM), (_ARM, 1),
-              (-_ARM, 1), (-_ARM, _ARM), (-1, _ARM), (-1, -_ARM), (-_ARM, -_ARM)],
+    "cross": [
+        (-_ARM, -1),
+        (_ARM, -1),
+        (_ARM, -_ARM),
+        (1, -_ARM),
+        (1, _ARM),
+        (_ARM, _ARM),
+        (_ARM, 1),
+        (-_ARM, 1),
+        (-_ARM, _ARM),
+        (-1, _ARM),
+        (-1, -_ARM),
+        (-_ARM, -_ARM),
+    ],
 }
 
 
@@ -82,8 +100,12 @@ class ShapeSpec:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("shape", self.shape, SHAPES), ("colour", self.colour, SHAPE_COLOURS),
-                                     ("size", self.size, SIZES), ("position", self.position, POSITIONS)):
+        for name, value, allowed in (
+            ("shape", self.shape, SHAPES),
+            ("colour", self.colour, SHAPE_COLOURS),
+            ("size", self.size, SIZES),
+            ("position", self.position, POSITIONS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} {value!r}: choose one of {', '.join(allowed)}")
 
@@ -185,8 +207,15 @@ def design(n: int, seed: int, max_shapes: int = 1) -> list[tuple[list[ShapeSpec]
         specs = [_jittered(SHAPES[s], colour, str(sizes[i % 2]), position, rng)]
         if n_shapes == 2:
             others = [c for c in CORNERS if c != position]
-            specs.append(_jittered(SHAPES[int(rng.integers(k))], SHAPE_COLOURS[int(rng.integers(k))],
-                                   SIZES[int(rng.integers(2))], others[int(rng.integers(len(others)))], rng))
+            specs.append(
+                _jittered(
+                    SHAPES[int(rng.integers(k))],
+                    SHAPE_COLOURS[int(rng.integers(k))],
+                    SIZES[int(rng.integers(2))],
+                    others[int(rng.integers(len(others)))],
+                    rng,
+                )
+            )
         allowed = [b for b in BACKGROUNDS if all(contrasts(sp.colour, b) for sp in specs)]
         background = _least_used(backgrounds, allowed, rng)
         backgrounds[background] += 1
@@ -245,12 +274,18 @@ class ShapesSource:
                 caption_source="dataset",  # the caption is the ground truth the image was drawn from
                 label=SHAPES.index(first.shape),
                 label_name=first.shape,
-                boxes=[dict(zip(("x0", "y0", "x1", "y1"), sp.box(self.size)), label=SHAPES.index(sp.shape))
-                       for sp in specs],
+                boxes=[
+                    dict(zip(("x0", "y0", "x1", "y1"), sp.box(self.size)), label=SHAPES.index(sp.shape)) for sp in specs
+                ],
                 license="cc0-1.0",
                 attribution="pixelforge synthetic shapes",
-                meta={"shapes": [asdict(sp) for sp in specs], "background": background,
-                      "seed": self.seed, "index": i},
-                extra={"shape": first.shape, "colour": first.colour, "background": background,
-                       "size_name": first.size, "position": first.position, "n_shapes": len(specs)},
+                meta={"shapes": [asdict(sp) for sp in specs], "background": background, "seed": self.seed, "index": i},
+                extra={
+                    "shape": first.shape,
+                    "colour": first.colour,
+                    "background": background,
+                    "size_name": first.size,
+                    "position": first.position,
+                    "n_shapes": len(specs),
+                },
             )

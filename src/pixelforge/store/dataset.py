@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pathlib
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,10 +18,21 @@ from pixelforge import __version__
 from pixelforge.errors import DatasetError, UsageError
 from pixelforge.store import fs as fsutil
 from pixelforge.store.schema import (
-    FAILURE_SCHEMA, SCHEMA_VERSION, extra_fields_of, index_schema,
+    FAILURE_SCHEMA,
+    SCHEMA_VERSION,
+    extra_fields_of,
+    index_schema,
 )
 from pixelforge.store.shards import (
-    SHARDS_DIR, WORK_DIR, ShardResult, ShardWriter, read_members,
+    MASK_EXT,
+    SHARDS_DIR,
+    WORK_DIR,
+    ShardResult,
+    ShardWriter,
+    member_offsets,
+    read_members,
+    read_range,
+    split_member,
 )
 
 DATASET_JSON = "dataset.json"
@@ -60,8 +73,7 @@ class Lineage:
             entry: dict[str, Any] = {"path": str(path)}
             try:
                 parent = Dataset.open(path)
-                entry.update(name=parent.name, created_at=parent.info.get("created_at"),
-                             num_samples=parent.num_samples)
+                entry.update(name=parent.name, created_at=parent.info.get("created_at"), num_samples=parent.num_samples)
             except DatasetError:
                 pass  # a source that is not a dataset (a URL list, a COCO file): its path is enough
             inputs.append(entry)
@@ -82,14 +94,49 @@ def prepare_output(path: str, *, overwrite: bool = False, resume: bool = False) 
         elif entries and not resume:
             done = fs.exists(fsutil.join(root, DATASET_JSON))
             what = "a finished dataset" if done else "a partly written dataset"
-            hint = "choose another --out or pass --overwrite" if done else \
-                "pass --resume to continue it or --overwrite to start again"
+            hint = (
+                "choose another --out or pass --overwrite"
+                if done
+                else "pass --resume to continue it or --overwrite to start again"
+            )
             raise UsageError(f"--out {path} already holds {what}: {hint}")
         elif entries and resume and fs.exists(fsutil.join(root, DATASET_JSON)):
-            raise UsageError(f"--out {path} is already a finished dataset: nothing to resume; "
-                             "choose another --out or pass --overwrite")
+            raise UsageError(
+                f"--out {path} is already a finished dataset: nothing to resume; "
+                "choose another --out or pass --overwrite"
+            )
     fs.makedirs(fsutil.join(root, SHARDS_DIR), exist_ok=True)
     return fs, root
+
+
+def is_dataset(path: str | pathlib.Path) -> bool:
+    """True when ``path`` holds a finished dataset (its dataset.json, written last, exists)."""
+    fs, root = fsutil.resolve(str(path))
+    return fs.exists(fsutil.join(root, DATASET_JSON))
+
+
+def is_partial(path: str | pathlib.Path) -> bool:
+    """True when ``path`` holds a stopped run's output: a work folder and no dataset.json yet."""
+    fs, root = fsutil.resolve(str(path))
+    return fs.exists(fsutil.join(root, WORK_DIR)) and not fs.exists(fsutil.join(root, DATASET_JSON))
+
+
+def work_path(root: str, name: str, fs=None) -> str:
+    """The path of file ``name`` in the work folder of the dataset being written at ``root``.
+
+    The folder is created if needed; :func:`finalize` deletes it with everything in it, so a stage
+    keeps there what only a resumed run needs. With ``fs``, ``root`` is a path inside that file system.
+    """
+    if fs is None:
+        fs, root = fsutil.resolve(root)
+    work = fsutil.join(root, WORK_DIR)
+    fs.makedirs(work, exist_ok=True)
+    return fsutil.join(work, name)
+
+
+def default_name(path: str | pathlib.Path) -> str:
+    """A dataset's name when the user gives none: the last part of its path."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1] or "dataset"
 
 
 PLAN = "plan.json"  # under .work/: decisions a resumed run must repeat exactly (shard size, ...)
@@ -98,7 +145,7 @@ PLAN = "plan.json"  # under .work/: decisions a resumed run must repeat exactly 
 def read_plan(path: str) -> dict[str, Any] | None:
     """The plan a stopped run recorded, or None."""
     fs, root = fsutil.resolve(path)
-    p = fsutil.join(root, WORK_DIR, PLAN)
+    p = fsutil.join(root, WORK_DIR, PLAN)  # not work_path: reading must not create the folder
     if not fs.exists(p):
         return None
     with fs.open(p, "rb") as f:
@@ -108,8 +155,7 @@ def read_plan(path: str) -> dict[str, Any] | None:
 def write_plan(path: str, plan: dict[str, Any]) -> None:
     """Record a run's plan before its first shard, so ``--resume`` cuts the input the same way."""
     fs, root = fsutil.resolve(path)
-    fs.makedirs(fsutil.join(root, WORK_DIR), exist_ok=True)
-    fsutil.atomic_write_bytes(fs, fsutil.join(root, WORK_DIR, PLAN), json.dumps(plan, indent=2).encode())
+    fsutil.atomic_write_bytes(fs, work_path(root, PLAN, fs), json.dumps(plan, indent=2).encode())
 
 
 def completed_shards(path: str) -> list[str]:
@@ -134,8 +180,9 @@ def remove_partial(path: str) -> None:
                     fs.rm(p)
 
 
-def finalize(path: str, *, name: str, lineage: Lineage, schema: pa.Schema,
-             stats: dict[str, Any] | None = None) -> "Dataset":
+def finalize(
+    path: str, *, name: str, lineage: Lineage, schema: pa.Schema, stats: dict[str, Any] | None = None
+) -> Dataset:
     """Merge the per-shard rows into index.parquet and failures.parquet; write stats and dataset.json.
 
     dataset.json is written last: its presence means the dataset is complete.
@@ -178,7 +225,7 @@ def finalize(path: str, *, name: str, lineage: Lineage, schema: pa.Schema,
         "name": name,
         "schema_version": SCHEMA_VERSION,
         "pixelforge_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "num_samples": num_samples,
         "num_failures": num_failures,
         "num_shards": len(completed_shards(path)),
@@ -193,8 +240,9 @@ def finalize(path: str, *, name: str, lineage: Lineage, schema: pa.Schema,
 
 def _read_parquet(fs, path: str) -> pa.Table:
     if not fs.exists(path):
-        raise DatasetError(f"{path} is missing: the dataset was damaged while being written; "
-                           "run the command again with --overwrite")
+        raise DatasetError(
+            f"{path} is missing: the dataset was damaged while being written; run the command again with --overwrite"
+        )
     with fs.open(path, "rb") as f:
         return pq.read_table(f)
 
@@ -206,8 +254,14 @@ class DatasetBuilder:
     and call :func:`finalize` themselves.
     """
 
-    def __init__(self, path: str, *, samples_per_shard: int = 1000, extra_fields: Iterable[pa.Field] = (),
-                 overwrite: bool = False):
+    def __init__(
+        self,
+        path: str,
+        *,
+        samples_per_shard: int = 1000,
+        extra_fields: Iterable[pa.Field] = (),
+        overwrite: bool = False,
+    ):
         if samples_per_shard < 1:
             raise UsageError(f"--samples-per-shard {samples_per_shard}: must be at least 1")
         self.path = str(path)
@@ -237,7 +291,7 @@ class DatasetBuilder:
     def fail(self, **failure: Any) -> None:
         self._current().fail(**failure)
 
-    def finish(self, *, name: str, lineage: Lineage, stats: dict[str, Any] | None = None) -> "Dataset":
+    def finish(self, *, name: str, lineage: Lineage, stats: dict[str, Any] | None = None) -> Dataset:
         if self._writer is not None:
             self.results.append(self._writer.commit())
             self._writer = None
@@ -274,22 +328,28 @@ class Dataset:
         self.path, self.fs, self.root, self.info = path, fs, root, info
 
     @classmethod
-    def open(cls, path: str | pathlib.Path) -> "Dataset":
+    def open(cls, path: str | pathlib.Path) -> Dataset:
         path = str(path)
         fs, root = fsutil.resolve(path)
         meta = fsutil.join(root, DATASET_JSON)
         if not fs.exists(meta):
             if fs.exists(fsutil.join(root, WORK_DIR)):
-                raise DatasetError(f"{path} is a partly written dataset (its run was stopped): "
-                                   "resume or re-run the command that makes it")
-            raise DatasetError(f"{path} is not a pixelforge dataset (no {DATASET_JSON}): "
-                               "make one with `pixelforge import` or `pixelforge collect`")
+                raise DatasetError(
+                    f"{path} is a partly written dataset (its run was stopped): "
+                    "resume or re-run the command that makes it"
+                )
+            raise DatasetError(
+                f"{path} is not a pixelforge dataset (no {DATASET_JSON}): "
+                "make one with `pixelforge import` or `pixelforge collect`"
+            )
         with fs.open(meta, "rb") as f:
             info = json.load(f)
         version = info.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise DatasetError(f"{path} has schema version {version}; this pixelforge reads version "
-                               f"{SCHEMA_VERSION}: upgrade pixelforge")
+            raise DatasetError(
+                f"{path} has schema version {version}; this pixelforge reads version "
+                f"{SCHEMA_VERSION}: upgrade pixelforge"
+            )
         return cls(path, fs, root, info)
 
     # -- metadata ----------------------------------------------------------------------------
@@ -323,9 +383,21 @@ class Dataset:
     def shards(self) -> list[str]:
         return completed_shards(self.path)
 
+    def index_digest(self) -> str:
+        """SHA-256 (hex) of the index file: it names every sample's key, shard and bytes' hash, and
+        shards are never rewritten in place, so it changes exactly when the samples do (cache keys)."""
+        h = hashlib.sha256()
+        with self.fs.open(self.file(INDEX), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
     def disk_bytes(self) -> int:
-        return sum(self.fs.du(self.root, total=False).values()) if not fsutil.is_local(self.fs) else \
-            sum(p.stat().st_size for p in pathlib.Path(self.root).rglob("*") if p.is_file())
+        return (
+            sum(self.fs.du(self.root, total=False).values())
+            if not fsutil.is_local(self.fs)
+            else sum(p.stat().st_size for p in pathlib.Path(self.root).rglob("*") if p.is_file())
+        )
 
     # -- rows --------------------------------------------------------------------------------
     def index(self, columns: list[str] | None = None, filters=None) -> pa.Table:
@@ -344,6 +416,36 @@ class Dataset:
                 yield from batch.to_pylist()
 
     # -- samples -----------------------------------------------------------------------------
+    def _shard_path(self, shard: str) -> str:
+        return fsutil.join(self.root, SHARDS_DIR, shard)
+
+    def read_shard(self, shard: str, keys: Container[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+        """Stream shard ``shard``: ``(key, {ext: bytes})`` per sample, in order (see shards.read_members).
+
+        ``ext`` is the member name after the key (``jpg``, ``json``, ``txt``, ``mask.png``). With
+        ``keys``, only those samples are yielded and the others' bytes are skipped.
+        """
+        return read_members(self.fs, self._shard_path(shard), keys)
+
+    def image_bytes(self, row: dict[str, Any]) -> bytes:
+        """The stored image bytes of the sample of index row ``row`` (its ``shard`` and ``member``)."""
+        key, ext = split_member(row["member"])
+        for _, files in self.read_shard(row["shard"], keys={key}):
+            if ext in files:
+                return files[ext]
+        raise DatasetError(
+            f"{self.path}: sample {key} is in the index but not in shard {row['shard']}: "
+            "the dataset is damaged; rebuild it"
+        )
+
+    def member_offsets(self, shard: str) -> dict[str, tuple[int, int]]:
+        """``{member name: (data offset, size)}`` of shard ``shard``, for :meth:`read_member`."""
+        return member_offsets(self.fs, self._shard_path(shard))
+
+    def read_member(self, shard: str, offset: int, size: int) -> bytes:
+        """One member's bytes by its :meth:`member_offsets` entry: a seek, not a walk of the tar."""
+        return read_range(self.fs, self._shard_path(shard), offset, size)
+
     def iter_samples(self, shards: Iterable[str] | None = None) -> Iterator[Sample]:
         """Every sample (row + image bytes) in shard order, streaming one shard at a time.
 
@@ -357,17 +459,19 @@ class Dataset:
                 continue
             if shard != current:
                 current = shard
-                members = read_members(self.fs, fsutil.join(self.root, SHARDS_DIR, shard))
+                members = self.read_shard(shard)
             yield self._join(row, members)
 
     def _join(self, row: dict[str, Any], members: Iterator[tuple[str, dict[str, bytes]]]) -> Sample:
         # index rows and tar members are written in the same order: advance the tar to the row's key
         for key, files in members:
             if key == row["key"]:
-                image = files.get(row["member"].partition(".")[2])
+                image = files.get(split_member(row["member"])[1])
                 if image is None:
                     break
-                mask = files.get("mask.png") if row.get("mask") else None
+                mask = files.get(MASK_EXT) if row.get("mask") else None
                 return Sample(row=row, image=image, mask=mask)
-        raise DatasetError(f"{self.path}: sample {row['key']} is in the index but not in shard "
-                           f"{row['shard']}: the dataset is damaged; rebuild it")
+        raise DatasetError(
+            f"{self.path}: sample {row['key']} is in the index but not in shard "
+            f"{row['shard']}: the dataset is damaged; rebuild it"
+        )

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pixelforge import media
 from pixelforge.errors import UsageError
 from pixelforge.progress import track
 from pixelforge.store.dataset import Dataset
@@ -39,8 +40,12 @@ def export(ds: Dataset, out: str, fmt: str, overwrite: bool = False) -> ExportRe
     if root.exists() and any(root.iterdir()) and not overwrite:
         raise UsageError(f"--out {out} is not empty: choose another --out or pass --overwrite")
     root.mkdir(parents=True, exist_ok=True)
-    writers = {"imagefolder": _export_imagefolder, "coco": _export_coco, "yolo": _export_yolo,
-               "labelstudio": _export_labelstudio}
+    writers = {
+        "imagefolder": _export_imagefolder,
+        "coco": _export_coco,
+        "yolo": _export_yolo,
+        "labelstudio": _export_labelstudio,
+    }
     return writers[fmt](ds, root)
 
 
@@ -73,15 +78,29 @@ def _export_coco(ds: Dataset, root: Path) -> ExportResult:
             bar.advance()
             row = sample.row
             (images_dir / row["member"]).write_bytes(sample.image)
-            images.append({"id": image_id, "file_name": row["member"], "width": row["width"],
-                           "height": row["height"], "pixelforge_key": row["key"], "license_id": row["license"],
-                           "source": row["source"]})
-            mask = _read_mask(sample.mask) if sample.mask else None
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": row["member"],
+                    "width": row["width"],
+                    "height": row["height"],
+                    "pixelforge_key": row["key"],
+                    "license_id": row["license"],
+                    "source": row["source"],
+                }
+            )
+            mask = media.decode_mask(sample.mask).astype(np.int64) if sample.mask else None
             painted: set[int] = set()
             for box in row["boxes"] or []:
                 w, h = box["x1"] - box["x0"], box["y1"] - box["y0"]
-                ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": box["label"],
-                       "bbox": [box["x0"], box["y0"], w, h], "area": w * h, "iscrowd": 0}
+                ann = {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": box["label"],
+                    "bbox": [box["x0"], box["y0"], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
                 if mask is not None and box["label"] is not None:
                     # the instance's pixels: its category's mask pixels inside its box
                     region = np.zeros(mask.shape, bool)
@@ -98,39 +117,47 @@ def _export_coco(ds: Dataset, root: Path) -> ExportResult:
                     # a painted category without a box (a semantic mask): one annotation for its region
                     region = mask == cat
                     ys, xs = np.nonzero(region)
-                    annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cat),
-                                        "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
-                                                 int(ys.max() - ys.min() + 1)],
-                                        "area": int(region.sum()), "iscrowd": 0,
-                                        "segmentation": mask_to_segmentation(region)})
+                    annotations.append(
+                        {
+                            "id": len(annotations) + 1,
+                            "image_id": image_id,
+                            "category_id": int(cat),
+                            "bbox": [
+                                int(xs.min()),
+                                int(ys.min()),
+                                int(xs.max() - xs.min() + 1),
+                                int(ys.max() - ys.min() + 1),
+                            ],
+                            "area": int(region.sum()),
+                            "iscrowd": 0,
+                            "segmentation": mask_to_segmentation(region),
+                        }
+                    )
                     categories.setdefault(int(cat), str(cat))
             if row["label"] is not None:
                 # a classification label becomes a whole-image box, so COCO readers still see it
                 categories[row["label"]] = row["label_name"] or str(row["label"])
                 if not row["boxes"]:
-                    annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                        "category_id": row["label"],
-                                        "bbox": [0, 0, row["width"], row["height"]],
-                                        "area": row["width"] * row["height"], "iscrowd": 0})
+                    annotations.append(
+                        {
+                            "id": len(annotations) + 1,
+                            "image_id": image_id,
+                            "category_id": row["label"],
+                            "bbox": [0, 0, row["width"], row["height"]],
+                            "area": row["width"] * row["height"],
+                            "iscrowd": 0,
+                        }
+                    )
             if row["caption"] is not None:
                 captions.append({"id": len(captions) + 1, "image_id": image_id, "caption": row["caption"]})
     cats = [{"id": k, "name": v} for k, v in sorted(categories.items())]
     info = {"description": f"exported from pixelforge dataset {ds.name}"}
-    (root / "instances.json").write_text(json.dumps(
-        {"info": info, "images": images, "annotations": annotations, "categories": cats}))
+    (root / "instances.json").write_text(
+        json.dumps({"info": info, "images": images, "annotations": annotations, "categories": cats})
+    )
     if captions:
         (root / "captions.json").write_text(json.dumps({"info": info, "images": images, "annotations": captions}))
     return ExportResult(str(root), "coco", len(images), 0)
-
-
-def _read_mask(data: bytes) -> np.ndarray:
-    """A mask PNG (8- or 16-bit category ids) as an (H, W) integer array."""
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im).astype(np.int64)
 
 
 def mask_to_segmentation(region: np.ndarray) -> list[list[float]] | dict[str, Any]:
@@ -183,13 +210,20 @@ def _export_yolo(ds: Dataset, root: Path) -> ExportResult:
                     skipped += 1
                     continue
                 cx, cy = (b["x0"] + b["x1"]) / 2 / w, (b["y0"] + b["y1"]) / 2 / h
-                lines.append(f"{b['label']} {cx:.6f} {cy:.6f} {(b['x1'] - b['x0']) / w:.6f} "
-                             f"{(b['y1'] - b['y0']) / h:.6f}")
+                lines.append(
+                    f"{b['label']} {cx:.6f} {cy:.6f} {(b['x1'] - b['x0']) / w:.6f} {(b['y1'] - b['y0']) / h:.6f}"
+                )
             (root / "labels" / f"{row['key']}.txt").write_text("".join(line + "\n" for line in lines))
             written += 1
     count = max(names, default=-1) + 1
-    yaml = ["# exported from pixelforge dataset " + ds.name, f"path: {root.resolve()}", "train: images",
-            "val: images", f"nc: {count}", "names:"]
+    yaml = [
+        "# exported from pixelforge dataset " + ds.name,
+        f"path: {root.resolve()}",
+        "train: images",
+        "val: images",
+        f"nc: {count}",
+        "names:",
+    ]
     yaml += [f"  {i}: {json.dumps(names.get(i, str(i)))}" for i in range(count)]
     (root / "data.yaml").write_text("\n".join(yaml) + "\n")
     return ExportResult(str(root), "yolo", written, skipped)
@@ -211,28 +245,66 @@ def _export_labelstudio(ds: Dataset, root: Path) -> ExportResult:
             w, h = row["width"], row["height"]
             result: list[dict[str, Any]] = []
             if row["label"] is not None:
-                result.append({"from_name": "label", "to_name": "image", "type": "choices",
-                               "value": {"choices": [names[int(row["label"])]]}})
+                result.append(
+                    {
+                        "from_name": "label",
+                        "to_name": "image",
+                        "type": "choices",
+                        "value": {"choices": [names[int(row["label"])]]},
+                    }
+                )
             for i, b in enumerate(row["boxes"] or []):
-                value = {"x": 100 * b["x0"] / w, "y": 100 * b["y0"] / h, "width": 100 * (b["x1"] - b["x0"]) / w,
-                         "height": 100 * (b["y1"] - b["y0"]) / h, "rotation": 0}
+                value = {
+                    "x": 100 * b["x0"] / w,
+                    "y": 100 * b["y0"] / h,
+                    "width": 100 * (b["x1"] - b["x0"]) / w,
+                    "height": 100 * (b["y1"] - b["y0"]) / h,
+                    "rotation": 0,
+                }
                 if b["label"] is not None:
                     value["rectanglelabels"] = [names[int(b["label"])]]
-                result.append({"id": f"{row['key']}_b{i}", "from_name": "box", "to_name": "image",
-                               "type": "rectanglelabels", "original_width": w, "original_height": h,
-                               "image_rotation": 0, "value": value})
+                result.append(
+                    {
+                        "id": f"{row['key']}_b{i}",
+                        "from_name": "box",
+                        "to_name": "image",
+                        "type": "rectanglelabels",
+                        "original_width": w,
+                        "original_height": h,
+                        "image_rotation": 0,
+                        "value": value,
+                    }
+                )
             if row["caption"] is not None:
-                result.append({"from_name": "caption", "to_name": "image", "type": "textarea",
-                               "value": {"text": [row["caption"]]}})
-            task: dict[str, Any] = {"id": task_id, "data": {"image": f"/data/local-files/?d=images/{row['member']}",
-                                                            "pixelforge_key": row["key"]}}
+                result.append(
+                    {
+                        "from_name": "caption",
+                        "to_name": "image",
+                        "type": "textarea",
+                        "value": {"text": [row["caption"]]},
+                    }
+                )
+            task: dict[str, Any] = {
+                "id": task_id,
+                "data": {"image": f"/data/local-files/?d=images/{row['member']}", "pixelforge_key": row["key"]},
+            }
             if result:
                 task["annotations"] = [{"result": result, "was_cancelled": False}]
             if row.get("suggested_label"):
-                task["predictions"] = [{"model_version": row.get("suggested_by") or "pixelforge",
-                                        "score": row.get("suggested_confidence"),
-                                        "result": [{"from_name": "label", "to_name": "image", "type": "choices",
-                                                    "value": {"choices": [row["suggested_label"]]}}]}]
+                task["predictions"] = [
+                    {
+                        "model_version": row.get("suggested_by") or "pixelforge",
+                        "score": row.get("suggested_confidence"),
+                        "result": [
+                            {
+                                "from_name": "label",
+                                "to_name": "image",
+                                "type": "choices",
+                                "value": {"choices": [row["suggested_label"]]},
+                            }
+                        ],
+                    }
+                ]
             tasks.append(task)
     (root / "tasks.json").write_text(json.dumps(tasks))
     from xml.sax.saxutils import quoteattr
@@ -243,5 +315,6 @@ def _export_labelstudio(ds: Dataset, root: Path) -> ExportResult:
         '<View>\n  <Image name="image" value="$image"/>\n'
         f'  <Choices name="label" toName="image" choice="single">{choices}</Choices>\n'
         f'  <RectangleLabels name="box" toName="image">{labels}</RectangleLabels>\n'
-        '  <TextArea name="caption" toName="image" maxSubmissions="1" editable="true"/>\n</View>\n')
+        '  <TextArea name="caption" toName="image" maxSubmissions="1" editable="true"/>\n</View>\n'
+    )
     return ExportResult(str(root), "labelstudio", len(tasks), 0)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -53,8 +54,17 @@ CORE_FIELDS: tuple[pa.Field, ...] = (
 CORE_NAMES = frozenset(f.name for f in CORE_FIELDS)
 
 SOURCE_KINDS = (
-    "url", "crawl", "imagefolder", "coco", "cifar10", "cifar100", "mnist", "folder", "digits",
-    "shapes", "generated",
+    "url",
+    "crawl",
+    "imagefolder",
+    "coco",
+    "cifar10",
+    "cifar100",
+    "mnist",
+    "folder",
+    "digits",
+    "shapes",
+    "generated",
 )
 CAPTION_SOURCES = ("alt", "figcaption", "title", "aria-label", "context", "sidecar", "dataset", "generated")
 SPLITS = ("train", "val", "test")
@@ -82,7 +92,7 @@ FAILURE_REASONS: dict[str, str] = {
     "opt_out_robots": "robots.txt disallows our user agent for this URL",
     "opt_out_header": "the response carries X-Robots-Tag noai/noimageai/none or tdm-reservation: 1",
     "opt_out_page": "the page the image was found on opts out (meta robots noai/noimageai/noindex, "
-                    "tdm-reservation meta or /.well-known/tdmrep.json)",
+    "tdm-reservation meta or /.well-known/tdmrep.json)",
     "opt_out_image": "the <img> element opts out (data-noai, or noai/noimageai in its robots attributes)",
     "private_network_blocked": "the host resolves to a loopback, private, link-local or multicast address",
     "redirect_limit": "more redirects than allowed, or a redirect loop",

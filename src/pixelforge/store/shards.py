@@ -6,8 +6,9 @@ import json
 import os
 import tarfile
 import time
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
-from typing import Any, Container, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,6 +18,7 @@ from pixelforge.store.schema import FAILURE_SCHEMA, check_reason, check_row, row
 
 SHARDS_DIR = "shards"
 WORK_DIR = ".work"  # per-shard rows and failures while a dataset is being written
+MASK_EXT = "mask.png"  # a sample's segmentation mask is member KEY.mask.png
 
 
 def shard_name(shard_id: int) -> str:
@@ -24,12 +26,16 @@ def shard_name(shard_id: int) -> str:
 
 
 def shard_id_of(name: str) -> int:
-    return int(name.split(".", 1)[0])
+    return int(split_member(name)[0])
 
 
-def key_of(member: str) -> str:
-    """A WebDataset key is the member name up to its first dot."""
-    return member.split(".", 1)[0]
+def split_member(member: str) -> tuple[str, str]:
+    """``(key, ext)`` of a member name: a WebDataset key is the name up to its first dot.
+
+    ``"000001.jpg"`` -> ``("000001", "jpg")``; ``"000001.mask.png"`` -> ``("000001", "mask.png")``.
+    """
+    key, _, ext = member.partition(".")
+    return key, ext
 
 
 @dataclass
@@ -101,7 +107,7 @@ class ShardWriter:
         if key in self._keys:
             raise ValueError(f"sample key {key!r} written twice to shard {self.name}")
         self._keys.add(key)
-        row = dict(row, shard=self.name, member=f"{key}.{ext}", mask=f"{key}.mask.png" if mask else None)
+        row = dict(row, shard=self.name, member=f"{key}.{ext}", mask=f"{key}.{MASK_EXT}" if mask else None)
         check_row(row, self.schema)
         self._add(row["member"], image)
         if row.get("caption") is not None:
@@ -113,8 +119,15 @@ class ShardWriter:
         self.rows.append(row)
         return row
 
-    def fail(self, *, reason: str, detail: str = "", row: int | None = None, source: str | None = None,
-             url: str | None = None) -> None:
+    def fail(
+        self,
+        *,
+        reason: str,
+        detail: str = "",
+        row: int | None = None,
+        source: str | None = None,
+        url: str | None = None,
+    ) -> None:
         """Record one input that produced no sample."""
         check_reason(reason)
         self.failures.append({"row": row, "source": source, "url": url, "reason": reason, "detail": detail[:1000]})
@@ -122,15 +135,19 @@ class ShardWriter:
     def commit(self) -> ShardResult:
         """Persist rows and failures, then make the shard visible under its final name."""
         self._close_tar()
-        stem = self.name.split(".", 1)[0]
-        _write_parquet(self.fs, fsutil.join(self.root, WORK_DIR, f"{stem}.rows.parquet"),
-                       rows_to_table(self.rows, self.schema))
-        _write_parquet(self.fs, fsutil.join(self.root, WORK_DIR, f"{stem}.failures.parquet"),
-                       rows_to_table(self.failures, FAILURE_SCHEMA))
+        stem = split_member(self.name)[0]
+        _write_parquet(
+            self.fs, fsutil.join(self.root, WORK_DIR, f"{stem}.rows.parquet"), rows_to_table(self.rows, self.schema)
+        )
+        _write_parquet(
+            self.fs,
+            fsutil.join(self.root, WORK_DIR, f"{stem}.failures.parquet"),
+            rows_to_table(self.failures, FAILURE_SCHEMA),
+        )
         self.fs.mv(self.tmp_path, self.final_path)
         return ShardResult(self.name, len(self.rows), len(self.failures), self._bytes)
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -167,7 +184,7 @@ def read_members(fs, path: str, keys: Container[str] | None = None) -> Iterator[
         for info in tar:
             if not info.isfile():
                 continue
-            k, _, suffix = info.name.partition(".")
+            k, suffix = split_member(info.name)
             if keys is not None and k not in keys:
                 continue
             if k != key and key is not None:
@@ -177,3 +194,16 @@ def read_members(fs, path: str, keys: Container[str] | None = None) -> Iterator[
             files[suffix] = tar.extractfile(info).read()
         if key is not None:
             yield key, files
+
+
+def member_offsets(fs, path: str) -> dict[str, tuple[int, int]]:
+    """``{member name: (data offset, size)}`` of every file in a shard, from its tar headers alone."""
+    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        return {info.name: (info.offset_data, info.size) for info in tar.getmembers() if info.isfile()}
+
+
+def read_range(fs, path: str, offset: int, size: int) -> bytes:
+    """``size`` bytes of a shard from ``offset``: one member's data, by seeking, not unpacking."""
+    with fs.open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)

@@ -37,7 +37,10 @@ def query(ds: Dataset, sql: str) -> pa.Table:
         return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        raise UsageError(f"query failed: {first}. Table `samples` has columns: "
-                         f"{', '.join(ds.schema.names)}; table `failures` has row, source, url, reason, detail")
+        columns = ", ".join(ds.schema.names)
+        raise UsageError(
+            f"query failed: {first}. Table `samples` has columns: {columns}; "
+            "table `failures` has row, source, url, reason, detail"
+        ) from None
     finally:
         con.close()

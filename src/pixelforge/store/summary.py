@@ -14,23 +14,29 @@ def summarize(ds: Dataset) -> dict[str, Any]:
     """Summary of a dataset as plain JSON values, computed by DuckDB over the index."""
     con = connect(ds)
     try:
+
         def rows(sql: str) -> list[tuple]:
             return con.execute(sql).fetchall()
 
         def counts(column: str, limit: int | None = TOP) -> dict[str, int]:
             lim = f"LIMIT {limit}" if limit else ""
-            return {str(k): int(v) for k, v in rows(
-                f"SELECT {column} AS k, count(*) AS n FROM samples GROUP BY k ORDER BY n DESC, k {lim}")}
+            return {
+                str(k): int(v)
+                for k, v in rows(
+                    f"SELECT {column} AS k, count(*) AS n FROM samples GROUP BY k ORDER BY n DESC, k {lim}"
+                )
+            }
 
         n, captions, labelled, boxes, masks = rows(
-            "SELECT count(*), count(caption), count(label), coalesce(sum(len(boxes)), 0), count(mask) "
-            "FROM samples")[0]
+            "SELECT count(*), count(caption), count(label), coalesce(sum(len(boxes)), 0), count(mask) FROM samples"
+        )[0]
         sizes = rows(
-            "SELECT min(width), median(width), max(width), min(height), median(height), max(height) "
-            "FROM samples")[0]
+            "SELECT min(width), median(width), max(width), min(height), median(height), max(height) FROM samples"
+        )[0]
         n_labels = rows("SELECT count(DISTINCT label) FROM samples")[0][0]
-        failures = {str(k): int(v) for k, v in rows(
-            "SELECT reason, count(*) FROM failures GROUP BY reason ORDER BY 2 DESC, 1")}
+        failures = {
+            str(k): int(v) for k, v in rows("SELECT reason, count(*) FROM failures GROUP BY reason ORDER BY 2 DESC, 1")
+        }
         return {
             "path": ds.path,
             "name": ds.name,

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from pixelforge.errors import UsageError
-from pixelforge.configfile import load_toml, merge
+from pixelforge.console import print_result
+from pixelforge.options import TRAIN, AsJson, fill_config, read_tables
 from pixelforge.train.config import TrainConfig
 
 train_app = typer.Typer(help="Train a model on a dataset (one shared loop for every family).", no_args_is_help=True)
@@ -45,11 +44,21 @@ TRAIN_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
     ("val_batches", int, "Validation batches per evaluation.", ()),
     ("val_fraction", float, "Share held out for validation when the dataset has no val split.", ()),
     ("policy", str, "Refuse samples a licence policy forbids: research, commercial, open or a TOML file.", ()),
-    ("stream", bool, "Stream training images from the shards in DataLoader workers instead of decoding them "
-                     "into memory (default: only when they need more than --memory-gb).", ()),
+    (
+        "stream",
+        bool,
+        "Stream training images from the shards in DataLoader workers instead of decoding them "
+        "into memory (default: only when they need more than --memory-gb).",
+        (),
+    ),
     ("memory_gb", float, "Decoded training data up to this size is held in memory.", ()),
-    ("nproc", int, "Train with N processes under DistributedDataParallel (gloo on CPU, nccl with one GPU each); "
-                   "--batch-size is their total. Under torchrun, leave it out.", ()),
+    (
+        "nproc",
+        int,
+        "Train with N processes under DistributedDataParallel (gloo on CPU, nccl with one GPU each); "
+        "--batch-size is their total. Under torchrun, leave it out.",
+        (),
+    ),
 ]
 
 FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {
@@ -96,51 +105,61 @@ FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {
 }
 
 DOCS = {
-    "diffusion": ("Train a diffusion model (diffusers UNet) from noise to images, conditioned on text, a class or "
-                  "nothing.",
-                  "pixelforge train diffusion --data data/shapes --out runs/shapes --condition text --max-minutes 20"),
-    "gan": ("Train a GAN: DCGAN-style generator, spectral-norm discriminator, hinge loss, DiffAugment, EMA.",
-            "pixelforge train gan --data data/digits --out runs/gan --condition class --image-size 16 "
-            "--max-minutes 10"),
-    "vae": ("Train a convolutional VAE: reconstruction + beta * KL with KL warm-up.",
-            "pixelforge train vae --data data/digits --out runs/vae --condition class --image-size 16 "
-            "--max-minutes 10"),
-    "classifier": ("Train a CNN classifier on any label column; test accuracy and confusion matrix in result.json.",
-                   "pixelforge train classifier --data data/shapes --out runs/shape-clf --label shape --epochs 10"),
+    "diffusion": (
+        "Train a diffusion model (diffusers UNet) from noise to images, conditioned on text, a class or nothing.",
+        "pixelforge train diffusion --data data/shapes --out runs/shapes --condition text --max-minutes 20",
+    ),
+    "gan": (
+        "Train a GAN: DCGAN-style generator, spectral-norm discriminator, hinge loss, DiffAugment, EMA.",
+        "pixelforge train gan --data data/digits --out runs/gan --condition class --image-size 16 --max-minutes 10",
+    ),
+    "vae": (
+        "Train a convolutional VAE: reconstruction + beta * KL with KL warm-up.",
+        "pixelforge train vae --data data/digits --out runs/vae --condition class --image-size 16 --max-minutes 10",
+    ),
+    "classifier": (
+        "Train a CNN classifier on any label column; test accuracy and confusion matrix in result.json.",
+        "pixelforge train classifier --data data/shapes --out runs/shape-clf --label shape --epochs 10",
+    ),
 }
 
 EXTRA_PARAMS = [
-    ("config", Annotated[Optional[str], typer.Option(help="TOML file with [train] and [FAMILY] tables.")], None),
-    ("allow_opt_out", Annotated[bool, typer.Option(help="Train even on opted-out samples (recorded in the run).")],
-     False),
+    ("config", Annotated[str | None, typer.Option(help="TOML file with [train] and [FAMILY] tables.")], None),
+    (
+        "allow_opt_out",
+        Annotated[bool, typer.Option(help="Train even on opted-out samples (recorded in the run).")],
+        False,
+    ),
     ("resume", Annotated[bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")], False),
-    ("as_json", Annotated[bool, typer.Option("--json", help="Print the result as JSON.")], False),
+    ("as_json", AsJson, False),
 ]
 
 
-def build_configs(config_file: Optional[str], family: str, train_flags: dict[str, Any],
-                  family_flags: dict[str, Any]) -> tuple[TrainConfig, Any]:
+def build_configs(
+    config_file: str | None, family: str, train_flags: dict[str, Any], family_flags: dict[str, Any]
+) -> tuple[TrainConfig, Any]:
     """Defaults (the loop's, then the family's), then the TOML file's [train] and [FAMILY] tables, then flags."""
     from pixelforge.train.families import family_for
 
     family_cls = family_for(family)
-    doc = load_toml(config_file) if config_file else {}
-    unknown = sorted(set(doc) - {"train", family})
-    if unknown:
-        raise UsageError(f"--config {config_file}: unknown table(s) {', '.join(unknown)}; use [train] and [{family}]")
+    doc = read_tables(config_file, ("train", family), f"use [train] and [{family}]")
     train = dataclasses.replace(TrainConfig(), **family_cls.train_defaults)
-    train = merge(TrainConfig, train, doc.get("train", {}), "--config [train]")
-    train = merge(TrainConfig, train, train_flags, "flags")
-    fam = merge(family_cls.config_cls, family_cls.config_cls(), doc.get(family, {}), f"--config [{family}]")
-    fam = merge(family_cls.config_cls, fam, family_flags, "flags")
+    train = fill_config(TrainConfig, train, doc.get("train", {}), train_flags, "--config [train]")
+    fam = fill_config(
+        family_cls.config_cls, family_cls.config_cls(), doc.get(family, {}), family_flags, f"--config [{family}]"
+    )
     fam.image_size = train.image_size
     train.family = dataclasses.asdict(fam)
     return train, fam
 
 
 def _option(name: str, typ: type, help_: str, flags: tuple[str, ...]) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[Optional[typ], typer.Option(*flags, help=help_)])
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[typ | None, typer.Option(*flags, help=help_)],
+    )
 
 
 def _make_command(family: str) -> None:
@@ -157,17 +176,13 @@ def _make_command(family: str) -> None:
         family_flags = {k: given[k] for k in family_names if k in given}
         cfg, fam = build_configs(kwargs["config"], family, train_flags, family_flags)
         result = train(family, cfg, fam, resume=kwargs["resume"])
-        if result is None:  # a process of a torchrun group other than rank 0: rank 0 reports
-            return
-        data = dataclasses.asdict(result)
-        if kwargs["as_json"]:
-            print(json.dumps(data, indent=2))
-            return
-        for k, v in data.items():
-            print(f"{k:15s} {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+        if result is not None:  # None: a process of a torchrun group other than rank 0, which reports
+            print_result(result, kwargs["as_json"])
 
     params = [_option(*o) for o in TRAIN_OPTIONS + FAMILY_OPTIONS[family]]
-    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in EXTRA_PARAMS]
+    params += [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in EXTRA_PARAMS
+    ]
     command.__signature__ = inspect.Signature(params)
     summary, example = DOCS[family]
     command.__doc__ = f"{summary}\n\nExample:\n\n    {example}\n"
@@ -184,16 +199,6 @@ Run = Annotated[str, typer.Argument(help="Training run directory.")]
 Data = Annotated[str, typer.Option(help="Dataset directory.")]
 Checkpoint = Annotated[str, typer.Option(help="best or latest.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N, mps.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-
-
-def _print(result: Any, as_json: bool) -> None:
-    data = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
-    if as_json:
-        print(json.dumps(data, indent=2))
-    else:
-        for k, v in data.items():
-            print(f"{k:12s} {v}")
 
 
 def predict_command(
@@ -215,7 +220,7 @@ def predict_command(
     """
     from pixelforge.train.inference import predict
 
-    _print(predict(run, data, out, batch_size, checkpoint, device), as_json)
+    print_result(predict(run, data, out, batch_size, checkpoint, device), as_json)
 
 
 @vae_app.command("encode")
@@ -236,7 +241,7 @@ def vae_encode_command(
     """
     from pixelforge.train.inference import vae_encode
 
-    _print(vae_encode(run, data, out, batch_size, checkpoint, device), as_json)
+    print_result(vae_encode(run, data, out, batch_size, checkpoint, device), as_json)
 
 
 @vae_app.command("interpolate")
@@ -259,10 +264,11 @@ def vae_interpolate_command(
     """
     from pixelforge.train.inference import vae_interpolate
 
-    _print(vae_interpolate(run, data, key_from, key_to, out, steps, checkpoint, device), as_json)
+    print_result(vae_interpolate(run, data, key_from, key_to, out, steps, checkpoint, device), as_json)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(train_app, name="train")
-    app.command("predict")(predict_command)
-    app.add_typer(vae_app, name="vae")
+    """Add `train`, `predict` and `vae` to ``app``."""
+    app.add_typer(train_app, name="train", rich_help_panel=TRAIN)
+    app.command("predict", rich_help_panel=TRAIN)(predict_command)
+    app.add_typer(vae_app, name="vae", rich_help_panel=TRAIN)

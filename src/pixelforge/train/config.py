@@ -58,16 +58,21 @@ class TrainConfig:
             raise UsageError(f"--optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"--lr-schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
-        for flag, value in (("--batch-size", self.batch_size), ("--eval-every", self.eval_every),
-                            ("--log-every", self.log_every)):
+        for flag, value in (
+            ("--batch-size", self.batch_size),
+            ("--eval-every", self.eval_every),
+            ("--log-every", self.log_every),
+        ):
             if value < 1:
                 raise UsageError(f"{flag} {value}: must be at least 1")
         if self.nproc < 1:
             raise UsageError(f"--nproc {self.nproc}: must be at least 1")
         if self.batch_size % self.nproc:
             up = -(-self.batch_size // self.nproc) * self.nproc
-            raise UsageError(f"--batch-size {self.batch_size} does not split over {self.nproc} processes (each takes "
-                             f"batch-size / nproc images): pass a multiple of {self.nproc}, e.g. --batch-size {up}")
+            raise UsageError(
+                f"--batch-size {self.batch_size} does not split over {self.nproc} processes (each takes "
+                f"batch-size / nproc images): pass a multiple of {self.nproc}, e.g. --batch-size {up}"
+            )
         if self.lr <= 0:
             raise UsageError(f"--lr {self.lr}: must be positive")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,11 +34,12 @@ class ImageTable:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def subset(self, idx: np.ndarray) -> "ImageTable":
+    def subset(self, idx: np.ndarray) -> ImageTable:
         idx_t = torch.as_tensor(idx, dtype=torch.long)
         images = None if self.images is None else self.images[idx_t]
-        return ImageTable([self.keys[i] for i in idx], images, self.labels[idx_t],
-                          [self.captions[i] for i in idx], self.label_names)
+        return ImageTable(
+            [self.keys[i] for i in idx], images, self.labels[idx_t], [self.captions[i] for i in idx], self.label_names
+        )
 
 
 def index_table(ds: Dataset, label_column: str = "label") -> tuple[ImageTable, list[dict[str, Any]]]:
@@ -48,8 +50,7 @@ def index_table(ds: Dataset, label_column: str = "label") -> tuple[ImageTable, l
     """
     columns = ds.schema.names
     if label_column not in columns:
-        raise UsageError(f"--label {label_column}: {ds.path} has no such column; its columns are "
-                         f"{', '.join(columns)}")
+        raise UsageError(f"--label {label_column}: {ds.path} has no such column; its columns are {', '.join(columns)}")
     wanted = ["key", "shard", "member", "split", "caption", "label", "label_name"]
     rows = list(ds.iter_rows(columns=wanted + ([label_column] if label_column not in wanted else [])))
     if label_column == "label":
@@ -65,8 +66,13 @@ def index_table(ds: Dataset, label_column: str = "label") -> tuple[ImageTable, l
         labels = [-1 if r[label_column] is None else ids[str(r[label_column])] for r in rows]
     for r, label in zip(rows, labels):
         r["label"] = label
-    table = ImageTable([r["key"] for r in rows], None, torch.tensor(labels, dtype=torch.long),
-                       [r["caption"] for r in rows], label_names)
+    table = ImageTable(
+        [r["key"] for r in rows],
+        None,
+        torch.tensor(labels, dtype=torch.long),
+        [r["caption"] for r in rows],
+        label_names,
+    )
     return table, rows
 
 
@@ -91,13 +97,16 @@ def load_table(ds: Dataset, size: int, max_bytes: int = 8 << 30, label_column: s
     """Decode every sample of ``ds`` to ``size`` x ``size`` (center crop) into memory."""
     need = ds.num_samples * 3 * size * size
     if need > max_bytes:
-        raise UsageError(f"{ds.path}: {ds.num_samples} images at {size} px need {need / 2**30:.1f} GB in memory; "
-                         "train with --stream, pass a smaller --image-size, or curate a subset")
+        raise UsageError(
+            f"{ds.path}: {ds.num_samples} images at {size} px need {need / 2**30:.1f} GB in memory; "
+            "train with --stream, pass a smaller --image-size, or curate a subset"
+        )
     return decode_rows(ds, index_table(ds, label_column)[0], size)
 
 
-def split_indices(keys: list[str], splits: list[str | None], val_fraction: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_indices(
+    keys: list[str], splits: list[str | None], val_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices of (train, val, test): the split column when it has val rows, else a stable hash holdout.
 
     The holdout is decided by a hash of each key, so it never changes between runs or resumes.
@@ -109,18 +118,22 @@ def split_indices(keys: list[str], splits: list[str | None], val_fraction: float
         train_idx = np.flatnonzero((splits_arr == "train") | (splits_arr == ""))
         val_idx = np.flatnonzero(splits_arr == "val")
     else:
-        h = np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big") for k in keys],
-                     dtype=np.uint64)
+        h = np.array(
+            [int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big") for k in keys], dtype=np.uint64
+        )
         is_val = ((h % np.uint64(10_000)) < np.uint64(round(val_fraction * 10_000))) & ~is_test
         train_idx, val_idx = np.flatnonzero(~is_val & ~is_test), np.flatnonzero(is_val)
     if len(train_idx) == 0 or len(val_idx) == 0:
-        raise UsageError(f"the dataset gives {len(train_idx)} training and {len(val_idx)} validation images; "
-                         "it needs both (add samples, or split it with pixelforge split)")
+        raise UsageError(
+            f"the dataset gives {len(train_idx)} training and {len(val_idx)} validation images; "
+            "it needs both (add samples, or split it with pixelforge split)"
+        )
     return train_idx, val_idx, np.flatnonzero(is_test)
 
 
-def split_table(table: ImageTable, splits: list[str | None], val_fraction: float
-                ) -> tuple[ImageTable, ImageTable, ImageTable]:
+def split_table(
+    table: ImageTable, splits: list[str | None], val_fraction: float
+) -> tuple[ImageTable, ImageTable, ImageTable]:
     """(train, val, test) tables of an in-memory ``table`` (see :func:`split_indices`)."""
     return tuple(table.subset(idx) for idx in split_indices(table.keys, splits, val_fraction))
 
@@ -135,9 +148,15 @@ class Batches:
     batch_size / world rows of each global batch, so the processes together see what one would.
     """
 
-    def __init__(self, table: ImageTable, batch_size: int, seed: int,
-                 augment: Callable[[Image.Image], Image.Image] | None = None, num_workers: int = 0,
-                 part: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        table: ImageTable,
+        batch_size: int,
+        seed: int,
+        augment: Callable[[Image.Image], Image.Image] | None = None,
+        num_workers: int = 0,
+        part: tuple[int, int] = (0, 1),
+    ):
         self.rank, self.world = part
         if len(table) < batch_size:
             batch_size = len(table) - len(table) % self.world  # keep it divisible by the processes
@@ -153,7 +172,7 @@ class Batches:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.table), generator=g)
         start = b * self.batch_size + self.rank * self.local
-        return perm[start:start + self.local]
+        return perm[start : start + self.local]
 
     def iterate(self, start_step: int):
         """Yield (step, images float [-1, 1] (B, 3, S, S), labels, captions) from ``start_step`` on."""
@@ -163,9 +182,13 @@ class Batches:
                 yield (step, *self._batch(step, self.indices(step)))
                 step += 1
         loader = torch.utils.data.DataLoader(
-            _AugmentedSteps(self, start_step), batch_size=None, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, prefetch_factor=4 if self.num_workers > 0 else None,
-            generator=torch.Generator().manual_seed(self.seed))  # leaves the global RNG (dropout's) alone
+            _AugmentedSteps(self, start_step),
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            prefetch_factor=4 if self.num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(self.seed),
+        )  # leaves the global RNG (dropout's) alone
         yield from loader
 
     def _batch(self, step: int, idx: torch.Tensor, images: torch.Tensor | None = None):

@@ -21,10 +21,11 @@ import functools
 import inspect
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -71,15 +72,21 @@ def check_launch(cfg: Any, world: int) -> torch.device:
     if world == 1:
         return device
     if device.type == "mps":
-        raise UsageError(f"--device {cfg.device} with {world} processes: there is no distributed backend for "
-                         "Apple MPS; use --device cpu or a single process")
+        raise UsageError(
+            f"--device {cfg.device} with {world} processes: there is no distributed backend for "
+            "Apple MPS; use --device cpu or a single process"
+        )
     if device.type == "cuda":
         if device.index is not None:
-            raise UsageError(f"--device {cfg.device} with {world} processes: pass --device cuda (process r uses "
-                             "GPU r of its machine)")
+            raise UsageError(
+                f"--device {cfg.device} with {world} processes: pass --device cuda (process r uses "
+                "GPU r of its machine)"
+            )
         if torch.cuda.device_count() < world and _launched_world() == 1:
-            raise UsageError(f"--nproc {world}: this machine has {torch.cuda.device_count()} GPUs and each process "
-                             f"needs one; pass --nproc {torch.cuda.device_count()} or --device cpu")
+            raise UsageError(
+                f"--nproc {world}: this machine has {torch.cuda.device_count()} GPUs and each process "
+                f"needs one; pass --nproc {torch.cuda.device_count()} or --device cpu"
+            )
     return device
 
 
@@ -94,16 +101,17 @@ def join(cfg: Any) -> Ranks:
     else:
         world, rank, owns = _launched_world(), int(os.environ.get("RANK", "0")), False
     if world > 1 and cfg.nproc not in (1, world):
-        raise UsageError(f"--nproc {cfg.nproc} under torchrun, which started {world} processes: drop --nproc "
-                         "(torchrun's --nproc-per-node sets the processes)")
+        raise UsageError(
+            f"--nproc {cfg.nproc} under torchrun, which started {world} processes: drop --nproc "
+            "(torchrun's --nproc-per-node sets the processes)"
+        )
     device = check_launch(cfg, world)
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend_for(device), init_method="env://", rank=rank, world_size=world,
-                                timeout=TIMEOUT)
+        dist.init_process_group(backend_for(device), init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
         owns = True
     return Ranks(rank, world, local_rank, device, owns)
 
@@ -119,6 +127,7 @@ def leave(ranks: Ranks) -> None:
 
 
 # -- launching N processes on this machine -------------------------------------------------------------
+
 
 def spawn(family_name: str, cfg: Any, family_cfg: Any, resume: bool):
     """Run ``train()`` in ``cfg.nproc`` new processes on this machine and return rank 0's TrainResult.
@@ -145,8 +154,13 @@ def spawn(family_name: str, cfg: Any, family_cfg: Any, resume: bool):
     level = spawn_log.level
     spawn_log.setLevel(logging.ERROR)  # not "Terminating process N": a failed process's error is what counts
     try:
-        mp.start_processes(_worker, args=(cfg.nproc, store.port, threads, family_name, cfg, family_cfg, resume,
-                                          messages), nprocs=cfg.nproc, join=True, start_method="forkserver")
+        mp.start_processes(
+            _worker,
+            args=(cfg.nproc, store.port, threads, family_name, cfg, family_cfg, resume, messages),
+            nprocs=cfg.nproc,
+            join=True,
+            start_method="forkserver",
+        )
     except (mp.ProcessRaisedException, mp.ProcessExitedException):
         while not messages.empty():
             message = messages.get()
@@ -163,12 +177,20 @@ def spawn(family_name: str, cfg: Any, family_cfg: Any, resume: bool):
     raise RuntimeError("the training processes ended without a result")
 
 
-def _worker(rank: int, world: int, port: int, threads: int, family_name: str, cfg: Any, family_cfg: Any,
-            resume: bool, messages) -> None:
+def _worker(
+    rank: int, world: int, port: int, threads: int, family_name: str, cfg: Any, family_cfg: Any, resume: bool, messages
+) -> None:
     from pixelforge.train.loop import train
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR=HOST, MASTER_PORT=str(port), OMP_NUM_THREADS=str(threads))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR=HOST,
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS=str(threads),
+    )
     torch.set_num_threads(threads)
     try:
         device = check_launch(cfg, world)
@@ -188,6 +210,7 @@ def _worker(rank: int, world: int, port: int, threads: int, family_name: str, cf
 
 
 # -- the modules a family's train_step calls ------------------------------------------------------------
+
 
 class _SumOverRanks(torch.autograd.Function):
     """all_reduce(SUM) with its gradient: each process's input feeds every process's output, so the
@@ -220,8 +243,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training and self.running_mean is not None:
-            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                            False, 0.0, self.eps)
+            return nn.functional.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
         if not self.training:  # no running statistics: this batch's, as BatchNorm does
             return nn.functional.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         dims = [0, *range(2, x.dim())]
@@ -253,8 +277,9 @@ def global_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     out = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats)
+        out = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         if module.affine:
             out.weight, out.bias = module.weight, module.bias
         out.running_mean, out.running_var = module.running_mean, module.running_var
@@ -305,12 +330,15 @@ def wrap(modules: dict[str, nn.Module], ranks: Ranks) -> tuple[dict[str, nn.Modu
         return modules, modules
     kept = {name: global_batch_norm(m, ranks.device) for name, m in modules.items()}
     ids = [ranks.local_rank] if ranks.device.type == "cuda" else None
-    calls = {name: DistributedModule(nn.parallel.DistributedDataParallel(_Methods(m), device_ids=ids), m)
-             for name, m in kept.items()}
+    calls = {
+        name: DistributedModule(nn.parallel.DistributedDataParallel(_Methods(m), device_ids=ids), m)
+        for name, m in kept.items()
+    }
     return kept, calls
 
 
 # -- what every process must agree on ---------------------------------------------------------------------
+
 
 def batch_rows(ranks: Ranks, batch_size: int) -> tuple[int, int, int] | None:
     """This process's rows (start, stop, global batch) of every global batch; None for one process."""

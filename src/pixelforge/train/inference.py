@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from pixelforge import media
+from pixelforge.device import resolve_device
 from pixelforge.errors import UsageError
-from pixelforge.models.registry import LoadedRun, load_run
 from pixelforge.progress import track
 from pixelforge.store import Dataset
-from pixelforge.device import resolve_device
+from pixelforge.train.rundir import LoadedRun, load_run
 
 
-def image_batches(ds: Dataset, size: int, batch_size: int, columns: list[str] | None = None
-                  ) -> Iterator[tuple[list[dict[str, Any]], torch.Tensor, list[tuple[dict[str, Any], str]]]]:
+def image_batches(
+    ds: Dataset, size: int, batch_size: int, columns: list[str] | None = None
+) -> Iterator[tuple[list[dict[str, Any]], torch.Tensor, list[tuple[dict[str, Any], str]]]]:
     """(rows, images in [0, 1] (B, 3, size, size), failures) streamed over ``ds``, center-cropped as in training.
 
     An image that does not decode is returned in ``failures`` with its reason, never dropped silently.
@@ -69,8 +70,9 @@ class PredictResult:
     seconds: float
 
 
-def predict(run_path: str, data: str, out: str, batch_size: int = 256, checkpoint: str = "best",
-            device: str = "auto") -> PredictResult:
+def predict(
+    run_path: str, data: str, out: str, batch_size: int = 256, checkpoint: str = "best", device: str = "auto"
+) -> PredictResult:
     """Write key, predicted, predicted_id, confidence, target (and error) for every sample of ``data``."""
     import time
 
@@ -87,9 +89,17 @@ def predict(run_path: str, data: str, out: str, batch_size: int = 256, checkpoin
     column = run.config.get("label_column", "label")
     names = run.labels
     size = int(run.config["model"]["image_size"])
-    schema = pa.schema([("key", pa.string()), ("predicted", pa.string()), ("predicted_id", pa.int32()),
-                        ("confidence", pa.float32()), ("target", pa.string()), ("error", pa.string())],
-                       metadata={"pixelforge.label_column": column, "pixelforge.run": run.run_id})
+    schema = pa.schema(
+        [
+            ("key", pa.string()),
+            ("predicted", pa.string()),
+            ("predicted_id", pa.int32()),
+            ("confidence", pa.float32()),
+            ("target", pa.string()),
+            ("error", pa.string()),
+        ],
+        metadata={"pixelforge.label_column": column, "pixelforge.run": run.run_id},
+    )
     start = time.monotonic()
     n = failed = judged = right = 0
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -113,19 +123,31 @@ def predict(run_path: str, data: str, out: str, batch_size: int = 256, checkpoin
                         judged += 1
                         right += target == names[i]
             for row, reason in failures:
-                for f, v in (("key", row["key"]), ("predicted", None), ("predicted_id", None), ("confidence", None),
-                             ("target", _target(row, column)), ("error", reason)):
+                for f, v in (
+                    ("key", row["key"]),
+                    ("predicted", None),
+                    ("predicted_id", None),
+                    ("confidence", None),
+                    ("target", _target(row, column)),
+                    ("error", reason),
+                ):
                     cols[f].append(v)
             writer.write_table(pa.table(cols, schema=schema))
             n += len(rows) + len(failures)
             failed += len(failures)
             bar.advance(len(rows) + len(failures))
     Path(tmp).replace(out)
-    return PredictResult(out=out, rows=n, failed=failed, accuracy=right / judged if judged else None,
-                         seconds=round(time.monotonic() - start, 2))
+    return PredictResult(
+        out=out,
+        rows=n,
+        failed=failed,
+        accuracy=right / judged if judged else None,
+        seconds=round(time.monotonic() - start, 2),
+    )
 
 
 # -- VAE ---------------------------------------------------------------------------------------------
+
 
 def _vae_run(run_path: str, checkpoint: str, device: str) -> tuple[LoadedRun, torch.device]:
     dev = resolve_device(device)
@@ -141,8 +163,9 @@ def _class_ids(run: LoadedRun, rows: list[dict[str, Any]], dev: torch.device) ->
     return torch.tensor([int(v) for v in labels], device=dev)
 
 
-def vae_encode(run_path: str, data: str, out: str, batch_size: int = 256, checkpoint: str = "best",
-               device: str = "auto") -> dict[str, Any]:
+def vae_encode(
+    run_path: str, data: str, out: str, batch_size: int = 256, checkpoint: str = "best", device: str = "auto"
+) -> dict[str, Any]:
     """Write key, label and the latent mean (and log-variance) of every sample to a parquet file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -153,8 +176,10 @@ def vae_encode(run_path: str, data: str, out: str, batch_size: int = 256, checkp
     ds = Dataset.open(data)
     dim = run.family.cfg.latent_dim
     vec = pa.list_(pa.float32(), dim)
-    schema = pa.schema([("key", pa.string()), ("label", pa.int64()), ("mu", vec), ("logvar", vec),
-                        ("error", pa.string())], metadata={"pixelforge.run": run.run_id})
+    schema = pa.schema(
+        [("key", pa.string()), ("label", pa.int64()), ("mu", vec), ("logvar", vec), ("error", pa.string())],
+        metadata={"pixelforge.run": run.run_id},
+    )
     n = 0
     tmp = f"{out}.tmp"
     with pq.ParquetWriter(tmp, schema) as writer, track("encode", total=ds.num_samples) as bar:
@@ -164,19 +189,34 @@ def vae_encode(run_path: str, data: str, out: str, batch_size: int = 256, checkp
                 with torch.inference_mode():
                     mu, logvar = run.model.encode(x.to(dev), _class_ids(run, rows, dev))
             bad = [r for r, _ in failures]
-            writer.write_table(pa.table({
-                "key": [r["key"] for r in rows + bad], "label": [r.get("label") for r in rows + bad],
-                "mu": pa.array(mu.cpu().tolist() + [None] * len(bad), vec),
-                "logvar": pa.array(logvar.cpu().tolist() + [None] * len(bad), vec),
-                "error": [None] * len(rows) + [reason for _, reason in failures]}, schema=schema))
+            writer.write_table(
+                pa.table(
+                    {
+                        "key": [r["key"] for r in rows + bad],
+                        "label": [r.get("label") for r in rows + bad],
+                        "mu": pa.array(mu.cpu().tolist() + [None] * len(bad), vec),
+                        "logvar": pa.array(logvar.cpu().tolist() + [None] * len(bad), vec),
+                        "error": [None] * len(rows) + [reason for _, reason in failures],
+                    },
+                    schema=schema,
+                )
+            )
             n += len(rows) + len(bad)
             bar.advance(len(rows) + len(bad))
     Path(tmp).replace(out)
     return {"out": out, "rows": n, "latent_dim": dim}
 
 
-def vae_interpolate(run_path: str, data: str, key_from: str, key_to: str, out: str, steps: int = 8,
-                    checkpoint: str = "best", device: str = "auto") -> dict[str, Any]:
+def vae_interpolate(
+    run_path: str,
+    data: str,
+    key_from: str,
+    key_to: str,
+    out: str,
+    steps: int = 8,
+    checkpoint: str = "best",
+    device: str = "auto",
+) -> dict[str, Any]:
     """A PNG strip decoding ``steps`` points on the line between two samples' latent means.
 
     A class-conditional VAE decodes each point with the class of the nearer end.
@@ -193,8 +233,10 @@ def vae_interpolate(run_path: str, data: str, key_from: str, key_to: str, out: s
                 found[row["key"]] = (row, img)
     missing = [k for k in (key_from, key_to) if k not in found]
     if missing:
-        raise UsageError(f"{data} has no sample with key {missing[0]!r}: list keys with "
-                         f"`pixelforge query {data} \"SELECT key FROM samples LIMIT 10\"`")
+        raise UsageError(
+            f"{data} has no sample with key {missing[0]!r}: list keys with "
+            f'`pixelforge query {data} "SELECT key FROM samples LIMIT 10"`'
+        )
     rows = [found[key_from][0], found[key_to][0]]
     x = torch.stack([found[key_from][1], found[key_to][1]]).to(dev)
     with torch.inference_mode():
@@ -204,8 +246,7 @@ def vae_interpolate(run_path: str, data: str, key_from: str, key_to: str, out: s
         z = (1 - t) * mu[0] + t * mu[1]
         ys = None if y is None else torch.where(t[:, 0] < 0.5, y[0], y[1])
         imgs = run.model.decode(z, ys)
-    arr = (imgs.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    arr = imgs.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     strip = np.concatenate(list(arr), axis=1)
-    scale = max(1, math.ceil(64 / size))
-    Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST).save(out)
+    media.save_grid(strip, out, scale=max(1, math.ceil(64 / size)))
     return {"out": out, "steps": steps, "from": key_from, "to": key_to}

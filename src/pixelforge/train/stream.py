@@ -17,7 +17,8 @@ disjoint parts of every group and together see exactly the batches one process w
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,17 +26,24 @@ from PIL import Image
 
 from pixelforge import media
 from pixelforge.errors import DatasetError
-from pixelforge.store import Dataset
-from pixelforge.store import fs as fsutil
-from pixelforge.store.shards import SHARDS_DIR, read_members
+from pixelforge.store import Dataset, split_member
 
 
 class StreamBatches:
     """Batches of the training rows ``rows`` (dicts with key, shard, member, label id, caption)."""
 
-    def __init__(self, ds: Dataset, rows: list[dict[str, Any]], size: int, batch_size: int, seed: int,
-                 augment: Callable[[Image.Image], Image.Image] | None = None, num_workers: int = 2,
-                 group_shards: int = 4, part: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        ds: Dataset,
+        rows: list[dict[str, Any]],
+        size: int,
+        batch_size: int,
+        seed: int,
+        augment: Callable[[Image.Image], Image.Image] | None = None,
+        num_workers: int = 2,
+        group_shards: int = 4,
+        part: tuple[int, int] = (0, 1),
+    ):
         self.ds, self.size, self.seed, self.augment = ds, size, seed, augment
         self.rank, self.world = part
         self.batch_size = batch_size if batch_size <= len(rows) else len(rows) - len(rows) % self.world
@@ -50,7 +58,7 @@ class StreamBatches:
     def groups(self, epoch: int) -> list[list[str]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = [self.shards[i] for i in torch.randperm(len(self.shards), generator=g).tolist()]
-        return [order[i:i + self.group_shards] for i in range(0, len(order), self.group_shards)]
+        return [order[i : i + self.group_shards] for i in range(0, len(order), self.group_shards)]
 
     def group_permutation(self, epoch: int, group: int, n: int) -> list[int]:
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 7919 + group)
@@ -77,12 +85,15 @@ class StreamBatches:
         while g0 < len(groups) - 1 and skip >= local_sizes[g0]:
             skip -= local_sizes[g0]
             g0 += 1
-        loader = torch.utils.data.DataLoader(_GroupDecoder(self, epoch, groups, starts, g0), batch_size=None,
-                                             num_workers=self.num_workers,
-                                             prefetch_factor=2 if self.num_workers else None,
-                                             # its own generator: starting workers must not draw from the global
-                                             # RNG, which the model's dropout uses and a checkpoint restores
-                                             generator=torch.Generator().manual_seed(self.seed))
+        loader = torch.utils.data.DataLoader(
+            _GroupDecoder(self, epoch, groups, starts, g0),
+            batch_size=None,
+            num_workers=self.num_workers,
+            prefetch_factor=2 if self.num_workers else None,
+            # its own generator: starting workers must not draw from the global
+            # RNG, which the model's dropout uses and a checkpoint restores
+            generator=torch.Generator().manual_seed(self.seed),
+        )
         step, end = epoch * self.per_epoch + first_batch, (epoch + 1) * self.per_epoch
         images: list[torch.Tensor] = []
         labels: list[torch.Tensor] = []
@@ -126,17 +137,19 @@ class _GroupDecoder(torch.utils.data.IterableDataset):
         needed = {rows[i]["key"] for _, i in keep}
         arrays: dict[str, Image.Image] = {}
         for shard in self.groups[g]:
-            path = fsutil.join(s.ds.root, SHARDS_DIR, shard)
             members = {r["key"]: r["member"] for r in s.by_shard[shard]}
-            for key, files in read_members(s.ds.fs, path):
-                if key in needed and key in members:
-                    arrays[key] = media.resize(media.decode(files[members[key].partition(".")[2]]), s.size,
-                                               "center_crop")
+            for key, files in s.ds.read_shard(shard, keys=needed):
+                if key in members:
+                    arrays[key] = media.resize(
+                        media.decode(files[split_member(members[key])[1]]), s.size, "center_crop"
+                    )
         missing = needed - arrays.keys()
         if missing:
             row = next(r for _, i in keep if (r := rows[i])["key"] in missing)
-            raise DatasetError(f"{s.ds.path}: sample {row['key']} of index.parquet is not in shard {row['shard']}; "
-                               "the dataset is damaged: make it again from its source")
+            raise DatasetError(
+                f"{s.ds.path}: sample {row['key']} of index.parquet is not in shard {row['shard']}; "
+                "the dataset is damaged: make it again from its source"
+            )
         out = []
         for j, i in keep:
             img = arrays[rows[i]["key"]]
@@ -148,5 +161,8 @@ class _GroupDecoder(torch.utils.data.IterableDataset):
             out.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
         if not out:
             return (torch.empty((0, 3, s.size, s.size), dtype=torch.uint8), torch.empty(0, dtype=torch.long), [])
-        return (torch.stack(out), torch.tensor([rows[i]["label"] for _, i in keep], dtype=torch.long),
-                [rows[i]["caption"] for _, i in keep])
+        return (
+            torch.stack(out),
+            torch.tensor([rows[i]["label"] for _, i in keep], dtype=torch.long),
+            [rows[i]["caption"] for _, i in keep],
+        )

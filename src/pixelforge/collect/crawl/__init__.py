@@ -37,15 +37,26 @@ def pages_schema():
     """The columns of pages.parquet: one row per page the crawl fetched or refused."""
     import pyarrow as pa
 
-    return pa.schema([
-        pa.field("url", pa.string(), nullable=False), pa.field("final_url", pa.string()),
-        pa.field("parent", pa.string()), pa.field("depth", pa.int32()), pa.field("status", pa.int16()),
-        pa.field("content_type", pa.string()), pa.field("charset", pa.string()), pa.field("bytes", pa.int64()),
-        pa.field("images_found", pa.int32()), pa.field("links_found", pa.int32()),
-        pa.field("opt_out", pa.string()), pa.field("license", pa.string()), pa.field("canonical", pa.string()),
-        pa.field("error", pa.string()), pa.field("detail", pa.string()),
-        pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
-    ])
+    return pa.schema(
+        [
+            pa.field("url", pa.string(), nullable=False),
+            pa.field("final_url", pa.string()),
+            pa.field("parent", pa.string()),
+            pa.field("depth", pa.int32()),
+            pa.field("status", pa.int16()),
+            pa.field("content_type", pa.string()),
+            pa.field("charset", pa.string()),
+            pa.field("bytes", pa.int64()),
+            pa.field("images_found", pa.int32()),
+            pa.field("links_found", pa.int32()),
+            pa.field("opt_out", pa.string()),
+            pa.field("license", pa.string()),
+            pa.field("canonical", pa.string()),
+            pa.field("error", pa.string()),
+            pa.field("detail", pa.string()),
+            pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
 
 
 def _write_pages(out: str, outcome: CrawlOutcome) -> None:
@@ -80,21 +91,20 @@ def _save_outcome(out: str, doc: dict) -> None:
     import json
 
     from pixelforge.store import fs as fsutil
-    from pixelforge.store.dataset import WORK_DIR
+    from pixelforge.store import work_path
 
     fs, root = fsutil.resolve(out)
-    fs.makedirs(fsutil.join(root, WORK_DIR), exist_ok=True)
-    fsutil.atomic_write_bytes(fs, fsutil.join(root, WORK_DIR, OUTCOME_FILE), json.dumps(doc).encode())
+    fsutil.atomic_write_bytes(fs, work_path(root, OUTCOME_FILE, fs), json.dumps(doc).encode())
 
 
 def _load_outcome(out: str) -> dict | None:
     import json
 
     from pixelforge.store import fs as fsutil
-    from pixelforge.store.dataset import WORK_DIR
+    from pixelforge.store import work_path
 
     fs, root = fsutil.resolve(out)
-    path = fsutil.join(root, WORK_DIR, OUTCOME_FILE)
+    path = work_path(root, OUTCOME_FILE, fs)  # resumed: prepare_output kept the work folder
     if not fs.exists(path):
         return None
     with fs.open(path, "rb") as f:
@@ -123,8 +133,10 @@ def crawl(out: str, config: CrawlConfig, *, overwrite: bool = False, resume: boo
     lineage = json.loads(json.dumps({k: v for k, v in config_to_dict(config).items() if k != "download"}))
     saved = _load_outcome(out) if resume else None
     if saved is not None and saved["config"] != lineage:
-        raise UsageError(f"--resume: {out} was crawled with other options ({saved['config']}); pass the same "
-                         "seeds and crawl options or use --overwrite")
+        raise UsageError(
+            f"--resume: {out} was crawled with other options ({saved['config']}); pass the same "
+            "seeds and crawl options or use --overwrite"
+        )
     if saved is None:
         outcome = asyncio.run(Crawler(config).run())
         _write_pages(out, outcome)
@@ -135,27 +147,61 @@ def crawl(out: str, config: CrawlConfig, *, overwrite: bool = False, resume: boo
         fetched = sum(1 for p in outcome.pages if p["status"] is not None)
         parsed_ok = sum(1 for p in outcome.pages if p["error"] is None)
         opted = sum(1 for p in outcome.pages if p["opt_out"])
-        crawl_stats = {"crawl": {
-            "seconds": round(outcome.seconds, 3),
-            "politeness_floor_seconds": round(outcome.politeness_floor_seconds, 3),
-            "parse_seconds": round(outcome.parse_seconds, 3), "pages": len(outcome.pages), "pages_fetched": fetched,
-            "pages_parsed": parsed_ok, "pages_opted_out": opted, "page_errors": dict(sorted(errors.items())),
-            "skipped_urls": dict(sorted(outcome.skipped.items())),
-            "decorative_images": dict(sorted(outcome.decorative.items())),
-            "duplicate_images": outcome.duplicate_images, "images_found": len(outcome.images)}}
+        crawl_stats = {
+            "crawl": {
+                "seconds": round(outcome.seconds, 3),
+                "politeness_floor_seconds": round(outcome.politeness_floor_seconds, 3),
+                "parse_seconds": round(outcome.parse_seconds, 3),
+                "pages": len(outcome.pages),
+                "pages_fetched": fetched,
+                "pages_parsed": parsed_ok,
+                "pages_opted_out": opted,
+                "page_errors": dict(sorted(errors.items())),
+                "skipped_urls": dict(sorted(outcome.skipped.items())),
+                "decorative_images": dict(sorted(outcome.decorative.items())),
+                "duplicate_images": outcome.duplicate_images,
+                "images_found": len(outcome.images),
+            }
+        }
         rows = [dataclasses.asdict(r) for r in CandidateRows(outcome.images, not config.download.ignore_opt_outs)]
-        saved = {"config": lineage, "stats": crawl_stats, "rows": rows,
-                 "summary": {"pages_fetched": fetched, "pages_failed": len(outcome.pages) - parsed_ok,
-                             "pages_opted_out": opted, "images_decorative": sum(outcome.decorative.values())}}
+        saved = {
+            "config": lineage,
+            "stats": crawl_stats,
+            "rows": rows,
+            "summary": {
+                "pages_fetched": fetched,
+                "pages_failed": len(outcome.pages) - parsed_ok,
+                "pages_opted_out": opted,
+                "images_decorative": sum(outcome.decorative.values()),
+            },
+        }
         _save_outcome(out, saved)
     stats, summary = saved["stats"], saved["summary"]
-    result = download_rows(_SavedRows(saved["rows"]), out, config.download,
-                           plan_source="crawl:" + " ".join(config.seeds), command="collect crawl",
-                           resume=resume, output_ready=True, lineage_extra={"crawl": lineage}, stats_extra=stats)
+    result = download_rows(
+        _SavedRows(saved["rows"]),
+        out,
+        config.download,
+        plan_source="crawl:" + " ".join(config.seeds),
+        command="collect crawl",
+        resume=resume,
+        output_ready=True,
+        lineage_extra={"crawl": lineage},
+        stats_extra=stats,
+    )
     c = stats["crawl"]
-    return CrawlResult(out=out, pages_fetched=summary["pages_fetched"], pages_failed=summary["pages_failed"],
-                       pages_opted_out=summary["pages_opted_out"], page_errors=c["page_errors"],
-                       images_found=c["images_found"], images_decorative=summary["images_decorative"],
-                       samples=result.samples, failures=result.failures, failure_reasons=result.failure_reasons,
-                       crawl_seconds=c["seconds"], politeness_floor_seconds=c["politeness_floor_seconds"],
-                       parse_seconds=c["parse_seconds"], download_seconds=result.seconds)
+    return CrawlResult(
+        out=out,
+        pages_fetched=summary["pages_fetched"],
+        pages_failed=summary["pages_failed"],
+        pages_opted_out=summary["pages_opted_out"],
+        page_errors=c["page_errors"],
+        images_found=c["images_found"],
+        images_decorative=summary["images_decorative"],
+        samples=result.samples,
+        failures=result.failures,
+        failure_reasons=result.failure_reasons,
+        crawl_seconds=c["seconds"],
+        politeness_floor_seconds=c["politeness_floor_seconds"],
+        parse_seconds=c["parse_seconds"],
+        download_seconds=result.seconds,
+    )

@@ -35,18 +35,23 @@ class CrawlConfig:
             raise UsageError("give at least one SEED_URL (an http or https page to start from)")
         for seed in self.seeds:
             if canonical_url(seed) is None:
-                raise UsageError(f"SEED_URL {seed!r}: not an http(s) URL with a host; "
-                                 "write it like https://example.org/gallery/")
+                raise UsageError(
+                    f"SEED_URL {seed!r}: not an http(s) URL with a host; write it like https://example.org/gallery/"
+                )
             host = urlsplit(seed.strip()).hostname or ""
             if not self.download.allow_private_networks and _is_private_literal(host):
-                raise UsageError(f"SEED_URL {seed!r} is a loopback/private address: "
-                                 "pass --allow-private-networks to crawl it")
+                raise UsageError(
+                    f"SEED_URL {seed!r} is a loopback/private address: pass --allow-private-networks to crawl it"
+                )
         if self.scope not in SCOPES:
             raise UsageError(f"--scope {self.scope!r}: choose one of {', '.join(SCOPES)}")
-        for flag, value, low in (("--max-pages", self.max_pages, 1), ("--max-depth", self.max_depth, 0),
-                                 ("--max-page-bytes", self.max_page_bytes, 1024),
-                                 ("--max-per-pattern", self.max_per_pattern, 1),
-                                 ("--page-concurrency", self.page_concurrency, 1)):
+        for flag, value, low in (
+            ("--max-pages", self.max_pages, 1),
+            ("--max-depth", self.max_depth, 0),
+            ("--max-page-bytes", self.max_page_bytes, 1024),
+            ("--max-per-pattern", self.max_per_pattern, 1),
+            ("--page-concurrency", self.page_concurrency, 1),
+        ):
             if value < low:
                 raise UsageError(f"{flag} {value}: must be at least {low}")
         if self.delay < 0:
@@ -56,8 +61,10 @@ class CrawlConfig:
                 try:
                     re.compile(p)
                 except re.error as exc:
-                    raise UsageError(f"{flag} {p!r} is not a valid regular expression ({exc}); "
-                                     "escape special characters such as ? and ( with a backslash") from None
+                    raise UsageError(
+                        f"{flag} {p!r} is not a valid regular expression ({exc}); "
+                        "escape special characters such as ? and ( with a backslash"
+                    ) from None
 
     def canonical_seeds(self) -> list[str]:
         out: list[str] = []

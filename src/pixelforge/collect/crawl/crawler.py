@@ -9,9 +9,10 @@ import hashlib
 import io
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from pixelforge.collect.crawl.config import CrawlConfig
@@ -25,16 +26,49 @@ from pixelforge.progress import track
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # links whose path ends like this are files, not pages: never fetched as pages
-NOT_PAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".svg", ".bmp", ".tif", ".tiff", ".ico",
-                     ".pdf", ".zip", ".gz", ".tar", ".mp4", ".webm", ".mp3", ".css", ".js", ".json", ".xml")
+NOT_PAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".gif",
+    ".webp",
+    ".avif",
+    ".svg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".ico",
+    ".pdf",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".mp4",
+    ".webm",
+    ".mp3",
+    ".css",
+    ".js",
+    ".json",
+    ".xml",
+)
 MAX_SITEMAPS = 50  # sitemap files read per crawl (an index may point at more)
 MAX_SITEMAP_BYTES = 10 * 1024 * 1024
 _LOC = re.compile(rb"<loc>\s*(.*?)\s*</loc>", re.S | re.I)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 # what pages.parquet's `error` column may hold (null for a page that was read and parsed)
-PAGE_ERRORS = ("http_4xx", "http_5xx", "timeout", "connection_error", "too_large", "redirect_limit",
-               "invalid_url", "private_network_blocked", "opt_out_robots", "not_html", "duplicate",
-               "out_of_scope_redirect")
+PAGE_ERRORS = (
+    "http_4xx",
+    "http_5xx",
+    "timeout",
+    "connection_error",
+    "too_large",
+    "redirect_limit",
+    "invalid_url",
+    "private_network_blocked",
+    "opt_out_robots",
+    "not_html",
+    "duplicate",
+    "out_of_scope_redirect",
+)
 # why a discovered URL was not fetched: counted in stats.json under crawl.skipped
 SKIP_KINDS = ("max_pages", "max_depth", "out_of_scope", "excluded", "not_a_page", "pattern_cap", "nofollow")
 
@@ -59,10 +93,13 @@ def decode_html(data: bytes, content_type: str | None) -> tuple[str, str]:
     A declared charset that is unknown or does not decode the bytes is passed over, so a page
     with a wrong or missing charset still parses (undecodable bytes become U+FFFD at worst).
     """
-    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-                      (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, name in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
         if data.startswith(bom):
-            return data[len(bom):].decode(name, errors="replace"), name
+            return data[len(bom) :].decode(name, errors="replace"), name
     candidates = []
     m = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", content_type or "", re.I)
     if m:
@@ -103,10 +140,16 @@ class Crawler:
         self.cfg = config
         dl = config.download
         self.honour = not dl.ignore_opt_outs
-        self.fetch_cfg = FetchConfig(timeout=dl.timeout, retries=dl.retries, max_bytes=config.max_page_bytes,
-                                     user_agent=dl.user_agent, honour_opt_outs=False,
-                                     allow_private_networks=dl.allow_private_networks,
-                                     concurrency=config.page_concurrency, per_host=0)
+        self.fetch_cfg = FetchConfig(
+            timeout=dl.timeout,
+            retries=dl.retries,
+            max_bytes=config.max_page_bytes,
+            user_agent=dl.user_agent,
+            honour_opt_outs=False,
+            allow_private_networks=dl.allow_private_networks,
+            concurrency=config.page_concurrency,
+            per_host=0,
+        )
         self.seeds = config.canonical_seeds()
         self.scope = Scope(config.scope, self.seeds)
         self.include = [re.compile(p) for p in config.include]
@@ -135,8 +178,7 @@ class Crawler:
         if not self.scope.allows(url):
             self._skip("out_of_scope")
             return False
-        if (self.include and not any(p.search(url) for p in self.include)) or \
-                any(p.search(url) for p in self.exclude):
+        if (self.include and not any(p.search(url) for p in self.include)) or any(p.search(url) for p in self.exclude):
             self._skip("excluded")
             return False
         if urlsplit(url).path.lower().endswith(NOT_PAGE_SUFFIXES):
@@ -186,7 +228,8 @@ class Crawler:
         self.out.seconds = time.monotonic() - start
         delays = {o: max(self.cfg.delay, (r.crawl_delay or 0.0)) for o, r in self._loaded_rules().items()}
         self.out.politeness_floor_seconds = max(
-            [(n - 1) * delays.get(o, self.cfg.delay) for o, n in self.requests.items() if n > 0] or [0.0])
+            [(n - 1) * delays.get(o, self.cfg.delay) for o, n in self.requests.items() if n > 0] or [0.0]
+        )
         return self.out
 
     def _refuse_redirect(self, url: str) -> str | None:
@@ -229,10 +272,24 @@ class Crawler:
     # ---- one page -------------------------------------------------------------------------------
 
     def _row(self, url: str, depth: int, parent: str | None, **kw: Any) -> dict[str, Any]:
-        row = {"url": url, "final_url": None, "parent": parent, "depth": depth, "status": None,
-               "content_type": None, "charset": None, "bytes": None, "images_found": 0, "links_found": 0,
-               "opt_out": None, "license": None, "canonical": None, "error": None, "detail": None,
-               "fetched_at": None}
+        row = {
+            "url": url,
+            "final_url": None,
+            "parent": parent,
+            "depth": depth,
+            "status": None,
+            "content_type": None,
+            "charset": None,
+            "bytes": None,
+            "images_found": 0,
+            "links_found": 0,
+            "opt_out": None,
+            "license": None,
+            "canonical": None,
+            "error": None,
+            "detail": None,
+            "fetched_at": None,
+        }
         row.update(kw)
         self.out.pages.append(row)
         return row
@@ -255,14 +312,23 @@ class Crawler:
             async with self.polite.slot(origin, rules):
                 got = await self.fetcher.fetch(url)
         except FetchError as exc:
-            self._row(url, depth, parent, status=exc.status, error=exc.reason, detail=exc.detail,
-                      fetched_at=datetime.now(timezone.utc))
+            self._row(
+                url, depth, parent, status=exc.status, error=exc.reason, detail=exc.detail, fetched_at=datetime.now(UTC)
+            )
             return
-        fetched_at = datetime.now(timezone.utc)
+        fetched_at = datetime.now(UTC)
         ctype = (got.headers or {}).get("Content-Type", "") if got.headers is not None else ""
         final = canonical_url(got.url) or url
-        row = self._row(url, depth, parent, final_url=final if final != url else None, status=got.status,
-                        content_type=ctype or None, bytes=len(got.data), fetched_at=fetched_at)
+        row = self._row(
+            url,
+            depth,
+            parent,
+            final_url=final if final != url else None,
+            status=got.status,
+            content_type=ctype or None,
+            bytes=len(got.data),
+            fetched_at=fetched_at,
+        )
         if final != url:
             if not self.scope.allows(final):
                 row.update(error="out_of_scope_redirect", detail=f"redirected to {final[:200]}")
@@ -273,7 +339,8 @@ class Crawler:
                 return
             self.seen.add(final)
             if self.honour and not (await self.polite.rules(origin_of(final))).robots.allows(
-                    final, self.fetch_cfg.user_agent):
+                final, self.fetch_cfg.user_agent
+            ):
                 row.update(error="opt_out_robots", detail=f"redirected to {final[:200]}, which robots.txt disallows")
                 return
         if ctype.split(";")[0].strip().lower() not in HTML_TYPES:
@@ -288,8 +355,12 @@ class Crawler:
         t0 = time.perf_counter()
         info = extract_page(text, final)
         self.out.parse_seconds += time.perf_counter() - t0
-        row.update(charset=charset, links_found=len(info.links), canonical=info.canonical,
-                   license=info.licence.id if info.licence else None)
+        row.update(
+            charset=charset,
+            links_found=len(info.links),
+            canonical=info.canonical,
+            license=info.licence.id if info.licence else None,
+        )
         if info.canonical and info.canonical != final:
             if info.canonical in self.seen and info.canonical != url:
                 row.update(error="duplicate", detail=f"rel=canonical names {info.canonical[:200]}, already crawled")
@@ -351,8 +422,17 @@ class CandidateRows:
             failure = None
             if why and self.honour:
                 failure = (reason or "opt_out_page", f"{why} (page {page})")
-            yield InputRow(n, image.url, caption=image.caption,
-                           license=lic.id if lic is not None else None,
-                           license_url=lic.url if lic is not None else None,
-                           attribution=image.attribution, meta=meta, source_kind="crawl", page_url=page,
-                           caption_source=image.caption_source, opt_out=why, failure=failure)
+            yield InputRow(
+                n,
+                image.url,
+                caption=image.caption,
+                license=lic.id if lic is not None else None,
+                license_url=lic.url if lic is not None else None,
+                attribution=image.attribution,
+                meta=meta,
+                source_kind="crawl",
+                page_url=page,
+                caption_source=image.caption_source,
+                opt_out=why,
+                failure=failure,
+            )

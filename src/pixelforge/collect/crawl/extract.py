@@ -21,8 +21,11 @@ ROBOTS_META_NAMES = frozenset({"robots", "pixelforge"})  # "pixelforge" addresse
 LICENCE_META_NAMES = ("dcterms.license", "dc.license", "dc.rights", "dcterms.rights")
 OG_IMAGE_PROPERTIES = ("og:image", "og:image:url", "og:image:secure_url")
 # URL pieces of analytics beacons and spacer images: never a picture
-_TRACKER = re.compile(r"(^|[/._-])(pixel|spacer|blank|beacon|tracking|tracker|track|1x1|clear)"
-                      r"([/._-]|$)|/(collect|analytics|b/ss)(/|\?|$)", re.I)
+_TRACKER = re.compile(
+    r"(^|[/._-])(pixel|spacer|blank|beacon|tracking|tracker|track|1x1|clear)"
+    r"([/._-]|$)|/(collect|analytics|b/ss)(/|\?|$)",
+    re.I,
+)
 _SPACE = re.compile(r"\s+")
 # why an <img> was not taken; counted per page and in the crawl's stats
 SKIP_REASONS = ("empty_alt", "presentation", "small_declared", "tracking_pixel", "data_uri", "no_src")
@@ -149,19 +152,46 @@ def extract_page(html: str, page_url: str) -> PageInfo:
     pixels, data: URIs) are counted in ``skipped``, not returned.
     """
     tree = LexborHTMLParser(html)
-    info = PageInfo()
     base = page_url
     base_node = tree.css_first("base[href]")
     if base_node is not None:
         base = canonical_url(base_node.attributes.get("href") or "", page_url) or page_url
+    head = read_head(tree, base)
+    images, skipped = read_images(tree, base, head)
+    return PageInfo(
+        links=read_links(tree, base),
+        images=images,
+        canonical=head.canonical,
+        title=head.title,
+        licence=head.licence,
+        attribution=head.attribution,
+        opt_out=head.opt_out,
+        nofollow=head.nofollow,
+        skipped=skipped,
+    )
 
-    # --- head: title, canonical, robots and TDM meta, licence meta, author, JSON-LD
-    info.title = _text(tree.css_first("title"))
+
+@dataclass
+class PageHead:
+    """What a page says about itself (head meta, rel links, JSON-LD), and the hints its images take."""
+
+    title: str | None = None
+    canonical: str | None = None
+    licence: Licence | None = None
+    attribution: str | None = None
+    opt_out: str | None = None
+    nofollow: bool = False
+    og_images: list[str] = field(default_factory=list)  # og:image contents, in page order
+    og_alt: str | None = None
+    jsonld_images: dict[str | None, tuple[str | None, str | None]] = field(default_factory=dict)  # (licence, creator)
+
+
+def read_head(tree: LexborHTMLParser, base: str) -> PageHead:
+    """Title, canonical, robots and TDM meta, licence meta and rel=license links, author, JSON-LD."""
+    head = PageHead(title=_text(tree.css_first("title")))
     robots_values: list[str] = []
     meta_licence: Licence | None = None
     meta_author = None
-    og_images: list[tuple[str, str | None]] = []
-    og_alt = None
     for meta in tree.css("meta"):
         a = meta.attributes
         name = (a.get("name") or "").strip().lower()
@@ -169,28 +199,28 @@ def extract_page(html: str, page_url: str) -> PageInfo:
         content = (a.get("content") or "").strip()
         if name in ROBOTS_META_NAMES:
             robots_values.append(content)
-        elif name == "tdm-reservation" and content == "1" and info.opt_out is None:
-            info.opt_out = "tdm-reservation meta: 1"
+        elif name == "tdm-reservation" and content == "1" and head.opt_out is None:
+            head.opt_out = "tdm-reservation meta: 1"
         elif name in LICENCE_META_NAMES and meta_licence is None:
             meta_licence = licence_from(content, f"meta {name}")
         elif name == "author" and content:
             meta_author = meta_author or _clean(content)
         elif prop in OG_IMAGE_PROPERTIES and content:
-            og_images.append((content, None))
+            head.og_images.append(content)
         elif prop == "og:image:alt" and content:
-            og_alt = og_alt or _clean(content)
+            head.og_alt = head.og_alt or _clean(content)
     directive = _robots_directive(robots_values)
-    if directive and info.opt_out is None:
-        info.opt_out = f"meta robots: {directive}"
+    if directive and head.opt_out is None:
+        head.opt_out = f"meta robots: {directive}"
     lowered = [d.strip().lower() for v in robots_values for d in v.split(",")]
-    info.nofollow = "nofollow" in lowered or "none" in lowered
+    head.nofollow = "nofollow" in lowered or "none" in lowered
     jsonld: JsonLd = parse_jsonld([s.text(deep=True) for s in tree.css('script[type="application/ld+json"]')])
 
     page_link = head_link = None
     for node in tree.css("a[rel], link[rel], area[rel]"):
         rels = _rel_tokens(node)
-        if "canonical" in rels and node.tag == "link" and info.canonical is None:
-            info.canonical = canonical_url(node.attributes.get("href") or "", base)
+        if "canonical" in rels and node.tag == "link" and head.canonical is None:
+            head.canonical = canonical_url(node.attributes.get("href") or "", base)
         if "license" in rels and _ancestor(node, "figure") is None:
             href = node.attributes.get("href")
             if node.tag == "link":
@@ -198,95 +228,122 @@ def extract_page(html: str, page_url: str) -> PageInfo:
             else:
                 page_link = page_link or licence_from(href and canonical_url(href, base) or href, "page-link")
     jsonld_licence = licence_from(jsonld.license, "jsonld")
-    info.licence = page_link or head_link or jsonld_licence or meta_licence
-    info.attribution = jsonld.attribution or meta_author
-    jsonld_images = {canonical_url(u, base): v for u, v in (jsonld.images or {}).items()}
+    head.licence = page_link or head_link or jsonld_licence or meta_licence
+    head.attribution = jsonld.attribution or meta_author
+    head.jsonld_images = {canonical_url(u, base): v for u, v in (jsonld.images or {}).items()}
+    return head
 
-    # --- links
-    seen_links: set[str] = set()
+
+def read_links(tree: LexborHTMLParser, base: str) -> list[str]:
+    """The canonical URLs of the page's <a href> and <area href>, first occurrence each, in page order."""
+    links: list[str] = []
+    seen: set[str] = set()
     for a in tree.css("a[href], area[href]"):
         url = canonical_url(a.attributes.get("href") or "", base)
-        if url and url not in seen_links:
-            seen_links.add(url)
-            info.links.append(url)
+        if url and url not in seen:
+            seen.add(url)
+            links.append(url)
+    return links
 
-    # --- images
-    seen_images: set[str] = set()
 
-    def skip(reason: str) -> None:
-        info.skipped[reason] = info.skipped.get(reason, 0) + 1
-
+def read_images(tree: LexborHTMLParser, base: str, head: PageHead) -> tuple[list[ImageCandidate], dict[str, int]]:
+    """The page's images (<img>, <picture>, then og:image), each URL once, and the skipped <img> by reason."""
+    images: list[ImageCandidate] = []
+    skipped: dict[str, int] = {}
+    seen: set[str] = set()
     for img in tree.css("img"):
-        a = img.attributes
         picture = img.parent if img.parent is not None and img.parent.tag == "picture" else None
-        src, key = largest_srcset(a.get("srcset"))
-        if src is None:
-            src = a.get("src") or a.get("data-src")
-        if picture is not None:
-            for source in picture.css("source[srcset]"):
-                s_url, s_key = largest_srcset(source.attributes.get("srcset"))
-                if s_url and s_key > key:
-                    src, key = s_url, s_key
-        alt = a.get("alt")
-        if not src or not src.strip():
-            skip("no_src")
+        url, reason = _img_url(img, picture, base)
+        if reason is not None:
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        if src.strip().lower().startswith("data:"):
-            skip("data_uri")
+        if url in seen:
             continue
-        url = canonical_url(src, base)
-        if url is None:
-            skip("no_src")
-            continue
-        if _TRACKER.search(urlsplit(url).path + ("?" + urlsplit(url).query if urlsplit(url).query else "")):
-            skip("tracking_pixel")
-            continue
-        if (a.get("role") or "").strip().lower() in ("presentation", "none") or \
-                (a.get("aria-hidden") or "").strip().lower() == "true":
-            skip("presentation")
-            continue
-        w, h = _declared_px(a.get("width")), _declared_px(a.get("height"))
-        if (w is not None and w < MIN_DECLARED_SIDE) or (h is not None and h < MIN_DECLARED_SIDE):
-            skip("small_declared")
-            continue
-        if alt is not None and not alt.strip():
-            skip("empty_alt")
-            continue
-        if url in seen_images:
-            continue
-        seen_images.add(url)
-        figure = _ancestor(img, "figure")
-        caption, source = _clean(alt), "alt"
-        if caption is None and figure is not None:
-            caption, source = _text(figure.css_first("figcaption")), "figcaption"
-        if caption is None:
-            caption, source = _clean(a.get("title")), "title"
-        if caption is None:
-            caption, source = _clean(a.get("aria-label")), "aria-label"
-        if caption is None:
-            caption, source = _context(figure or picture or img), "context"
-        licence = attribution = None
-        if figure is not None:
-            for link in figure.css("a[rel], link[rel]"):
-                if "license" in _rel_tokens(link):
-                    href = link.attributes.get("href")
-                    licence = licence_from(href and canonical_url(href, base) or href, "figure-link")
-                    break
-        ld_licence, ld_creator = jsonld_images.get(url, (None, None))
-        licence = licence or licence_from(ld_licence, "jsonld-image") or info.licence
-        attribution = ld_creator or info.attribution
-        info.images.append(ImageCandidate(url, caption, source if caption else None,
-                                          "picture" if picture is not None else "img", licence, attribution,
-                                          _image_opt_out(a)))
+        seen.add(url)
+        images.append(_img_candidate(img, picture, url, base, head))
 
-    for content, _ in og_images:
+    for content in head.og_images:
         url = canonical_url(content, base)
-        if url is None or url in seen_images:
+        if url is None or url in seen:
             continue
-        seen_images.add(url)
-        ld_licence, ld_creator = jsonld_images.get(url, (None, None))
-        caption, source = (og_alt, "alt") if og_alt else (_text(tree.css_first("h1")), "context")
-        info.images.append(ImageCandidate(url, caption, source if caption else None, "og:image",
-                                          licence_from(ld_licence, "jsonld-image") or info.licence,
-                                          ld_creator or info.attribution, None))
-    return info
+        seen.add(url)
+        ld_licence, ld_creator = head.jsonld_images.get(url, (None, None))
+        caption, source = (head.og_alt, "alt") if head.og_alt else (_text(tree.css_first("h1")), "context")
+        images.append(
+            ImageCandidate(
+                url,
+                caption,
+                source if caption else None,
+                "og:image",
+                licence_from(ld_licence, "jsonld-image") or head.licence,
+                ld_creator or head.attribution,
+                None,
+            )
+        )
+    return images, skipped
+
+
+def _img_url(img: LexborNode, picture: LexborNode | None, base: str) -> tuple[str | None, str | None]:
+    """(canonical URL of the largest source, None), or (None, the SKIP_REASONS entry it is skipped for)."""
+    a = img.attributes
+    src, key = largest_srcset(a.get("srcset"))
+    if src is None:
+        src = a.get("src") or a.get("data-src")
+    if picture is not None:
+        for source in picture.css("source[srcset]"):
+            s_url, s_key = largest_srcset(source.attributes.get("srcset"))
+            if s_url and s_key > key:
+                src, key = s_url, s_key
+    if not src or not src.strip():
+        return None, "no_src"
+    if src.strip().lower().startswith("data:"):
+        return None, "data_uri"
+    url = canonical_url(src, base)
+    if url is None:
+        return None, "no_src"
+    if _TRACKER.search(urlsplit(url).path + ("?" + urlsplit(url).query if urlsplit(url).query else "")):
+        return None, "tracking_pixel"
+    if (a.get("role") or "").strip().lower() in ("presentation", "none") or (
+        a.get("aria-hidden") or ""
+    ).strip().lower() == "true":
+        return None, "presentation"
+    w, h = _declared_px(a.get("width")), _declared_px(a.get("height"))
+    if (w is not None and w < MIN_DECLARED_SIDE) or (h is not None and h < MIN_DECLARED_SIDE):
+        return None, "small_declared"
+    alt = a.get("alt")
+    if alt is not None and not alt.strip():
+        return None, "empty_alt"
+    return url, None
+
+
+def _img_candidate(img: LexborNode, picture: LexborNode | None, url: str, base: str, head: PageHead) -> ImageCandidate:
+    """An <img> kept at ``url``: its caption (alt, figcaption, title, aria-label, context), licence, author."""
+    a = img.attributes
+    figure = _ancestor(img, "figure")
+    caption, source = _clean(a.get("alt")), "alt"
+    if caption is None and figure is not None:
+        caption, source = _text(figure.css_first("figcaption")), "figcaption"
+    if caption is None:
+        caption, source = _clean(a.get("title")), "title"
+    if caption is None:
+        caption, source = _clean(a.get("aria-label")), "aria-label"
+    if caption is None:
+        caption, source = _context(figure or picture or img), "context"
+    licence = None
+    if figure is not None:
+        for link in figure.css("a[rel], link[rel]"):
+            if "license" in _rel_tokens(link):
+                href = link.attributes.get("href")
+                licence = licence_from(href and canonical_url(href, base) or href, "figure-link")
+                break
+    ld_licence, ld_creator = head.jsonld_images.get(url, (None, None))
+    licence = licence or licence_from(ld_licence, "jsonld-image") or head.licence
+    return ImageCandidate(
+        url,
+        caption,
+        source if caption else None,
+        "picture" if picture is not None else "img",
+        licence,
+        ld_creator or head.attribution,
+        _image_opt_out(a),
+    )

@@ -62,8 +62,14 @@ def tdmrep_rules(body: bytes | None) -> list[tuple[re.Pattern[str], bool]]:
 class Politeness:
     """Loads each origin's rules once and spaces requests to one host by max(--delay, crawl-delay)."""
 
-    def __init__(self, fetcher: Fetcher, user_agent: str, delay: float, honour_opt_outs: bool,
-                 max_crawl_delay: float = MAX_CRAWL_DELAY):
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        user_agent: str,
+        delay: float,
+        honour_opt_outs: bool,
+        max_crawl_delay: float = MAX_CRAWL_DELAY,
+    ):
         self.fetcher, self.user_agent, self.delay = fetcher, user_agent, delay
         self.honour = honour_opt_outs
         self.max_crawl_delay = max_crawl_delay
@@ -121,7 +127,7 @@ class Politeness:
             await asyncio.sleep(wait)
         self._next[origin] = time.monotonic() + max(self.delay, crawl_delay)
 
-    def slot(self, origin: str, rules: HostRules) -> "_Slot":
+    def slot(self, origin: str, rules: HostRules) -> _Slot:
         """``async with politeness.slot(origin, rules):`` around one page request to ``origin``."""
         return _Slot(self, origin, rules.crawl_delay or 0.0)
 

@@ -18,12 +18,18 @@ from importlib import resources
 from urllib.parse import unquote, urlsplit
 
 IMAGE_SIDE = 96
-PIXEL_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
-             b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+PIXEL_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
 _IMAGE = re.compile(r"^/images/[\w-]+/(\d+)-(small|large)-(\w+)-(\w+)-([a-z-]+?)-on-(\w+?)(@2x)?\.(jpg|png|webp)$")
 _CALENDAR = re.compile(r"^/calendar/day/(\d+)\.html$")
-EXTRA_TYPES = {".html": "text/html; charset=utf-8", ".txt": "text/plain; charset=utf-8",
-               ".json": "application/json", ".xml": "application/xml"}
+EXTRA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".xml": "application/xml",
+}
 # pages served with a header that the file itself cannot carry
 HEADERS = {"/gallery/press.html": {"X-Robots-Tag": "noai, noimageai"}}
 
@@ -46,8 +52,9 @@ def draw(path: str) -> tuple[bytes, str] | None:
 
     _, size, colour, shape, position, background, double, ext = m.groups()
     try:
-        spec = _jittered(shape, colour, size, position.replace("-", " "),
-                         np.random.default_rng(zlib.crc32(path.encode())))
+        spec = _jittered(
+            shape, colour, size, position.replace("-", " "), np.random.default_rng(zlib.crc32(path.encode()))
+        )
         pixels = render(spec, background, IMAGE_SIDE * (2 if double else 1))
     except (ValueError, KeyError):
         return None
@@ -59,16 +66,18 @@ def draw(path: str) -> tuple[bytes, str] | None:
 
 def calendar_page(day: int) -> bytes:
     """Day N of the endless calendar: every day links to the next, forever (a crawler trap)."""
-    return (f"<!doctype html><html><head><title>Calendar: day {day}</title></head><body>"
-            f"<h1>Events on day {day}</h1><p>Nothing happens today.</p>"
-            f'<a href="/calendar/day/{day + 1}.html">next day</a> '
-            f'<a href="/calendar/day/{max(day - 1, 1)}.html">previous day</a> '
-            f'<a href="/calendar/day/{day}.html?view=week">week view</a></body></html>').encode()
+    return (
+        f"<!doctype html><html><head><title>Calendar: day {day}</title></head><body>"
+        f"<h1>Events on day {day}</h1><p>Nothing happens today.</p>"
+        f'<a href="/calendar/day/{day + 1}.html">next day</a> '
+        f'<a href="/calendar/day/{max(day - 1, 1)}.html">previous day</a> '
+        f'<a href="/calendar/day/{day}.html?view=week">week view</a></body></html>'
+    ).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "SiteServer"
+    server: SiteServer
 
     def log_message(self, *args) -> None:
         if self.server.verbose:
@@ -143,7 +152,7 @@ class SiteServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         pass  # clients that hang up early are not our concern
 
-    def __enter__(self) -> "SiteServer":
+    def __enter__(self) -> SiteServer:
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
         return self

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import abc
 import importlib
-from typing import Any, Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import torch
 
@@ -33,14 +34,13 @@ class Family(abc.ABC):
     # True when every draw of a training step from its generator goes through draw_rows: then N DDP processes
     # draw together exactly what one process would; otherwise each process gets its own generator
     splits_draws: ClassVar[bool] = False
-    batch_rows: tuple[int, int, int] | None = None  # set by the loop for a DDP step: (start, stop, global batch)
 
     def __init__(self, cfg: Any, device: torch.device, train_cfg: Any = None):
         self.cfg, self.device, self.train_cfg = cfg, device, train_cfg
         self.sample_conds: list[Any] = []
 
     # -- set-up ----------------------------------------------------------------------------------
-    def prepare(self, train: ImageTable, val: ImageTable) -> None:
+    def prepare(self, train: ImageTable, val: ImageTable) -> None:  # noqa: B027 - optional hook
         """Check the data suits the model; fill data-dependent config (e.g. the number of classes)."""
 
     @abc.abstractmethod
@@ -56,41 +56,66 @@ class Family(abc.ABC):
         return {"sample_conditions": self.sample_conds}
 
     # -- training --------------------------------------------------------------------------------
-    def loss_terms(self, modules: dict[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor,
-                   captions: list[str | None], gen: torch.Generator, step: int,
-                   train: bool = True) -> dict[str, torch.Tensor]:
+    def loss_terms(
+        self,
+        modules: dict[str, torch.nn.Module],
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        captions: list[str | None],
+        gen: torch.Generator,
+        step: int,
+        train: bool = True,
+        rows: tuple[int, int, int] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """{"loss": the scalar to minimise, and each of ``log_terms``} for a batch x in [-1, 1].
 
+        ``rows``: under DDP, this process's rows of the global batch (see :meth:`draw_rows`).
         The default ``train_step`` needs it; a family that overrides ``train_step`` (the GAN) may not.
         """
         raise TypeError(f"the {self.name} family defines neither loss_terms nor train_step")
 
-    def draw_rows(self, draw: Callable[[tuple[int, ...]], torch.Tensor], shape: Sequence[int]) -> torch.Tensor:
-        """``draw(shape)`` for a training batch of ``shape[0]`` rows. Under DDP it draws for the whole global
-        batch and keeps this process's rows, so the processes together draw what one process would."""
-        if self.batch_rows is None:
+    @staticmethod
+    def draw_rows(
+        draw: Callable[[tuple[int, ...]], torch.Tensor], shape: Sequence[int], rows: tuple[int, int, int] | None
+    ) -> torch.Tensor:
+        """``draw(shape)`` for a batch of ``shape[0]`` rows. Under DDP, ``rows`` (start, stop, global batch) of a
+        training step: it draws for the whole global batch and keeps this process's rows, so the processes
+        together draw what one process would."""
+        if rows is None:
             return draw(tuple(shape))
-        start, stop, total = self.batch_rows
+        start, stop, total = rows
         return draw((total, *shape[1:]))[start:stop]
 
-    def train_step(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                   x: torch.Tensor, labels: torch.Tensor, captions: list[str | None], gen: torch.Generator,
-                   step: int, autocast) -> dict[str, torch.Tensor]:
-        """One optimisation step; returns detached scalars ("loss" and ``log_terms``)."""
+    def train_step(
+        self,
+        modules: dict[str, torch.nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        captions: list[str | None],
+        gen: torch.Generator,
+        step: int,
+        autocast,
+        rows: tuple[int, int, int] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached scalars ("loss" and ``log_terms``).
+
+        ``rows``: under DDP, this process's rows (start, stop, global batch) of the step's global batch.
+        """
         with autocast():
-            terms = self.loss_terms(modules, x, labels, captions, gen, step)
+            terms = self.loss_terms(modules, x, labels, captions, gen, step, rows=rows)
         (opt,) = optimizers.values()
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.train_cfg is not None and self.train_cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
-                                           self.train_cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.train_cfg.grad_clip)
         opt.step()
         return {k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
-    def validate(self, modules: dict[str, torch.nn.Module], val: Batches, gen_for, max_batches: int
-                 ) -> dict[str, float]:
+    def validate(
+        self, modules: dict[str, torch.nn.Module], val: Batches, gen_for, max_batches: int
+    ) -> dict[str, float]:
         """Deterministic validation scalars (``val_terms``): the same images and noise at every evaluation."""
         total, n = 0.0, 0
         for b in range(min(max_batches, val.per_epoch)):
@@ -100,8 +125,9 @@ class Family(abc.ABC):
             n += len(x)
         return {"val_loss": total / max(n, 1)}
 
-    def samples(self, modules: dict[str, torch.nn.Module], gen: torch.Generator, steps: int = 25
-                ) -> tuple[torch.Tensor, list[str]] | None:
+    def samples(
+        self, modules: dict[str, torch.nn.Module], gen: torch.Generator, steps: int = 25
+    ) -> tuple[torch.Tensor, list[str]] | None:
         """A grid's worth of images in [-1, 1] (one per sample condition), or None for non-generative models."""
         conds = self.sample_conds or [None] * 16
         return self.generate(modules, conds, gen, steps=steps), [str(c) for c in conds]
@@ -111,8 +137,9 @@ class Family(abc.ABC):
         return {}
 
     # -- generation ------------------------------------------------------------------------------
-    def generate(self, modules: dict[str, torch.nn.Module], conds: list[Any], gen: torch.Generator,
-                 **options: Any) -> torch.Tensor:
+    def generate(
+        self, modules: dict[str, torch.nn.Module], conds: list[Any], gen: torch.Generator, **options: Any
+    ) -> torch.Tensor:
         """Images in [-1, 1] (B, 3, S, S), one per condition (a class id, a prompt, or None)."""
         raise UsageError(f"a {self.name} run does not generate images")
 
@@ -155,6 +182,8 @@ def prepare_classes(family: Family, train: ImageTable) -> None:
 def class_ids(train: ImageTable, option: str) -> int:
     """The number of classes of a class-conditional model; every training sample must have a label."""
     if (train.labels < 0).any():
-        raise UsageError(f"{option}: {int((train.labels < 0).sum())} training samples have no label; curate them "
-                         "out (pixelforge curate --where 'label IS NOT NULL') or train unconditionally")
+        raise UsageError(
+            f"{option}: {int((train.labels < 0).sum())} training samples have no label; curate them "
+            "out (pixelforge curate --where 'label IS NOT NULL') or train unconditionally"
+        )
     return len(train.label_names)

@@ -37,7 +37,7 @@ class ClassifierFamily(Family):
     def meta(self) -> dict[str, Any]:
         return {"labels": self.cfg.labels, "label_column": self.cfg.label}
 
-    def loss_terms(self, modules, x, labels, captions, gen, step, train=True):
+    def loss_terms(self, modules, x, labels, captions, gen, step, train=True, rows=None):
         x01 = ((x + 1) / 2).to(self.device).contiguous(memory_format=torch.channels_last)
         y = labels.to(self.device)
         logits = modules["net"](x01)
@@ -50,7 +50,7 @@ class ClassifierFamily(Family):
         net = modules["net"].eval()
         ids, probs = [], []
         for i in range(0, len(table), batch_size):
-            x01 = table.images[i:i + batch_size].float().div_(255).to(self.device)
+            x01 = table.images[i : i + batch_size].float().div_(255).to(self.device)
             p = net(x01.contiguous(memory_format=torch.channels_last)).float().softmax(1).cpu()
             probs.append(p)
             ids.append(p.argmax(1))
@@ -86,8 +86,17 @@ def classification_report(y: np.ndarray, pred: np.ndarray, names: list[str]) -> 
     y, pred = y[keep], pred[keep]
     k = len(names)
     confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-    per_class = {names[i]: {"n": int(confusion[i].sum()),
-                            "accuracy": float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None}
-                 for i in range(k)}
-    return {"n": int(len(y)), "accuracy": float((y == pred).mean()) if len(y) else None, "per_class": per_class,
-            "confusion": confusion.tolist(), "labels": names}
+    per_class = {
+        names[i]: {
+            "n": int(confusion[i].sum()),
+            "accuracy": float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None,
+        }
+        for i in range(k)
+    }
+    return {
+        "n": int(len(y)),
+        "accuracy": float((y == pred).mean()) if len(y) else None,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "labels": names,
+    }

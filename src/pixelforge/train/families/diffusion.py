@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from pixelforge.errors import UsageError
-from pixelforge.generate.sample import sample_diffusion
 from pixelforge.models.diffusion import DiffusionConfig, build_unet, denoise, snr_weights, train_scheduler
+from pixelforge.models.sampling import sample_diffusion
 from pixelforge.models.text import CaptionCache, text_encoder
 from pixelforge.train.data import ImageTable
 from pixelforge.train.families import Family, class_ids
@@ -43,16 +43,19 @@ class DiffusionFamily(Family):
             self.sample_conds = list(range(cfg.num_classes))
         if cfg.condition == "text":
             if any(c is None for c in train.captions):
-                raise UsageError("--condition text: some samples have no caption; curate them out "
-                                 "(pixelforge curate --where 'caption IS NOT NULL') or use --condition class|none")
+                raise UsageError(
+                    "--condition text: some samples have no caption; curate them out "
+                    "(pixelforge curate --where 'caption IS NOT NULL') or use --condition class|none"
+                )
             self._caption_cache().add([""] + list(train.captions) + [c for c in val.captions if c])
             cfg.text_dim = self.captions.encoder.dim
             self.sample_conds = sorted({c for c in val.captions if c})[:16] or sorted(set(train.captions))[:16]
 
     def _caption_cache(self) -> CaptionCache:
         if self.captions is None:
-            self.captions = CaptionCache(text_encoder(self.cfg.text_encoder, self.cfg.text_tokens,
-                                                     layer=self.cfg.text_layer))
+            self.captions = CaptionCache(
+                text_encoder(self.cfg.text_encoder, self.cfg.text_tokens, layer=self.cfg.text_layer)
+            )
         return self.captions
 
     def build(self) -> dict[str, torch.nn.Module]:
@@ -73,15 +76,18 @@ class DiffusionFamily(Family):
         return None
 
     # -- training --------------------------------------------------------------------------------
-    def loss_terms(self, modules, x0, labels, captions, gen, step, train=True):
+    def loss_terms(self, modules, x0, labels, captions, gen, step, train=True, rows=None):
         """DDPM loss on a batch x0 (B, 3, S, S) in [-1, 1]; all randomness from ``gen`` (CPU)."""
         cfg = self.cfg
         b = x0.shape[0]
         # 1. eps ~ N(0, I), t ~ U{0, T-1}, and which conditions are dropped (classifier-free guidance)
-        eps = self.draw_rows(lambda s: torch.randn(s, generator=gen), x0.shape).to(self.device)
-        t = self.draw_rows(lambda s: torch.randint(0, cfg.timesteps, s, generator=gen), (b,)).to(self.device)
-        drop = (self.draw_rows(lambda s: torch.rand(s, generator=gen), (b,)) < cfg.cond_drop
-                if train and cfg.condition != "none" else None)
+        eps = self.draw_rows(lambda s: torch.randn(s, generator=gen), x0.shape, rows).to(self.device)
+        t = self.draw_rows(lambda s: torch.randint(0, cfg.timesteps, s, generator=gen), (b,), rows).to(self.device)
+        drop = (
+            self.draw_rows(lambda s: torch.rand(s, generator=gen), (b,), rows) < cfg.cond_drop
+            if train and cfg.condition != "none"
+            else None
+        )
         x0 = x0.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         # 2. x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps   (eq. 4 of Ho et al. 2020)
         a = self.alphas[t].view(b, 1, 1, 1)
@@ -96,8 +102,9 @@ class DiffusionFamily(Family):
         return {"loss": (per_sample * snr_weights(self.alphas, t, cfg.snr_gamma, cfg.prediction)).mean()}
 
     # -- sampling --------------------------------------------------------------------------------
-    def generate(self, modules, conds, gen, *, steps: int = 25, sampler: str = "ddim", guidance: float = 3.0,
-                 **_: Any) -> torch.Tensor:
+    def generate(
+        self, modules, conds, gen, *, steps: int = 25, sampler: str = "ddim", guidance: float = 3.0, **_: Any
+    ) -> torch.Tensor:
         cfg, n = self.cfg, len(conds)
         if cfg.condition == "class":
             cond = torch.tensor(conds, dtype=torch.long)
@@ -107,8 +114,18 @@ class DiffusionFamily(Family):
             cond, uncond = cache(conds), cache([""] * n)
         else:
             cond = uncond = None
-        return sample_diffusion(modules["unet"], cfg, cond, uncond, steps=steps, sampler_name=sampler,
-                                guidance=guidance, generator=gen, device=self.device, n=n)
+        return sample_diffusion(
+            modules["unet"],
+            cfg,
+            cond,
+            uncond,
+            steps=steps,
+            sampler_name=sampler,
+            guidance=guidance,
+            generator=gen,
+            device=self.device,
+            n=n,
+        )
 
     def save_extras(self, run: Path) -> None:
         """Keep the run's caption embeddings beside it (generation reuses the same encoder)."""
@@ -118,5 +135,8 @@ class DiffusionFamily(Family):
 
         table = self.captions.table
         keys = sorted(table)
-        save_file({"embeddings": torch.stack([table[k] for k in keys])}, str(run / "text_cache.safetensors"),
-                  metadata={"captions": "\n".join(k.replace("\n", " ") for k in keys)})
+        save_file(
+            {"embeddings": torch.stack([table[k] for k in keys])},
+            str(run / "text_cache.safetensors"),
+            metadata={"captions": "\n".join(k.replace("\n", " ") for k in keys)},
+        )

@@ -24,13 +24,17 @@ class GanFamily(Family):
         prepare_classes(self, train)
 
     def build(self) -> dict[str, torch.nn.Module]:
-        return {"generator": Generator(self.cfg).to(self.device),
-                "discriminator": Discriminator(self.cfg).to(self.device)}
+        return {
+            "generator": Generator(self.cfg).to(self.device),
+            "discriminator": Discriminator(self.cfg).to(self.device),
+        }
 
     def optimizers(self, modules, make):
         betas = (float(self.cfg.beta1), float(self.cfg.beta2))
-        return {"generator": make(list(modules["generator"].parameters()), lr=self.cfg.lr_g, betas=betas),
-                "discriminator": make(list(modules["discriminator"].parameters()), lr=self.cfg.lr_d, betas=betas)}
+        return {
+            "generator": make(list(modules["generator"].parameters()), lr=self.cfg.lr_g, betas=betas),
+            "discriminator": make(list(modules["discriminator"].parameters()), lr=self.cfg.lr_d, betas=betas),
+        }
 
     def _z(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return torch.randn((n, self.cfg.z_dim), generator=gen).to(self.device)
@@ -43,7 +47,7 @@ class GanFamily(Family):
             return None
         return torch.randint(0, self.cfg.num_classes, (n,), generator=gen).to(self.device)
 
-    def train_step(self, modules, optimizers, x, labels, captions, gen, step, autocast):
+    def train_step(self, modules, optimizers, x, labels, captions, gen, step, autocast, rows=None):
         G, D = modules["generator"], modules["discriminator"]
         cfg, ops = self.cfg, self.cfg.augment_ops
         real = x.to(self.device)
@@ -69,8 +73,13 @@ class GanFamily(Family):
         optimizers["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
         optimizers["generator"].step()
-        return {"loss": (loss_d + loss_g).detach(), "d_loss": loss_d.detach(), "g_loss": loss_g.detach(),
-                "d_real": s_real.detach().mean(), "d_fake": s_fake.detach().mean()}
+        return {
+            "loss": (loss_d + loss_g).detach(),
+            "d_loss": loss_d.detach(),
+            "g_loss": loss_g.detach(),
+            "d_real": s_real.detach().mean(),
+            "d_fake": s_fake.detach().mean(),
+        }
 
     def validate(self, modules, val, gen_for, max_batches):
         return {}

@@ -30,11 +30,12 @@ class VaeFamily(Family):
         warm = self.cfg.kl_warmup_steps
         return self.cfg.beta if warm == 0 else self.cfg.beta * min(1.0, (step + 1) / warm)
 
-    def loss_terms(self, modules, x, labels, captions, gen, step, train=True):
+    def loss_terms(self, modules, x, labels, captions, gen, step, train=True, rows=None):
         x01 = (x.to(self.device) + 1) / 2
         y = labels.to(self.device) if self.cfg.condition == "class" else None
-        eps = self.draw_rows(lambda s: torch.randn(s, generator=gen), (x.shape[0], self.cfg.latent_dim)
-                             ).to(self.device)
+        eps = self.draw_rows(lambda s: torch.randn(s, generator=gen), (x.shape[0], self.cfg.latent_dim), rows).to(
+            self.device
+        )
         rec, kl = vae_terms(modules["vae"], x01, y, eps, self.cfg.reconstruction)
         beta = self.beta_at(step) if train else self.cfg.beta
         return {"loss": rec + beta * kl, "reconstruction": rec, "kl": kl, "beta": torch.tensor(beta)}

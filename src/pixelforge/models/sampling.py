@@ -1,4 +1,4 @@
-"""The diffusion sampling loop: noise refined step by step, with classifier-free guidance."""
+"""Sampling from the models: the diffusion denoising loop (classifier-free guidance) and images as uint8."""
 
 from __future__ import annotations
 
@@ -8,10 +8,19 @@ from pixelforge.models.diffusion import DiffusionConfig, denoise, sampler
 
 
 @torch.inference_mode()
-def sample_diffusion(unet: torch.nn.Module, cfg: DiffusionConfig, cond: torch.Tensor | None,
-                     uncond: torch.Tensor | None, *, steps: int = 50, sampler_name: str = "ddim",
-                     guidance: float = 3.0, generator: torch.Generator, device: torch.device,
-                     n: int | None = None) -> torch.Tensor:
+def sample_diffusion(
+    unet: torch.nn.Module,
+    cfg: DiffusionConfig,
+    cond: torch.Tensor | None,
+    uncond: torch.Tensor | None,
+    *,
+    steps: int = 50,
+    sampler_name: str = "ddim",
+    guidance: float = 3.0,
+    generator: torch.Generator,
+    device: torch.device,
+    n: int | None = None,
+) -> torch.Tensor:
     """Images in [-1, 1], (B, 3, S, S), for a batch of conditions.
 
     ``cond``: (B, L, D) text embeddings, (B,) class ids, or None (unconditional: ``n`` images); ``uncond`` the
