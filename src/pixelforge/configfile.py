@@ -40,9 +40,7 @@ def parse_toml(text: str, flag: str, path: str) -> dict[str, Any]:
         else:  # the file ended inside a value (an unclosed [ or "): point at its last written line
             where = f"line {len(text.rstrip().splitlines()) or 1} (end of file)"
         reason = _AT_END.sub("", _AT.sub("", msg)).rstrip(".")
-        raise UsageError(
-            f"{flag} {path}: not valid TOML at {where}: {reason}; fix that line (format: README, Audit)"
-        ) from None
+        raise UsageError(f"{flag} {path}: not valid TOML at {where}: {reason}; fix that line") from None
 
 
 def line_of(text: str, key: str, table: str | None = None) -> int:
@@ -68,7 +66,7 @@ def bad_value(flag: str, path: str, text: str, key: str, problem: str, table: st
     """A UsageError for a parsed but wrong value: names the file, the line of ``key`` and the problem."""
     line = line_of(text, key, table)
     where = f"line {line}" if line else f"key {key!r}"
-    return UsageError(f"{flag} {path}: {where}: {problem} (format: README, Audit)")
+    return UsageError(f"{flag} {path}: {where}: {problem} (format: docs/audit.md)")
 
 
 def load_toml(path: str, flag: str = "--config") -> dict[str, Any]:

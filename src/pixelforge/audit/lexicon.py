@@ -61,7 +61,7 @@ def parse_lexicon(doc: dict, name: str, text: str = "", path: str = "") -> Lexic
     if not doc:
         raise UsageError(
             f"{FLAG} {path or name}: the lexicon has no groups: write [group] tables of "
-            'subgroup = ["term", ...] arrays (format: README, Audit)'
+            'subgroup = ["term", ...] arrays (format: docs/audit.md)'
         )
     groups: dict[str, dict[str, tuple[str, ...]]] = {}
     for group, subs in doc.items():

@@ -10,7 +10,7 @@ from pixelforge.audit.policy import ATTRIBUTION_SQL, LICENSE_OR_UNKNOWN_SQL, UNK
 TOP_DOMAINS = 100  # domains listed by name in audit.json (all of them are counted)
 HISTOGRAM_BINS = 10
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-# curate's numeric quality columns, reported when the dataset has them (the README's Curate section)
+# curate's numeric quality columns, reported when the dataset has them (docs/curate.md)
 # (q_brightness is reported as "brightness")
 QUALITY_COLUMNS = ("q_min_side", "q_aspect", "q_blur", "q_contrast", "q_entropy", "q_jpeg_quality", "q_watermark")
 LABEL_SQL = "coalesce(label_name, CAST(label AS VARCHAR))"

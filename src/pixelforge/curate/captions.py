@@ -7,7 +7,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
-# Closed set of caption flags, with what each means (the README's Curate section lists them).
+# Closed set of caption flags, with what each means (docs/curate.md lists them).
 CAPTION_FLAGS: dict[str, str] = {
     "empty": "no caption, or only whitespace",
     "too_short": "fewer than min_words words",

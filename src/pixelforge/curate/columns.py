@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# name -> (Arrow type, meaning). The README's Curate section repeats the meanings for users.
+# name -> (Arrow type, meaning). docs/curate.md repeats the meanings for users.
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "q_min_side": (pa.int32(), "shorter side of the stored image in pixels"),
     "q_aspect": (pa.float32(), "longer side / shorter side (1 = square)"),

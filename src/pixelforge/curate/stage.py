@@ -37,7 +37,7 @@ from pixelforge.store import (
 from pixelforge.store import fs as fsutil
 
 CURATION_JSON = "curation.json"
-# Chosen from benchmarks/dedup_vs_imagededup.py (the README's Curate section): 8 bits is the largest radius
+# Chosen from benchmarks/dedup_vs_imagededup.py (docs/curate.md): 8 bits is the largest radius
 # the exact multi-index search keeps under a minute for 1M hashes on 2 cores; a combined
 # phash + dhash distance of 24 gave recall above imagededup's at precision 0.99 in the sweep.
 DEFAULT_HAMMING = 8

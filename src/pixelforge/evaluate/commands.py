@@ -45,6 +45,7 @@ def _save(path: str | None, command: str, config: Any, result: dict[str, Any]) -
     from pathlib import Path
 
     doc = {"command": command, "config": as_data(config), "result": result}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # `--out eval/fid.json` in a fresh folder
     Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
 

@@ -20,7 +20,7 @@ def prepare_command(
     denoise: Annotated[str, typer.Option(help="none, median (3x3, OpenCV) or nlm (non-local means, OpenCV).")] = "none",
     augment: Annotated[
         str | None,
-        typer.Option(help="Augmentation SPEC such as 'hflip,rotate=10,crop=0.9,brightness=0.2' (README: Prepare)."),
+        typer.Option(help="Augmentation SPEC such as 'hflip,rotate=10,crop=0.9,brightness=0.2' (docs/prepare.md)."),
     ] = None,
     copies: Annotated[int, typer.Option(help="Augmented copies per train/unsplit sample (needs --augment).")] = 0,
     encoding: Annotated[str, typer.Option(help="Stored encoding: png, jpg or webp.")] = "png",

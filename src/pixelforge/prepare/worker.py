@@ -113,7 +113,7 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
             if augment is not None and (row.get("split") in (None, "train")):
                 for k in range(1, cfg.copies + 1):
                     torch.manual_seed(_seed(cfg.seed, key, k))
-                    # geometric ops move content, so copies carry no boxes or masks (the README's Curate section)
+                    # geometric ops move content, so copies carry no boxes or masks (docs/curate.md)
                     copy = dict(base, key=f"{key}_aug{k}", boxes=[], aug_of=key, aug_index=k)
                     _write(writer, copy, augment(out), None, cfg)
     return len(writer.rows), fails, media.take_warnings()

@@ -69,7 +69,7 @@ SOURCE_KINDS = (
 CAPTION_SOURCES = ("alt", "figcaption", "title", "aria-label", "context", "sidecar", "dataset", "generated")
 SPLITS = ("train", "val", "test")
 
-# Closed set of reasons a failure row may carry, with what each means (README lists them).
+# Closed set of reasons a failure row may carry, with what each means (docs/get-data.md lists them).
 FAILURE_REASONS: dict[str, str] = {
     # media (decoding and limits)
     "decode_error": "the bytes are an image format but could not be decoded (truncated or corrupt)",
