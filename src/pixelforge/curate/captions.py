@@ -29,48 +29,16 @@ _FILENAME = [
     re.compile(r"(?i)^\s*[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\s*$"),  # uuid
     re.compile(r"^\s*[\d_\-]{6,}\s*$"),  # bare numbers / dates as names
 ]
+# a word list reads best as a paragraph, not one word a line
+# fmt: off
 _BOILERPLATE_WORDS = {
-    "image",
-    "images",
-    "photo",
-    "photos",
-    "picture",
-    "pic",
-    "img",
-    "untitled",
-    "thumbnail",
-    "thumb",
-    "placeholder",
-    "logo",
-    "banner",
-    "icon",
-    "default",
-    "alt",
-    "null",
-    "none",
-    "na",
-    "n a",
-    "undefined",
-    "click here",
-    "click to enlarge",
-    "read more",
-    "download",
-    "no description",
-    "image not found",
-    "no image",
-    "stock photo",
-    "untitled image",
-    "image description",
-    "photo description",
-    "spacer",
-    "loading",
-    "advertisement",
-    "featured image",
-    "image of",
-    "photo of",
-    "picture of",
-    "view image",
+    "image", "images", "photo", "photos", "picture", "pic", "img", "untitled", "thumbnail", "thumb",
+    "placeholder", "logo", "banner", "icon", "default", "alt", "null", "none", "na", "n a", "undefined",
+    "click here", "click to enlarge", "read more", "download", "no description", "image not found",
+    "no image", "stock photo", "untitled image", "image description", "photo description", "spacer",
+    "loading", "advertisement", "featured image", "image of", "photo of", "picture of", "view image",
 }
+# fmt: on
 _BOILERPLATE_NUMBERED = re.compile(r"^(?:image|photo|picture|img|untitled|figure|fig|slide)\s*\d*$")
 _URL = re.compile(
     r"(?i)(?:\b(?:https?|ftp)://\S+|\bwww\.\S+|\b[\w\-]+(?:\.[\w\-]+)*\.(?:com|org|net|io|co|uk|de|"
