@@ -16,7 +16,7 @@
 4. Shape and colour accuracy through `pixelforge evaluate conditional`; the pixel judges in here;
    every attribute's accuracy and the share with all five right.
 
-    .venv/bin/python benchmarks/text2img_shapes.py [--minutes 20] [--guidance 3] [--work DIR]
+    .venv/bin/python benchmarks/text2img_shapes.py [--minutes 20] [--guidance 2] [--work DIR]
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ SIZE_SPLIT = {"circle": 0.36, "cross": 0.36, "square": 0.375, "diamond": 0.31, "
 
 def judge_pixels(img: np.ndarray, shape: str = "circle") -> dict[str, str]:
     """Background, position and size of the one shape in an HxWx3 uint8 image (size judged for ``shape``)."""
+    seen, _ = measure_pixels(img, shape)
+    return seen
+
+
+def measure_pixels(img: np.ndarray, shape: str = "circle") -> tuple[dict[str, str], tuple[float, float, float] | None]:
+    """``judge_pixels`` and the shape's centroid x, y and bounding-box side (fractions of the image), or None."""
     from pixelforge.sources.shapes import BACKGROUNDS, COLOURS
 
     h, w, _ = img.shape
@@ -57,7 +63,7 @@ def judge_pixels(img: np.ndarray, shape: str = "circle") -> dict[str, str]:
     background = min(BACKGROUNDS, key=lambda b: float(np.sum((np.array(COLOURS[b]) - bg) ** 2)))
     mask = np.sqrt(((a - bg) ** 2).sum(axis=2)) > 60
     if mask.sum() < 4:
-        return {"background": background, "position": "none", "size": "none"}
+        return {"background": background, "position": "none", "size": "none"}, None
     ys, xs = np.nonzero(mask)
     cx, cy = (xs.mean() + 0.5) / w, (ys.mean() + 0.5) / h
     if abs(cx - 0.5) < 0.125 and abs(cy - 0.5) < 0.125:
@@ -67,7 +73,45 @@ def judge_pixels(img: np.ndarray, shape: str = "circle") -> dict[str, str]:
     # bounding box over rows/columns holding at least 2 shape pixels (ignores stray noise)
     rows, cols = np.flatnonzero(mask.sum(axis=1) >= 2), np.flatnonzero(mask.sum(axis=0) >= 2)
     side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / w if len(rows) and len(cols) else 0
-    return {"background": background, "position": position, "size": "small" if side < SIZE_SPLIT[shape] else "large"}
+    size = "small" if side < SIZE_SPLIT[shape] else "large"
+    return {"background": background, "position": position, "size": size}, (float(cx), float(cy), float(side))
+
+
+def spreads(path: str, captions: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Per caption: the standard deviation of the shape's centroid (mean of x and y) and of its side."""
+    from pixelforge.store import Dataset
+
+    found: dict[str, list[tuple[float, float, float]]] = {}
+    for sample in Dataset.open(path).iter_samples():
+        caption = sample.row["caption"]
+        if captions is not None and caption not in captions:
+            continue
+        _, m = measure_pixels(
+            np.asarray(sample.decode().convert("RGB").resize((32, 32))), parse_caption(caption)["shape"]
+        )
+        if m is not None:
+            found.setdefault(caption, []).append(m)
+    out = {}
+    for caption, ms in found.items():
+        a = np.array(ms)
+        if len(a) >= 2:
+            out[caption] = np.array([(a[:, 0].std() + a[:, 1].std()) / 2, a[:, 2].std()])
+    return out
+
+
+def diversity(gen: str, train: str) -> dict[str, float]:
+    """Generated over training spread per prompt (position, size): the median ratio and the share in 0.5-2x."""
+    fake = spreads(gen)
+    real = spreads(train, set(fake))
+    ratios = np.array([fake[c] / np.maximum(real[c], 1e-6) for c in fake if c in real])
+    if not len(ratios):
+        return {}
+    inside = (ratios >= 0.5) & (ratios <= 2.0)
+    return {
+        "position spread": float(np.median(ratios[:, 0])),
+        "size spread": float(np.median(ratios[:, 1])),
+        "prompts in 0.5-2x": float(inside.all(axis=1).mean()),
+    }
 
 
 def parse_caption(caption: str) -> dict[str, str]:
@@ -149,7 +193,7 @@ def judge_generated(gen: str, judges: dict[str, str]) -> dict[str, dict[str, flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=20.0)
-    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--per-prompt", type=int, default=8)
     ap.add_argument("--judge-images", type=int, default=6000)
     ap.add_argument("--work", default=None)
@@ -218,6 +262,9 @@ def main() -> None:
         f"a {sizes[i % 2]} {c} {s} in the {positions[i]} on a {backgrounds[i]} background"
         for i, (s, c) in enumerate(WITHHELD)
     ]
+    # real images of the 20 training prompts, twice (two seeds): KID's reference and the real-vs-real figure
+    refs = [prompt_reference(work, prompts, seed) for seed in (7, 8)]
+    real_vs_real = kid(refs[0], refs[1], judges["shape"])
     rows = []
     budget = (
         (f"trained {args.max_steps} steps", ["--max-steps", str(args.max_steps)])
@@ -278,18 +325,63 @@ def main() -> None:
             )
             acc = judge_generated(gen, judges)
             everything = all_right(gen, judges)
-            rows.append((name, label, acc, everything, trained["steps"], cpu, wall))
+            spread = diversity(gen, w("train")) if label == "training prompts" else {}
+            if label == "training prompts":
+                spread["KID"] = kid(refs[0], gen, judges["shape"])
+            rows.append((name, label, acc, everything, spread, trained["steps"], cpu, wall))
 
     print(
         f"\ntext-to-image on shapes: {n_train} training images at 32 px, guidance {args.guidance:g}, "
         f"{args.per_prompt} images per prompt (work dir {work})"
     )
-    for name, label, acc, everything, steps, cpu, wall in rows:
-        parts = "  ".join(f"{k} {v:.3f}" for k, v in acc.items())
+    print(
+        f"  KID (shape-judge features, x1000) of real against real images of the training prompts: {real_vs_real:.2f}"
+    )
+    for name, label, acc, everything, spread, steps, cpu, wall in rows:
+        parts = "  ".join(f"{k} {v:.3f}" for k, v in {**acc, **spread}.items())
         print(
             f"  {name:24s} {label:22s} {parts}  all {everything:.3f}  ({steps} steps, {cpu / 60:.1f} CPU min, "
             f"{wall / 60:.1f} min wall)"
         )
+
+
+def prompt_reference(work: Path, prompts: list[str], seed: int) -> str:
+    """Real images of ``prompts`` only: 20,000 shapes of another seed, curated to those captions (~14 each)."""
+    out = work / f"real-prompts-{seed}"
+    if not out.exists():
+        pf("import", "shapes", "--n", "20000", "--size", "32", "--seed", str(seed), "--out", str(work / f"big-{seed}"))
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in prompts)
+        pf(
+            "curate",
+            str(work / f"big-{seed}"),
+            "--out",
+            str(out),
+            "--where",
+            f"caption IN ({listed})",
+            "--no-watermark",
+        )
+        shutil.rmtree(work / f"big-{seed}")
+    return str(out)
+
+
+def kid(real: str, fake: str, judge: str) -> float:
+    """KID x 1000 of ``fake`` against ``real`` on the shape judge's features (subsets of the smaller set's size)."""
+    out = pf(
+        "evaluate",
+        "--real",
+        real,
+        "--fake",
+        fake,
+        "--metrics",
+        "kid",
+        "--features",
+        f"classifier:{judge}",
+        "--kid-subset-size",
+        "100",
+        "--no-cache",
+        "--json",
+    )[0]
+    return 1000 * float(json.loads(out)["kid"])
 
 
 def judge_generated_like(path: str, judges: dict[str, str], limit: int, work: Path) -> dict[str, float]:

@@ -3,11 +3,11 @@
 Both train the text-conditioned tiny UNet2DConditionModel (blocks 32/64/96, cross-attention on
 the lowest level, MiniLM token embeddings) with v-prediction on a cosine, zero-terminal-SNR
 schedule, AdamW 4e-4, batch 64, gradient clipping, EMA 0.999 and 10% condition dropout, on the
-same 32 px shapes images (pixelforge with `--snr-gamma 0 --no-text-pooled --no-attention-positions`,
-so the loss and the network are exactly the reference's). The reference loop is written the way
-diffusers' train_unconditional / text-to-image examples do it, with every image decoded into
-memory first and caption embeddings precomputed (the fastest a plain loop can be fed), so any gap
-is the pipeline's own overhead.
+same 32 px shapes images (pixelforge with `--snr-gamma 0 --no-text-pooled --no-attention-positions
+--no-cpu-bf16`, so the loss, the network and the precision are exactly the reference's). The
+reference loop is written the way diffusers' train_unconditional / text-to-image examples do it,
+with every image decoded into memory first and caption embeddings precomputed (the fastest a plain
+loop can be fed), so any gap is the pipeline's own overhead.
 Each runs in its own process, alternating, and images/s is measured after --warmup steps.
 
     .venv/bin/python benchmarks/train_vs_diffusers.py [--steps 60] [--warmup 10] [--rounds 2]
@@ -117,6 +117,7 @@ def run_pixelforge(data: str, work: Path, steps: int, warmup: int, r: int) -> fl
             "0",
             "--no-text-pooled",
             "--no-attention-positions",
+            "--no-cpu-bf16",  # float32, as the diffusers loop
         ],
         check=True,
         env=_env(),

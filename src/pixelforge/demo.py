@@ -26,6 +26,10 @@ from pixelforge.errors import UsageError
 from pixelforge.options import RUN
 
 STATE = "demo.json"
+# the best of the 5-minute levers measured by benchmarks/text2img_shapes.py (docs/benchmarks.md): batch 16 and
+# Min-SNR gamma 5 draw colour and layout soonest on 2 cores; guidance 6 drew the asked shape and colour more
+# often than 3 or 1.5
+DEMO_BATCH, DEMO_SNR_GAMMA, DEMO_GUIDANCE = 16, 5.0, 6.0
 STATE_VERSION = 1
 
 
@@ -33,7 +37,7 @@ STATE_VERSION = 1
 class DemoConfig:
     """What the demo builds; every value is recorded in OUT/demo.json and must match to resume."""
 
-    minutes: float = 3.5  # training time of the diffusion model (the whole demo: ~8 min on 2 cores)
+    minutes: float = 7.0  # training time of the diffusion model (the whole demo: ~9.5 min on 2 cores)
     shapes: int = 3000  # images of the synthetic shapes set
     image_size: int = 32
     max_pages: int = 60  # pages the crawl may fetch from the bundled site
@@ -42,7 +46,7 @@ class DemoConfig:
     per_prompt: int = 4  # images generated per prompt
     prompts: int = 12
     sample_steps: int = 15
-    eval_every: int = 40  # diffusion: validation, sample grid and checkpoint every N steps
+    eval_every: int = 250  # diffusion: validation, sample grid and checkpoint every N steps
     watermark_scores: bool = True  # curate's watermark CNN
     seed: int = 0
 
@@ -248,15 +252,13 @@ class Demo:
             self.s("run_diffusion"),
             {
                 "max_minutes": self.c.minutes,
-                "batch_size": 32,
-                "lr": 1e-3,
-                "warmup_steps": 50,
+                "batch_size": DEMO_BATCH,
                 "eval_every": self.c.eval_every,
                 "log_every": 10,
                 "sample_steps": min(15, self.c.sample_steps),
                 "val_batches": 2,
             },
-            {"condition": "text", "model_size": "tiny"},
+            {"condition": "text", "model_size": "tiny", "snr_gamma": DEMO_SNR_GAMMA},
         )
         if r.stopped == "interrupted":  # the loop stops cleanly on Ctrl-C; the demo must not go on with it
             raise KeyboardInterrupt
@@ -299,7 +301,7 @@ class Demo:
                 n=self.c.per_prompt,
                 steps=self.c.sample_steps,
                 sampler="ddim",
-                guidance=3.0,
+                guidance=DEMO_GUIDANCE,
                 seed=self.c.seed,
                 device="cpu",
             ),
@@ -516,7 +518,7 @@ def demo_command(
         float,
         typer.Option(
             help="Training time of the text-to-image diffusion model (the whole "
-            "demo takes about 5 minutes more on 2 cores)."
+            "demo takes about 2.5 minutes more on 2 cores)."
         ),
     ] = DEFAULTS.minutes,
     overwrite: Annotated[bool, typer.Option(help="Delete a previous demo in --out and start again.")] = False,
@@ -553,7 +555,7 @@ def demo_command(
 
     Example:
 
-        pixelforge demo --out demo-out --minutes 3.5
+        pixelforge demo --out demo-out --minutes 7
     """
     config = DemoConfig(
         minutes=minutes,

@@ -89,7 +89,7 @@ def test_same_seed_same_images_and_provenance(class_run, tmp_path):
     assert [(r["label"], r["label_name"]) for r in rows] == [(3, "3"), (3, "3"), (7, "7"), (7, "7")]
     assert {r["source_kind"] for r in rows} == {"generated"}
     meta = json.loads(rows[0]["meta"])
-    assert (meta["sampler"], meta["steps"], meta["guidance"], meta["seed"]) == ("ddim", 3, 3.0, 11)
+    assert (meta["sampler"], meta["steps"], meta["guidance"], meta["seed"]) == ("ddim", 3, 2.0, 11)
     assert (rows[0]["width"], rows[0]["orig_width"]) == (256, 8)  # marked at 256 px
     img = Image.open(a[0])
     assert img.text["ai_generated"] == "true" and img.text["prompt"] == "3" and img.text["seed"] == "11"
@@ -224,3 +224,14 @@ def test_unmarked_images_are_not_found():
     for seed in range(6):
         img = Image.fromarray(np.random.default_rng(100 + seed).integers(0, 255, (256, 256, 3), dtype=np.uint8))
         assert not read_watermark(img).found
+
+
+def test_the_command_line_default_guidance_is_the_measured_one():
+    import inspect
+
+    from pixelforge.generate.commands import generate_command
+    from pixelforge.generate.run import GenerateConfig
+    from pixelforge.models.diffusion import GUIDANCE
+
+    cli_default = inspect.signature(generate_command).parameters["guidance"].default
+    assert cli_default == GenerateConfig().guidance == GUIDANCE == 2.0

@@ -13,10 +13,13 @@ from pixelforge.models.diffusion import (
     DiffusionConfig,
     build_unet,
     denoise,
+    noise_levels,
     pool_tokens,
+    sampler,
     sincos_2d,
     snr_weights,
 )
+from pixelforge.models.sampling import sample_diffusion
 from pixelforge.models.text import MiniLMEncoder
 from pixelforge.train.families import config_from_saved
 
@@ -153,3 +156,72 @@ def test_a_run_saved_before_an_option_loads_as_it_was_trained():
     assert old.text_pooled and old.image_size == 8
     assert config_from_saved(DiffusionConfig, dataclasses.asdict(DiffusionConfig())) == DiffusionConfig()
     assert DiffusionConfig().attention_positions and DiffusionConfig().text_layer == -2
+
+
+def test_noise_levels_uniform_and_logit_normal():
+    u = torch.tensor([0.0, 1.0, -2.0])
+    uniform = noise_levels(DiffusionConfig(), u)  # the standard normal CDF of u
+    assert torch.allclose(uniform, torch.tensor([0.5, 0.841345, 0.022750]), atol=1e-6)
+    shifted = noise_levels(DiffusionConfig(timestep_sampling="logit-normal", logit_mean=0.5, logit_std=2.0), u)
+    assert torch.allclose(shifted, torch.sigmoid(torch.tensor([0.5, 2.5, -3.5])))
+    with pytest.raises(UsageError, match="--timestep-sampling 'normal': choose one of uniform, logit-normal"):
+        DiffusionConfig(timestep_sampling="normal").validate()
+    with pytest.raises(UsageError, match="--logit-std 0"):
+        DiffusionConfig(logit_std=0).validate()
+
+
+class _ExactVelocity(torch.nn.Module):
+    """The true flow velocity when every training image is ``target``: v(x_s, s) = (x_s - target) / s."""
+
+    def __init__(self, target: torch.Tensor, timesteps: int):
+        super().__init__()
+        self.target, self.timesteps, self.times = target, timesteps, []
+
+    def forward(self, x, t):
+        self.times.append(t.clone())
+        s = (t.float() / self.timesteps).view(-1, 1, 1, 1)
+        return dataclasses.make_dataclass("Out", ["sample"])((x - self.target) / s)
+
+
+@pytest.mark.parametrize("name", ["euler", "ddim", "dpm++"])
+def test_flow_samplers_follow_the_velocity_to_the_data(name):
+    cfg = DiffusionConfig(condition="none", image_size=4, prediction="flow")
+    target = torch.linspace(-0.9, 0.9, 48).view(1, 3, 4, 4)
+    exact = _ExactVelocity(target, cfg.timesteps)
+    x = sample_diffusion(
+        exact,
+        cfg,
+        None,
+        None,
+        steps=8,
+        sampler_name=name,
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+        n=2,
+    )
+    assert torch.allclose(x, target.expand(2, -1, -1, -1), atol=1e-4)
+    first = exact.times[0]
+    assert first.dtype == torch.float32 and float(first[0]) >= 999.0  # starts from (nearly) pure noise
+
+
+def test_samplers_match_the_objective():
+    with pytest.raises(UsageError, match="--sampler ddpm: a flow model samples with euler"):
+        sampler("ddpm", DiffusionConfig(prediction="flow"))
+    with pytest.raises(UsageError, match="--sampler euler: for flow models"):
+        sampler("euler", DiffusionConfig())
+
+
+def test_film_scales_and_shifts_every_resnet_block():
+    plain = build_unet(DiffusionConfig(condition="text", image_size=8, text_dim=16))
+    film = build_unet(DiffusionConfig(condition="text", image_size=8, text_dim=16, film=True))
+    block, film_block = plain.down_blocks[0].resnets[0], film.down_blocks[0].resnets[0]
+    # the time embedding projects to a scale and a shift per channel: twice the outputs
+    assert film_block.time_emb_proj.out_features == 2 * block.time_emb_proj.out_features == 64
+    out = denoise(
+        film,
+        DiffusionConfig(condition="text", image_size=8, text_dim=16, film=True),
+        torch.randn(2, 3, 8, 8),
+        torch.tensor([3, 700]),
+        torch.randn(2, 4, 16),
+    )
+    assert out.shape == (2, 3, 8, 8)

@@ -118,6 +118,10 @@ def test_provenance_and_evaluations(tiny, page):
     assert f["seeds"] == "0" and f["watermark found"] == "6 (100.0%)" and f["metadata found"] == "6 (100.0%)"
     assert f["images checked"] == "6 of 6" and f["mean tag bits matched"] == "32.00 of 32"
     assert rows_of(prov, "Prompts (2)") == [["circle", "3"], ["star", "3"]]
+    # each prompt is a row of its own images, titled with the prompt
+    assert "Generated images by prompt (2 prompts, 6 images)" in prov
+    rows = re.findall(r'<div class="group">\s*<div class="muted">([^<]*)</div>(.*?)</div>\s*</div>', prov, re.S)
+    assert [(title, body.count("<figure>")) for title, body in rows] == [("circle", 3), ("star", 3)]
     fid = json.loads(open(tiny["fid"]).read())["result"]
     ev = sec["Evaluation: fid.json"]
     assert rows_of(ev, "Metrics")[0] == ["FID (lower is better)", f"{fid['fid']:.4g}"]

@@ -241,3 +241,37 @@ def test_policy_refuses_licences_it_forbids(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "4 samples whose licence the commercial policy does not allow" in err
     assert main(args + ["--out", str(tmp_path / "r2"), "--policy", "research"]) == 0  # research allows them
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["train"]["policy"] == "research"
+
+
+def test_flow_training_resumes_exactly_and_autocasts_on_bf16_cpus(digits, tmp_path, monkeypatch):
+    import torch
+
+    from pixelforge.train import loop
+    from pixelforge.train.families.diffusion import DiffusionFamily
+
+    autocast_seen = []
+    original = DiffusionFamily.loss_terms
+
+    def spy(self, *args, **kwargs):
+        if kwargs.get("train", True):
+            autocast_seen.append(torch.is_autocast_enabled("cpu"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)  # as on a CPU with AVX512-BF16
+    monkeypatch.setattr(DiffusionFamily, "loss_terms", spy)
+    flow = [*BASE, "--prediction", "flow", "--timestep-sampling", "logit-normal", "--film", "--cpu-bf16"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", "diffusion", "--data", digits, "--out", str(straight), "--max-steps", "4", *flow]) == 0
+    assert autocast_seen == [True] * 4
+    assert main(["train", "diffusion", "--data", digits, "--out", str(split), "--max-steps", "2", *flow]) == 0
+    assert (
+        main(["train", "diffusion", "--data", digits, "--out", str(split), "--max-steps", "4", "--resume", *flow]) == 0
+    )
+    assert _losses(straight) == _losses(split) and sorted(_losses(split)) == [1, 2, 3, 4]
+    model = json.loads((split / "config.json").read_text())["model"]
+    assert (model["prediction"], model["timestep_sampling"], model["film"]) == ("flow", "logit-normal", True)
+    gen = tmp_path / "gen"
+    args = ["generate", str(split), "--out", str(gen), "--class", "3", "--n", "2", "--steps", "3", "--mark-size", "0"]
+    assert main([*args, "--sampler", "euler"]) == 0
+    assert len(list((gen / "images").glob("*.png"))) == 2
+    assert main([*args, "--sampler", "ddpm", "--overwrite"]) == 2  # a flow model has no stochastic DDPM sampler

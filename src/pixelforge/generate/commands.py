@@ -20,8 +20,12 @@ def generate_command(
     class_: Annotated[list[str] | None, typer.Option("--class", help="A class name (repeatable).")] = None,
     n: Annotated[int, typer.Option(help="Images per prompt or class (in all, for unconditional runs).")] = 1,
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 50,
-    sampler: Annotated[str, typer.Option(help="ddim, ddpm or dpm++.")] = "ddim",
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (1: none).")] = 3.0,
+    sampler: Annotated[
+        str, typer.Option(help="ddim, ddpm or dpm++; euler for flow models (ddim is the same step).")
+    ] = "ddim",
+    guidance: Annotated[
+        float, typer.Option(help="Classifier-free guidance scale (1: none).")
+    ] = 2.0,  # = models.diffusion.GUIDANCE
     seed: Annotated[int, typer.Option(help="The same seed and settings give the same images.")] = 0,
     batch_size: Annotated[int, typer.Option()] = 64,
     checkpoint: Annotated[str, typer.Option(help="best (lowest validation loss) or latest.")] = "best",

@@ -15,7 +15,7 @@ from pixelforge import media
 from pixelforge.device import resolve_device
 from pixelforge.errors import UsageError
 from pixelforge.generate.mark import MARK_MIN_SIDE, marked_png
-from pixelforge.models.diffusion import SAMPLERS
+from pixelforge.models.diffusion import GUIDANCE, SAMPLERS
 from pixelforge.models.sampling import to_uint8
 from pixelforge.progress import track
 from pixelforge.store import DatasetBuilder, Lineage, config_to_dict
@@ -30,7 +30,7 @@ class GenerateConfig:
     n: int = 1  # images per prompt / class (or in all, for an unconditional run)
     steps: int = 50
     sampler: str = "ddim"
-    guidance: float = 3.0
+    guidance: float = GUIDANCE
     seed: int = 0
     batch_size: int = 64
     checkpoint: str = "best"  # best | latest

@@ -10,6 +10,7 @@ from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
+    FlowMatchEulerDiscreteScheduler,
     UNet2DConditionModel,
     UNet2DModel,
 )
@@ -18,9 +19,19 @@ from pixelforge.errors import UsageError
 
 CONDITIONS = ("none", "class", "text")
 MODEL_SIZES = ("tiny", "small", "base")
-PREDICTIONS = ("epsilon", "v_prediction")
+# epsilon and v_prediction are DDPM parameterisations; flow is rectified flow (Liu et al. 2023; Lipman
+# et al. 2023): x_t = (1 - s) x0 + s eps on a straight line, the model predicts the velocity eps - x0
+PREDICTIONS = ("epsilon", "v_prediction", "flow")
+# how training draws the noise level: uniform over the timesteps, or logit-normal (Esser et al. 2024,
+# the SD3 paper): sigmoid(N(mean, std)), which spends the steps on the middle noise levels
+TIMESTEP_SAMPLING = ("uniform", "logit-normal")
 BETA_SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
-SAMPLERS = ("ddim", "ddpm", "dpm++")
+SAMPLERS = ("ddim", "ddpm", "dpm++", "euler")
+# classifier-free guidance scale of generate and of training's sample grids. Measured on the shapes benchmark
+# (20-minute run, training prompts): guidance 1.5 / 2 / 3 / 6 drew all five attributes right 0.981 / 0.975 /
+# 0.919 / 0.769 of the time, the withheld combinations' colour 0.950 / 1.000 / 1.000 / 1.000; at 2 the spread
+# of position and size over one prompt's images was 1.12x and 0.87x the training images' (3: 0.86x, 0.69x)
+GUIDANCE = 2.0
 
 # block widths, layers per block, group-norm groups. tiny is the measured 2.7M-parameter CPU model.
 _PRESETS = {
@@ -60,12 +71,20 @@ class DiffusionConfig:
     # abar > 0.99), which it caps. Measured on the shapes benchmark, gamma 5 / 20 / 100: shape 0.850 /
     # 0.919 / 0.994 (the small gamma starves the low-noise steps that draw a diamond's corners).
     snr_gamma: float = 100.0
+    timestep_sampling: str = "uniform"
+    logit_mean: float = 0.0  # logit-normal timestep sampling: the mean and spread of the logit
+    logit_std: float = 1.0
+    # FiLM: the timestep (+ class or pooled caption) embedding scales and shifts every ResNet block's
+    # normalised features (diffusers' resnet_time_scale_shift="scale_shift") instead of only adding to them
+    film: bool = False
     num_classes: int = 0
     # what runs saved before these options existed did (their config.json lacks the key)
     BEFORE_OPTION: ClassVar[dict[str, Any]] = {
         "text_layer": -1,
         "cross_attention_levels": 1,
         "attention_positions": False,
+        "timestep_sampling": "uniform",
+        "film": False,
     }
 
     def validate(self) -> None:
@@ -74,6 +93,7 @@ class DiffusionConfig:
             ("--model-size", self.model_size, MODEL_SIZES),
             ("--prediction", self.prediction, PREDICTIONS),
             ("--beta-schedule", self.beta_schedule, tuple(BETA_SCHEDULES)),
+            ("--timestep-sampling", self.timestep_sampling, TIMESTEP_SAMPLING),
         ):
             if value not in allowed:
                 raise UsageError(f"{flag} {value!r}: choose one of {', '.join(allowed)}")
@@ -90,6 +110,8 @@ class DiffusionConfig:
                 f"--cross-attention-levels {self.cross_attention_levels}: choose 1 to {levels} "
                 f"(the {self.model_size} UNet has {levels} levels)"
             )
+        if self.logit_std <= 0:
+            raise UsageError(f"--logit-std {self.logit_std}: must be positive (1.0 is the SD3 setting)")
         if self.snr_gamma < 0:
             raise UsageError(f"--snr-gamma {self.snr_gamma}: choose 0 (off) or a positive number such as 100")
 
@@ -120,6 +142,7 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
             cross_attention_dim=cfg.text_dim,
             attention_head_dim=8,
             norm_num_groups=groups,
+            resnet_time_scale_shift="scale_shift" if cfg.film else "default",
             class_embed_type="projection" if cfg.text_pooled else None,
             projection_class_embeddings_input_dim=cfg.text_dim if cfg.text_pooled else None,
         )
@@ -138,6 +161,7 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
         up_block_types=up,
         norm_num_groups=groups,
         attention_head_dim=8,
+        resnet_time_scale_shift="scale_shift" if cfg.film else "default",
         num_class_embeds=cfg.num_classes + 1 if cfg.condition == "class" else None,
     )
 
@@ -210,9 +234,28 @@ def sampler(name: str, cfg: DiffusionConfig):
 
     An epsilon model's first steps divide by sqrt(abar_T), which is ~0 on a cosine schedule: its
     estimate of the clean image is clipped to [-1, 1] there, or it blows up (measured: pure noise).
+
+    A flow model integrates its ODE from s = 1 (noise) to 0: euler, or ddim, which for a straight
+    path is the same first-order step; dpm++ with flow sigmas. It has no stochastic ddpm sampler.
     """
     if name not in SAMPLERS:
         raise UsageError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+    if cfg.prediction == "flow":
+        if name in ("ddim", "euler"):
+            return FlowMatchEulerDiscreteScheduler(num_train_timesteps=cfg.timesteps, shift=1.0)
+        if name == "dpm++":
+            return DPMSolverMultistepScheduler(
+                num_train_timesteps=cfg.timesteps,
+                algorithm_type="dpmsolver++",
+                solver_order=2,
+                prediction_type="flow_prediction",
+                use_flow_sigmas=True,
+                flow_shift=1.0,
+                final_sigmas_type="zero",
+            )
+        raise UsageError(f"--sampler {name}: a flow model samples with euler (or ddim, the same step) or dpm++")
+    if name == "euler":
+        raise UsageError("--sampler euler: for flow models (--prediction flow); choose ddim, ddpm or dpm++")
     base: dict[str, Any] = dict(train_scheduler(cfg).config)
     clip = cfg.prediction == "epsilon"
     if name == "ddim":
@@ -222,6 +265,17 @@ def sampler(name: str, cfg: DiffusionConfig):
     return DPMSolverMultistepScheduler.from_config(
         base, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing", final_sigmas_type="zero"
     )
+
+
+def noise_levels(cfg: DiffusionConfig, u: torch.Tensor) -> torch.Tensor:
+    """Training noise levels in (0, 1) from standard normal draws ``u`` (B,): uniform or logit-normal.
+
+    Uniform maps u through the normal CDF, so both settings use the same draws. A DDPM model's
+    timestep is ``floor(level * T)``; a flow model's noise fraction s is the level itself.
+    """
+    if cfg.timestep_sampling == "logit-normal":
+        return torch.sigmoid(cfg.logit_mean + cfg.logit_std * u)
+    return 0.5 * (1 + torch.erf(u / 2**0.5))
 
 
 def denoise(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pixelforge.models.diffusion import DiffusionConfig, denoise, sampler
+from pixelforge.models.diffusion import GUIDANCE, DiffusionConfig, denoise, sampler
 
 
 @torch.inference_mode()
@@ -16,7 +16,7 @@ def sample_diffusion(
     *,
     steps: int = 50,
     sampler_name: str = "ddim",
-    guidance: float = 3.0,
+    guidance: float = GUIDANCE,
     generator: torch.Generator,
     device: torch.device,
     n: int | None = None,
@@ -32,13 +32,21 @@ def sample_diffusion(
     b = cond.shape[0] if cond is not None else (n or 1)
     size = cfg.image_size
     # 1. x_T ~ N(0, I)   x: (B, 3, S, S)
-    x = torch.randn((b, 3, size, size), generator=generator).to(device) * sched.init_noise_sigma
+    x = torch.randn((b, 3, size, size), generator=generator).to(device) * getattr(sched, "init_noise_sigma", 1.0)
     guided = cond is not None and uncond is not None and guidance != 1.0
     both = torch.cat([uncond, cond]).to(device) if guided else (cond.to(device) if cond is not None else None)
-    for t in sched.timesteps:
+    for i, t in enumerate(sched.timesteps):
         # 2. predict noise / velocity, both halves in one batch when guiding
-        inp = sched.scale_model_input(torch.cat([x, x]) if guided else x, t)
-        tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
+        inp = torch.cat([x, x]) if guided else x
+        if hasattr(sched, "scale_model_input"):  # flow matching's Euler takes the sample as it is
+            inp = sched.scale_model_input(inp, t)
+        # a flow model's time is its noise fraction s times T, from the scheduler's sigmas (dpm++ rounds its
+        # timesteps to integers: 124 for s = 0.1249, off by 0.7%); a DDPM model's an integer timestep
+        if cfg.prediction == "flow":
+            s = float(sched.sigmas[i]) * cfg.timesteps
+            tt = torch.full((inp.shape[0],), s, device=device, dtype=torch.float32)
+        else:
+            tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
         out = denoise(unet, cfg, inp, tt, both)
         if guided:
             # 3. classifier-free guidance: u + w (c - u)

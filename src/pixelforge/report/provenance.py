@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from pixelforge.report.blocks import Section, fmt, pct
-from pixelforge.report.dataset import first_samples, sample_uri
+from pixelforge.report.dataset import sample_uri
 from pixelforge.store import Dataset
 
 VERIFY_LIMIT = 200  # images checked for the watermark (evenly spaced over the set when there are more)
-GRID = 24
+PROMPT_ROWS, PER_PROMPT = 16, 8  # the generated images shown: rows of prompts, images per row
 
 
 def verify_images(folder: Path, limit: int = VERIFY_LIMIT) -> dict[str, Any] | None:
@@ -91,18 +91,30 @@ def provenance_section(path: str, verify_limit: int = VERIFY_LIMIT) -> Section:
             ],
             title="Watermark verification (pixelforge verify)",
         )
-    items = []
-    for s in first_samples(ds, GRID):
-        uri = sample_uri(s)
-        if uri:
-            meta = json.loads(s.row["meta"]) if s.row.get("meta") else {}
-            items.append(
-                {
-                    "uri": uri,
-                    "caption": s.row.get("caption") or s.row.get("label_name") or "",
-                    "sub": f"{s.key} · seed {meta.get('seed', '?')} #{meta.get('index', '?')}",
-                }
-            )
-    if items:
-        sec.gallery(items, title=f"Generated images (the first {len(items)})")
+    groups = prompt_rows(ds)
+    if groups:
+        shown = sum(len(g["images"]) for g in groups)
+        sec.groups(
+            groups,
+            title=f"Generated images by prompt ({len(groups)} prompts, {shown} images)",
+            note="Each row is one prompt and the images generated for it, so each can be checked by eye.",
+        )
     return sec
+
+
+def prompt_rows(ds: Dataset, rows: int = PROMPT_ROWS, per_prompt: int = PER_PROMPT) -> list[dict[str, Any]]:
+    """The first ``rows`` prompts (or classes) in shard order, each with up to ``per_prompt`` of its images."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for sample in ds.iter_samples():
+        asked = sample.row.get("caption") or sample.row.get("label_name") or "(unconditional)"
+        if asked not in found:
+            if len(found) == rows:  # generate writes a prompt's images together: the next prompt ends the rows
+                break
+            found[asked] = []
+        if len(found[asked]) >= per_prompt:
+            continue
+        uri = sample_uri(sample)
+        if uri:
+            meta = json.loads(sample.row["meta"]) if sample.row.get("meta") else {}
+            found[asked].append({"uri": uri, "caption": f"seed {meta.get('seed', '?')} #{meta.get('index', '?')}"})
+    return [{"title": asked, "images": images} for asked, images in found.items() if images]

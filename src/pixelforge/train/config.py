@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     mixed_precision: bool = True  # bf16 autocast, on CUDA only
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with native bf16 instructions (AVX512-BF16 or AMX)
     eval_every: int = 500
     log_every: int = 50
     patience: int | None = None  # evaluations without a better validation loss before stopping

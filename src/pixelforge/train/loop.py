@@ -63,6 +63,11 @@ def make_optimizer(
     return opt
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively; elsewhere autocast emulates it, slower than float32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def ema_update(decay: float):
     """EMA with warm-up: decay min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not
     dominated by their random initial weights (as diffusers' EMAModel does)."""
@@ -247,7 +252,9 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     log = TrainLogger(run, ranks, fields, batches.per_epoch, resumed.step)
 
     # -- 4. the loop ------------------------------------------------------------------------------
-    use_amp = device.type == "cuda" and cfg.mixed_precision
+    use_amp = (device.type == "cuda" and cfg.mixed_precision) or (
+        device.type == "cpu" and cfg.cpu_bf16 and cpu_has_bf16()
+    )
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
