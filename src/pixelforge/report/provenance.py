@@ -66,7 +66,7 @@ def provenance_section(path: str, verify_limit: int = VERIFY_LIMIT) -> Section:
         ],
         title="Model and sampling",
     )
-    asked = Counter(r["caption"] or r["label_name"] or "(unconditional)" for r in rows)
+    asked = Counter(_asked(r) for r in rows)
     sec.table(
         ["prompt or class", "images"],
         sorted(asked.items(), key=lambda kv: (-kv[1], kv[0])),
@@ -106,7 +106,7 @@ def prompt_rows(ds: Dataset, rows: int = PROMPT_ROWS, per_prompt: int = PER_PROM
     """The first ``rows`` prompts (or classes) in shard order, each with up to ``per_prompt`` of its images."""
     found: dict[str, list[dict[str, Any]]] = {}
     for sample in ds.iter_samples():
-        asked = sample.row.get("caption") or sample.row.get("label_name") or "(unconditional)"
+        asked = _asked(sample.row)
         if asked not in found:
             if len(found) == rows:  # generate writes a prompt's images together: the next prompt ends the rows
                 break
@@ -118,3 +118,8 @@ def prompt_rows(ds: Dataset, rows: int = PROMPT_ROWS, per_prompt: int = PER_PROM
             meta = json.loads(sample.row["meta"]) if sample.row.get("meta") else {}
             found[asked].append({"uri": uri, "caption": f"seed {meta.get('seed', '?')} #{meta.get('index', '?')}"})
     return [{"title": asked, "images": images} for asked, images in found.items() if images]
+
+
+def _asked(row: dict[str, Any]) -> str:
+    """What a generated image was asked for: its prompt, its class, or nothing."""
+    return row.get("caption") or row.get("label_name") or "(unconditional)"
