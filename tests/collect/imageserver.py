@@ -84,7 +84,7 @@ class Handler(BaseHTTPRequestHandler):
         head = parts[0]
         if path == "/robots.txt":
             if self.server.robots_status == 200:
-                return self._send(200, ROBOTS, "text/plain")
+                return self._send(200, self.server.robots, "text/plain")
             return self._send(self.server.robots_status, b"", "text/plain")
         if head in ("img", "private", "robots-only"):
             return self._send(200, jpeg(num))
@@ -96,6 +96,21 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 self.server.active -= 1
             return self._send(200, jpeg(num))
+        if head == "busy":  # a server that refuses (503) while more than busy_limit requests are in progress
+            with self.server.lock:
+                self.server.active += 1
+                self.server.max_active = max(self.server.max_active, self.server.active)
+                self.server.starts.append(time.monotonic())
+                refuse = self.server.active > self.server.busy_limit
+                self.server.refused += refuse
+            try:
+                if refuse:
+                    return self._send(503, b"busy", "text/plain")
+                time.sleep(0.05)
+                return self._send(200, jpeg(num))
+            finally:
+                with self.server.lock:
+                    self.server.active -= 1
         if head == "big":
             return self._send(200, jpeg(num, 1600, 1200))
         if head == "png":
@@ -197,6 +212,10 @@ class ImageServer(ThreadingHTTPServer):
         self.other_host = other_host
         self.max_stall = max_stall  # upper bound on how long a stalling route keeps a thread
         self.robots_status = 200
+        self.robots = ROBOTS
+        self.busy_limit = 2  # /busy/ answers 503 while more requests than this are in progress
+        self.refused = 0
+        self.starts: list[float] = []  # when each /busy/ request began (time.monotonic())
         self.hits: dict[str, int] = {}
         self.active = self.max_active = 0
         self.lock = threading.Lock()
@@ -209,6 +228,54 @@ class ImageServer(ThreadingHTTPServer):
         return f"http://{self.host}:{self.port}{path}"
 
     def __enter__(self) -> ImageServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _SmallHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/robots.txt":
+            body, ctype = b"User-agent: *\nAllow: /\n", "text/plain"
+        else:
+            body, ctype = jpeg(int(self.path.rsplit("/", 1)[-1].split(".")[0]) % 64), "image/jpeg"
+        time.sleep(0.02)  # a little work per request, so requests overlap
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class SmallServer(ThreadingHTTPServer):
+    """A deliberately small host: Python's threaded server with a listen backlog of 5.
+
+    Connections beyond the backlog are dropped by the kernel; a client that opens many at
+    once sees timeouts. /i/N.jpg is an image for every N.
+    """
+
+    request_queue_size = 5
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SmallHandler)
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+    def __enter__(self) -> SmallServer:
         self._thread.start()
         return self
 

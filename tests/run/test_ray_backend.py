@@ -13,6 +13,7 @@ import pytest
 from pixelforge.cli import main
 from pixelforge.run import run_tasks
 from pixelforge.run.settings import ExecutorSettings
+from tests.collect.imageserver import SmallServer
 from tests.run.conftest import content
 from tests.run.dying import DOOMED_SHARD, collect_shard_dying_once, fail_loudly, square
 
@@ -70,6 +71,23 @@ def test_collect_urls_gives_the_same_dataset_on_ray(ray_cluster, server, tmp_pat
     assert local["shards"] == ["000000.tar", "000001.tar", "000002.tar", "000003.tar"]
     assert len(local["index"]) == URLS - 3
     assert [f["reason"] for f in local["failures"]] == ["http_4xx", "invalid_url", "duplicate_url"]
+    assert ray == local
+
+
+@pytest.mark.ray
+def test_a_small_server_gives_the_same_dataset_locally_and_on_ray(ray_cluster, tmp_path):
+    """300 URLs on one host with a listen backlog of 5, default options: every image, on both backends.
+
+    Before the per-host window (#23) the local pool stored 184 of them and Ray 291.
+    """
+    with SmallServer() as small:
+        lst = tmp_path / "urls.txt"
+        lst.write_text("".join(small.url(f"/i/{i}.jpg") + "\n" for i in range(300)))
+        for backend in ("local", "ray"):
+            args = ["collect", "urls", str(lst), "--out", str(tmp_path / backend), "--backend", backend]
+            assert main([*args, "--allow-private-networks"]) == 0
+    local, ray = content(str(tmp_path / "local")), content(str(tmp_path / "ray"))
+    assert len(local["index"]) == 300 and local["failures"] == []
     assert ray == local
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from pixelforge import media
 from pixelforge.collect.fetch import DEFAULT_USER_AGENT, FetchConfig
+from pixelforge.collect.throttle import HostLimits
 from pixelforge.errors import UsageError
 from pixelforge.run.settings import ExecutorSettings
 
@@ -27,7 +28,8 @@ class CollectConfig:
     timeout: float = 10.0
     retries: int = 2
     concurrency: int = 64
-    per_host: int = 0
+    per_host: int = 8  # connections in flight to one host over the run (Scrapy's per-domain default)
+    per_host_rps: float = 0.0  # request starts per second to one host over the run (0: no cap)
     user_agent: str = DEFAULT_USER_AGENT
     samples_per_shard: int = 1000
     ignore_opt_outs: bool = False
@@ -53,6 +55,8 @@ class CollectConfig:
                 raise UsageError(f"{flag} {value}: must be 0 or more")
         if not 1 <= self.quality <= 100:
             raise UsageError(f"--quality {self.quality}: choose a value from 1 to 100")
+        if self.per_host_rps < 0:
+            raise UsageError(f"--per-host-rps {self.per_host_rps}: must be 0 (no cap) or more")
         if self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout}: must be more than 0 seconds")
         self.executor.validate()
@@ -66,5 +70,5 @@ class CollectConfig:
             honour_opt_outs=not self.ignore_opt_outs,
             allow_private_networks=self.allow_private_networks,
             concurrency=self.concurrency,
-            per_host=self.per_host,
+            host_limits=HostLimits(self.per_host, self.per_host_rps, share=self.executor.processes),
         )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -17,13 +17,15 @@ import aiohttp
 from pixelforge import __version__
 from pixelforge.collect.netguard import GuardedConnector, PrivateNetworkBlocked
 from pixelforge.collect.optout import RobotsPolicy, header_opt_out
+from pixelforge.collect.throttle import HostLimits, HostThrottle
 from pixelforge.errors import ItemError
 
 DEFAULT_USER_AGENT = (
     f"pixelforge/{__version__} (image dataset collector; +https://github.com/pixelforge/pixelforge#for-site-owners)"
 )
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # tried again after the host cools down
+OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})  # ... and the host is slowed down
 MAX_RETRY_AFTER = 60.0  # never sleep longer than this on a server's Retry-After
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least the first 500 KiB
 ROBOTS_CACHE_SIZE = 50_000  # origins whose robots.txt a worker process remembers across shards
@@ -51,7 +53,7 @@ class FetchConfig:
     honour_opt_outs: bool = True
     allow_private_networks: bool = False
     concurrency: int = 64
-    per_host: int = 0
+    host_limits: HostLimits = HostLimits()
 
 
 @dataclass
@@ -67,7 +69,7 @@ def make_session(config: FetchConfig) -> aiohttp.ClientSession:
     """One session per worker: the guarded connector, our user agent, no cookies kept."""
     connector = GuardedConnector(
         limit=config.concurrency,
-        limit_per_host=config.per_host,
+        limit_per_host=config.host_limits.window(),
         allow_private=config.allow_private_networks,
         ttl_dns_cache=300,
         enable_cleanup_closed=True,
@@ -85,43 +87,92 @@ class Fetcher:
 
     def __init__(self, session: aiohttp.ClientSession, config: FetchConfig, run_id: str = ""):
         self.session, self.config = session, config
+        self.throttle = HostThrottle(config.host_limits, run_id)
+        # bounds the bodies held at once: a request's place is kept while its caller processes it
+        self.gate = asyncio.Semaphore(config.concurrency)
+        self.retries = 0  # attempts made again after a transient failure
         # the crawler's scope check: a redirect it refuses is not followed (reason out_of_scope_redirect)
         self.redirect_filter: Callable[[str], str | None] | None = None
         self._robots: dict[str, asyncio.Future[RobotsPolicy]] = {}
+        self._paced: set[str] = set()  # origins whose Crawl-delay the throttle has been told
         if _robots_cache_run[0] != run_id:
             _robots_cache.clear()
             _robots_cache_run[0] = run_id
 
     async def fetch(self, url: str) -> Fetched:
         """GET ``url`` within the limits; raise FetchError with a failure reason otherwise."""
+        async with self.fetching(url) as got:
+            return got
+
+    @asynccontextmanager
+    async def fetching(self, url: str) -> AsyncIterator[Fetched]:
+        """GET ``url`` politely and hold a place of the ``gate`` while the caller uses the body.
+
+        Each attempt waits for room at the host (throttle.py) first and for the gate second, so
+        requests queued for a slow host never keep others from the gate. A transient failure
+        (timeout, dropped connection, 429 or 5xx) is retried after the host has cooled down, up
+        to ``retries`` times; the host slows down on every sign of overload.
+        """
+        host = urlsplit(url).hostname or ""
         start = time.monotonic()
         attempt = 0
+        if self.config.honour_opt_outs:
+            await self._policy(url)  # before the first request: its Crawl-delay spaces them all
         while True:
-            try:
-                status, data, final, headers = await asyncio.wait_for(self._follow(url), timeout=self.config.timeout)
-                return Fetched(final, status, data, time.monotonic() - start, headers)
-            except FetchError as exc:
-                retry_after = getattr(exc, "retry_after", None)
-                if exc.status not in RETRY_STATUSES or attempt >= self.config.retries:
+            async with self.throttle.slot(host) as st:
+                if st.down is not None:
+                    raise FetchError(st.down, f"not tried: {host} was taken as down ({st.down}) earlier in the run")
+                await self.gate.acquire()
+                began = time.monotonic()
+                try:
+                    status, data, final, headers = await self._attempt(url)
+                except FetchError as exc:
+                    self.gate.release()
+                    if not self._again(host, exc, attempt, began):
+                        raise
+                    attempt += 1
+                    self.retries += 1
+                    continue
+                except BaseException:
+                    self.gate.release()
                     raise
-                delay = min(retry_after, self.config.timeout) if retry_after is not None else self._backoff(attempt)
-            except TimeoutError:
-                # not retried: a server that hangs costs one timeout, not (retries + 1) of them
-                raise FetchError("timeout", f"no complete answer within {self.config.timeout:g} s") from None
-            except PrivateNetworkBlocked as exc:
-                raise FetchError("private_network_blocked", str(exc)) from None
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-                if attempt >= self.config.retries:
-                    raise FetchError("connection_error", _describe(exc)) from None
-                delay = self._backoff(attempt)
-            except aiohttp.InvalidURL as exc:
-                raise FetchError("invalid_url", f"invalid URL: {exc}") from None
-            attempt += 1
-            await asyncio.sleep(delay)
+                self.throttle.succeeded(host)
+            try:
+                yield Fetched(final, status, data, time.monotonic() - start, headers)
+            finally:
+                self.gate.release()
+            return
 
-    @staticmethod
-    def _backoff(attempt: int) -> float:
-        return min(0.5 * 2**attempt, 8.0) * (0.5 + random.random() / 2)
+    async def _attempt(self, url: str) -> tuple[int, bytes, str, Any]:
+        """One try at ``url`` (redirects followed), every error as a FetchError with its reason."""
+        try:
+            return await asyncio.wait_for(self._follow(url), timeout=self.config.timeout)
+        except TimeoutError:
+            raise FetchError("timeout", f"no complete answer within {self.config.timeout:g} s") from None
+        except PrivateNetworkBlocked as exc:
+            raise FetchError("private_network_blocked", str(exc)) from None
+        except aiohttp.ClientConnectorDNSError as exc:
+            raise FetchError("dns_error", _describe(exc)) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+            raise FetchError("connection_error", _describe(exc)) from None
+        except aiohttp.InvalidURL as exc:
+            raise FetchError("invalid_url", f"invalid URL: {exc}") from None
+
+    def _again(self, host: str, exc: FetchError, attempt: int, began: float) -> bool:
+        """Whether a failed attempt is tried again; tells the throttle what the failure says of the host."""
+        if exc.reason == "dns_error":
+            self.throttle.mark_down(host, exc.reason)  # a name that does not resolve will not resolve soon
+            return False
+        overload = exc.reason in ("timeout", "connection_error") or exc.status in OVERLOAD_STATUSES
+        if overload:
+            self.throttle.overloaded(host, began, getattr(exc, "retry_after", None))
+        transient = overload or exc.status in RETRY_STATUSES
+        if not transient:
+            if exc.status is not None:
+                self.throttle.succeeded(host)  # an answer such as 404: the host itself is well
+            return False
+        down = self.throttle.failed(host, exc.reason)
+        return attempt < self.config.retries and not down
 
     async def _follow(self, url: str) -> tuple[int, bytes, str, Any]:
         current = url
@@ -183,6 +234,12 @@ class Fetcher:
         return data
 
     async def _check_robots(self, url: str) -> None:
+        policy = await self._policy(url)
+        if not policy.allows(url, self.config.user_agent):
+            raise FetchError("opt_out_robots", policy.why_not(url))
+
+    async def _policy(self, url: str) -> RobotsPolicy:
+        """The robots.txt of ``url``'s origin (downloaded once per run and process); its Crawl-delay paces the host."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         policy = _robots_cache.get(origin)
@@ -195,8 +252,12 @@ class Fetcher:
             _robots_cache[origin] = policy
             if len(_robots_cache) > ROBOTS_CACHE_SIZE:
                 _robots_cache.popitem(last=False)
-        if not policy.allows(url, self.config.user_agent):
-            raise FetchError("opt_out_robots", policy.why_not(url))
+        if origin not in self._paced:
+            self._paced.add(origin)
+            delay = policy.crawl_delay(self.config.user_agent)
+            if delay:
+                self.throttle.crawl_delay(parts.hostname or "", delay)
+        return policy
 
     async def _load_robots(self, origin: str) -> RobotsPolicy:
         status, body = None, None
@@ -212,6 +273,8 @@ class Fetcher:
                     body = await resp.content.read(ROBOTS_MAX_BYTES)
         except PrivateNetworkBlocked as exc:
             raise FetchError("private_network_blocked", str(exc)) from None
+        except aiohttp.ClientConnectorDNSError as exc:
+            raise FetchError("dns_error", _describe(exc)) from None
         except (TimeoutError, aiohttp.ClientError, OSError):
             status = None
         return RobotsPolicy.from_response(status, body)

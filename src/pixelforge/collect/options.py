@@ -24,7 +24,8 @@ MIN_SIDE = 0
 TIMEOUT = 10.0
 RETRIES = 2
 CONCURRENCY = 64
-PER_HOST = 0
+PER_HOST = 8
+PER_HOST_RPS = 0.0
 
 ImageSize = Annotated[int, typer.Option(help="Side of the stored image in pixels.")]
 ResizeMode = Annotated[str, typer.Option(help="center_crop, keep_ratio, pad or none.")]
@@ -32,10 +33,23 @@ Encode = Annotated[str, typer.Option(help="Stored encoding: jpg, png or webp.")]
 Quality = Annotated[int, typer.Option(help="JPEG/WebP quality.")]
 MinSide = Annotated[int, typer.Option(help="Originals with a shorter side under this fail as too_small.")]
 Timeout = Annotated[float, typer.Option(help="Seconds allowed per request.")]
-Retries = Annotated[int, typer.Option(help="Retries on 429/5xx/connection errors (backoff; Retry-After honoured).")]
+Retries = Annotated[
+    int,
+    typer.Option(
+        help="Tries again after a timeout, a dropped connection, 429 or 5xx, once the host has cooled down "
+        "(Retry-After honoured)."
+    ),
+]
 Processes = Annotated[int, typer.Option(help="Worker processes for the image downloads.")]
 Concurrency = Annotated[int, typer.Option(help="Image downloads in flight per process.")]
-PerHost = Annotated[int, typer.Option(help="At most N image connections per host (0 = no cap).")]
+PerHost = Annotated[
+    int,
+    typer.Option(
+        help="At most N connections in flight to one host over the run (0 = no cap); "
+        "halved while the host shows overload (timeouts, 429, 503), regained slowly."
+    ),
+]
+PerHostRps = Annotated[float, typer.Option(help="At most N requests per second to one host over the run (0 = no cap).")]
 UserAgent = Annotated[str | None, typer.Option(help="User-Agent header (default names pixelforge).")]
 IgnoreOptOuts = Annotated[
     bool,
@@ -60,6 +74,7 @@ DOWNLOAD_FLAGS = (
     "retries",
     "concurrency",
     "per_host",
+    "per_host_rps",
     "user_agent",
     "samples_per_shard",
     "ignore_opt_outs",

@@ -74,5 +74,10 @@ class RobotsPolicy:
             return self.allow_all
         return self.parser.can_fetch(url, user_agent)
 
+    def crawl_delay(self, user_agent: str) -> float | None:
+        """The Crawl-delay robots.txt asks of ``user_agent`` (seconds), or None."""
+        delay = self.parser.crawl_delay(user_agent) if self.parser is not None else None
+        return float(delay) if delay else None
+
     def why_not(self, url: str) -> str:
         return self.reason or "robots.txt disallows this path for our user agent"

@@ -179,13 +179,17 @@ def download_rows(
         remove_partial(out)
     done = set(completed_shards(out))
     start = time.monotonic()
-    totals = {"rows": 0, "samples": 0, "bytes": 0}
+    totals = {"rows": 0, "samples": 0, "bytes": 0, "retries": 0, "backoffs": 0}
+    hosts_down: set[str] = set()
     with track(command) as bar:
         tasks = plan_shards(reader, out, config, done, uuid.uuid4().hex, plan["shard_size"])
         for stats in config.executor.run(collect_shard, tasks):
             totals["rows"] += stats.rows
             totals["samples"] += stats.samples
             totals["bytes"] += stats.bytes_downloaded
+            totals["retries"] += stats.politeness.get("retries", 0)
+            totals["backoffs"] += stats.politeness.get("backoffs", 0)
+            hosts_down.update(stats.politeness.get("hosts_down", ()))
             bar.advance(stats.rows)
     seconds = time.monotonic() - start
     lineage_config = config_to_dict(config)
@@ -204,6 +208,13 @@ def download_rows(
             "shards_resumed": len(done),
             "samples_per_shard": plan["shard_size"],
             "opt_outs_honoured": not config.ignore_opt_outs,
+            "politeness": {
+                "per_host": config.per_host,
+                "per_host_rps": config.per_host_rps,
+                "retries": totals["retries"],
+                "backoffs": totals["backoffs"],
+                "hosts_down": sorted(hosts_down),
+            },
             **(stats_extra or {}),
         },
     )

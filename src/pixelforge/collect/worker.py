@@ -13,7 +13,7 @@ from typing import Any
 
 from pixelforge import media
 from pixelforge.collect.config import CollectConfig
-from pixelforge.collect.fetch import Fetcher, FetchError, make_session
+from pixelforge.collect.fetch import Fetcher, make_session
 from pixelforge.collect.lists import InputRow
 from pixelforge.errors import ItemError
 from pixelforge.store.schema import encode_meta, index_schema
@@ -39,6 +39,7 @@ class ShardStats:
     bytes_downloaded: int
     seconds: float
     reasons: dict[str, int] = field(default_factory=dict)
+    politeness: dict[str, Any] = field(default_factory=dict)  # retries, backoffs, hosts taken as down
 
 
 def collect_shard(task: ShardTask) -> ShardStats:
@@ -51,24 +52,19 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
     fetch_cfg = cfg.fetch_config()
     limits = media.MediaLimits(max_bytes=cfg.max_bytes, max_pixels=cfg.max_pixels, min_side=cfg.min_side)
     start = time.monotonic()
-    # one slot covers download AND processing, so at most `concurrency` bodies sit in memory
-    slots = asyncio.Semaphore(cfg.concurrency)
     downloaded = 0
 
     async def one(row: InputRow) -> tuple[Any, ...]:
         nonlocal downloaded
-        async with slots:
-            try:
-                got = await fetcher.fetch(row.url)
-            except FetchError as exc:
-                return ("fail", exc.reason, exc.detail)
-            downloaded += len(got.data)
-            fetched_at = datetime.now(UTC)
-            # Image work runs inline on the event loop: handing it to a thread pool was measured
-            # slower (collect benchmark, 2 processes: 227 images/s inline, 207 with one thread,
-            # 181 with two) because of GIL hand-offs; sockets keep filling their kernel buffers
-            # meanwhile, and one process per core supplies the parallelism.
-            try:
+        try:
+            # the fetcher's gate is held until the block ends: at most `concurrency` bodies in memory
+            async with fetcher.fetching(row.url) as got:
+                downloaded += len(got.data)
+                fetched_at = datetime.now(UTC)
+                # Image work runs inline on the event loop: handing it to a thread pool was measured
+                # slower (collect benchmark, 2 processes: 227 images/s inline, 207 with one thread,
+                # 181 with two) because of GIL hand-offs; sockets keep filling their kernel buffers
+                # meanwhile, and one process per core supplies the parallelism.
                 processed = media.process(
                     got.data,
                     size=cfg.image_size,
@@ -77,15 +73,20 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
                     quality=cfg.quality,
                     limits=limits,
                 )
-            except ItemError as exc:
-                return ("fail", exc.reason, exc.detail)
-            # keep the status and final URL, not the original body: a shard's outcomes stay small
-            return ("ok", (got.status, got.url), processed, fetched_at)
+                # keep the status and final URL, not the original body: a shard's outcomes stay small
+                return ("ok", (got.status, got.url), processed, fetched_at)
+        except ItemError as exc:  # FetchError or a media error
+            return ("fail", exc.reason, exc.detail)
 
     async with make_session(fetch_cfg) as session:
         fetcher = Fetcher(session, fetch_cfg, task.run_id)
         jobs = [one(row) if reason is None else _pre(reason, detail) for row, reason, detail in task.rows]
         outcomes = await asyncio.gather(*jobs)
+    polite = {
+        "retries": fetcher.retries,
+        "backoffs": fetcher.throttle.backoffs,
+        "hosts_down": sorted(fetcher.throttle.hosts_down),
+    }
 
     writer = ShardWriter(task.out, task.shard_id, index_schema())
     reasons: dict[str, int] = {}
@@ -102,7 +103,9 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
     except BaseException:
         writer.abort()
         raise
-    return ShardStats(task.shard_id, len(task.rows), result.samples, downloaded, time.monotonic() - start, reasons)
+    return ShardStats(
+        task.shard_id, len(task.rows), result.samples, downloaded, time.monotonic() - start, reasons, polite
+    )
 
 
 async def _pre(reason: str, detail: str) -> tuple[str, str, str]:

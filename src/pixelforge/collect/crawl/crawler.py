@@ -22,6 +22,7 @@ from pixelforge.collect.crawl.urlnorm import Scope, canonical_url, origin_of, ur
 from pixelforge.collect.fetch import FetchConfig, Fetcher, FetchError, make_session
 from pixelforge.collect.lists import InputRow
 from pixelforge.collect.optout import header_opt_out
+from pixelforge.collect.throttle import HostLimits
 from pixelforge.progress import track
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -148,7 +149,7 @@ class Crawler:
             honour_opt_outs=False,
             allow_private_networks=dl.allow_private_networks,
             concurrency=config.page_concurrency,
-            per_host=0,
+            host_limits=HostLimits(per_host=0),  # the crawler paces pages itself (politeness.py)
         )
         self.seeds = config.canonical_seeds()
         self.scope = Scope(config.scope, self.seeds)

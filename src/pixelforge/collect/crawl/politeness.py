@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from pixelforge.collect.fetch import Fetcher, FetchError
 from pixelforge.collect.optout import RobotsPolicy
-
-MAX_CRAWL_DELAY = 60.0  # a robots.txt asking for more is capped (and the crawl of that host is slow)
+from pixelforge.collect.throttle import MAX_CRAWL_DELAY
 
 
 @dataclass
@@ -98,10 +97,8 @@ class Politeness:
         if blocked:
             return HostRules(RobotsPolicy(None, allow_all=False, reason=blocked), None, [], [], blocked)
         policy = RobotsPolicy.from_response(status, body)
-        delay = sitemaps = None
-        if policy.parser is not None:
-            delay = policy.parser.crawl_delay(self.user_agent)
-            sitemaps = list(policy.parser.sitemaps)
+        delay = policy.crawl_delay(self.user_agent)
+        sitemaps = list(policy.parser.sitemaps) if policy.parser is not None else None
         tdm: list[tuple[re.Pattern[str], bool]] = []
         if self.honour:
             async with self._host_lock(origin):
