@@ -82,6 +82,10 @@ class Handler(BaseHTTPRequestHandler):
         name = parts[-1]
         num = int("".join(ch for ch in name.split(".")[0] if ch.isdigit()) or 0)
         head = parts[0]
+        if path == "/ai.txt":
+            if self.server.ai_txt is None:
+                return self._send(404, b"not found", "text/plain")
+            return self._send(200, self.server.ai_txt, "text/plain")
         if path == "/robots.txt":
             if self.server.robots_status == 200:
                 return self._send(200, self.server.robots, "text/plain")
@@ -111,6 +115,10 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 with self.server.lock:
                     self.server.active -= 1
+        if head == "recover":  # 500 until the test sets server.recovered
+            if not self.server.recovered:
+                return self._send(500, b"down for maintenance", "text/plain")
+            return self._send(200, jpeg(num))
         if head == "big":
             return self._send(200, jpeg(num, 1600, 1200))
         if head == "png":
@@ -213,8 +221,10 @@ class ImageServer(ThreadingHTTPServer):
         self.max_stall = max_stall  # upper bound on how long a stalling route keeps a thread
         self.robots_status = 200
         self.robots = ROBOTS
+        self.ai_txt: bytes | None = None  # /ai.txt's body (None: 404)
         self.busy_limit = 2  # /busy/ answers 503 while more requests than this are in progress
         self.refused = 0
+        self.recovered = False  # /recover/ answers 500 until set
         self.starts: list[float] = []  # when each /busy/ request began (time.monotonic())
         self.hits: dict[str, int] = {}
         self.active = self.max_active = 0

@@ -60,6 +60,19 @@ def test_the_numbers_of_a_host_are_kept_across_shards_of_one_run_only():
     assert HostThrottle(HostLimits(8), run_id="run-b").state("h").window == 8  # a new run starts afresh
 
 
+def test_a_host_is_down_after_rounds_without_an_answer_not_after_a_failed_burst():
+    gate = HostThrottle(HostLimits(8), run_id="rounds")
+    sent = time.monotonic()
+    assert not any(gate.unanswered("h", "timeout", sent) for _ in range(3 * DOWN_AFTER))  # one burst: one round
+    for _ in range(DOWN_AFTER - 2):
+        assert not gate.unanswered("h", "timeout", time.monotonic())
+    gate.answered("h")  # a 503 is an answer: the count starts again
+    for _ in range(DOWN_AFTER - 1):
+        assert not gate.unanswered("h", "connection_error", time.monotonic())
+    assert gate.unanswered("h", "connection_error", time.monotonic())
+    assert gate.state("h").down == "connection_error" and gate.hosts_down == {"h"}
+
+
 def test_a_host_down_releases_its_waiting_requests():
     async def scenario():
         gate = HostThrottle(HostLimits(1), run_id="down")
@@ -71,7 +84,7 @@ def test_a_host_down_releases_its_waiting_requests():
                 if st.down is None:
                     await asyncio.sleep(0.05)
                     for _ in range(DOWN_AFTER):
-                        gate.failed("h", "timeout")
+                        gate.unanswered("h", "timeout", time.monotonic())
 
         await asyncio.gather(*(request(i) for i in range(4)))
         return order, gate.hosts_down

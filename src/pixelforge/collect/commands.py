@@ -24,6 +24,7 @@ from pixelforge.collect.options import (
     IgnoreOptOuts,
     ImageSize,
     MinSide,
+    OptOutListFile,
     PerHost,
     PerHostRps,
     Processes,
@@ -82,6 +83,7 @@ def urls_command(
     resume: Annotated[bool, typer.Option(help="Keep finished shards of a stopped run; fetch the rest.")] = False,
     overwrite: Overwrite = False,
     ignore_opt_outs: IgnoreOptOuts = False,
+    opt_out_list: OptOutListFile = None,
     allow_private_networks: AllowPrivate = False,
     license: License = "unknown",
     backend: Backend = EXECUTOR.backend,
@@ -159,6 +161,7 @@ def crawl_command(
         typer.Option(help="Continue a killed run in --out: its crawl is kept, the downloads go on where they stopped."),
     ] = False,
     ignore_opt_outs: IgnoreOptOuts = False,
+    opt_out_list: OptOutListFile = None,
     allow_private_networks: AllowPrivate = False,
     license: License = "unknown",
     backend: Backend = EXECUTOR.backend,
@@ -194,6 +197,72 @@ def crawl_command(
         download=download,
     )
     print_result(crawl(out, config, overwrite=overwrite, resume=resume), as_json)
+
+
+@collect_app.command("retry")
+def retry_command(
+    dataset: Annotated[str, typer.Argument(metavar="DIR", help="A dataset made by `collect urls` (or a retry).")],
+    out: Out,
+    reasons: Annotated[
+        str,
+        typer.Option(help="Comma-separated failure reasons to fetch again (any reason of the dataset's failures)."),
+    ] = "timeout,connection_error,http_5xx,dns_error",
+    list_path: Annotated[
+        str | None,
+        typer.Option("--list", help="The URL list, when it is no longer where the collection read it."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds allowed per request (default: the earlier run's).")
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option(help="Tries again after a transient failure (default: earlier run's).")
+    ] = None,
+    processes: Annotated[int | None, typer.Option(help="Worker processes (default: the earlier run's).")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Downloads in flight per process (default: earlier run's).")
+    ] = None,
+    per_host: Annotated[
+        int | None, typer.Option(help="Connections in flight to one host (default: earlier run's).")
+    ] = None,
+    per_host_rps: Annotated[
+        float | None, typer.Option(help="Requests per second to one host (default: earlier run's).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a stopped retry in --out.")] = False,
+    overwrite: Overwrite = False,
+    backend: Annotated[str | None, typer.Option(help="local or ray (default: the earlier run's).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Fetch a collection's failed rows again: a new dataset with its samples plus what now succeeds.
+
+    The earlier dataset is not modified; its shards are carried over (hard-linked when local),
+    the failures of --reasons are downloaded again from the same list with the same image
+    options, the other failure rows are kept. The lineage names the earlier dataset.
+
+    Example:
+
+        pixelforge collect retry data/laion --out data/laion-2 --reasons timeout,http_5xx
+    """
+    from pixelforge.collect.retry import collect_retry
+
+    overrides = {
+        "timeout": timeout,
+        "retries": retries,
+        "processes": processes,
+        "concurrency": concurrency,
+        "per_host": per_host,
+        "per_host_rps": per_host_rps,
+        "backend": backend,
+    }
+    result = collect_retry(
+        dataset,
+        out,
+        reasons=tuple(r.strip() for r in reasons.split(",") if r.strip()),
+        list_path=list_path,
+        overrides=overrides,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    print_result(result, as_json)
 
 
 def serve_site_command(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from pixelforge import media
 from pixelforge.collect.fetch import DEFAULT_USER_AGENT, FetchConfig
+from pixelforge.collect.optout import load_opt_out_list
 from pixelforge.collect.throttle import HostLimits
 from pixelforge.errors import UsageError
 from pixelforge.run.settings import ExecutorSettings
@@ -33,6 +34,7 @@ class CollectConfig:
     user_agent: str = DEFAULT_USER_AGENT
     samples_per_shard: int = 1000
     ignore_opt_outs: bool = False
+    opt_out_list: str | None = None  # a file of domains, URL prefixes, sha256 and phash values never collected
     allow_private_networks: bool = False
     license: str = "unknown"
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
@@ -59,6 +61,8 @@ class CollectConfig:
             raise UsageError(f"--per-host-rps {self.per_host_rps}: must be 0 (no cap) or more")
         if self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout}: must be more than 0 seconds")
+        if self.opt_out_list:
+            load_opt_out_list(self.opt_out_list)  # a missing file or a bad line: one error before any work
         self.executor.validate()
 
     def fetch_config(self) -> FetchConfig:
@@ -70,5 +74,6 @@ class CollectConfig:
             honour_opt_outs=not self.ignore_opt_outs,
             allow_private_networks=self.allow_private_networks,
             concurrency=self.concurrency,
+            opt_out_list=self.opt_out_list,
             host_limits=HostLimits(self.per_host, self.per_host_rps, share=self.executor.processes),
         )

@@ -16,7 +16,7 @@ import aiohttp
 
 from pixelforge import __version__
 from pixelforge.collect.netguard import GuardedConnector, PrivateNetworkBlocked
-from pixelforge.collect.optout import RobotsPolicy, header_opt_out
+from pixelforge.collect.optout import AI_TXT_MAX_BYTES, AiTxtPolicy, RobotsPolicy, header_opt_out, load_opt_out_list
 from pixelforge.collect.throttle import HostLimits, HostThrottle
 from pixelforge.errors import ItemError
 
@@ -31,7 +31,7 @@ ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least the first 500 KiB
 ROBOTS_CACHE_SIZE = 50_000  # origins whose robots.txt a worker process remembers across shards
 
 # origin -> policy, kept across shards of one worker process (RFC 9309 allows caching for 24 h)
-_robots_cache: OrderedDict[str, RobotsPolicy] = OrderedDict()
+_robots_cache: OrderedDict[str, SitePolicy] = OrderedDict()
 _robots_cache_run: list[str] = [""]  # the run the cache belongs to; a new run starts it afresh
 
 
@@ -54,6 +54,15 @@ class FetchConfig:
     allow_private_networks: bool = False
     concurrency: int = 64
     host_limits: HostLimits = HostLimits()
+    opt_out_list: str | None = None  # --opt-out-list: domains and URL prefixes never requested
+
+
+@dataclass(frozen=True)
+class SitePolicy:
+    """What an origin's robots.txt and ai.txt say."""
+
+    robots: RobotsPolicy
+    ai_txt: AiTxtPolicy
 
 
 @dataclass
@@ -91,9 +100,10 @@ class Fetcher:
         # bounds the bodies held at once: a request's place is kept while its caller processes it
         self.gate = asyncio.Semaphore(config.concurrency)
         self.retries = 0  # attempts made again after a transient failure
+        self.opt_outs = load_opt_out_list(config.opt_out_list) if config.opt_out_list else None
         # the crawler's scope check: a redirect it refuses is not followed (reason out_of_scope_redirect)
         self.redirect_filter: Callable[[str], str | None] | None = None
-        self._robots: dict[str, asyncio.Future[RobotsPolicy]] = {}
+        self._robots: dict[str, asyncio.Future[SitePolicy]] = {}
         self._paced: set[str] = set()  # origins whose Crawl-delay the throttle has been told
         if _robots_cache_run[0] != run_id:
             _robots_cache.clear()
@@ -116,6 +126,8 @@ class Fetcher:
         host = urlsplit(url).hostname or ""
         start = time.monotonic()
         attempt = 0
+        if self.opt_outs is not None and (why := self.opt_outs.refuses_url(url)):
+            raise FetchError("opt_out_list", why)  # not one request to a listed site
         if self.config.honour_opt_outs:
             await self._policy(url)  # before the first request: its Crawl-delay spaces them all
         while True:
@@ -166,20 +178,24 @@ class Fetcher:
         overload = exc.reason in ("timeout", "connection_error") or exc.status in OVERLOAD_STATUSES
         if overload:
             self.throttle.overloaded(host, began, getattr(exc, "retry_after", None))
+        if exc.status is not None:
+            self.throttle.answered(host)  # a 404 or a 503 is still an answer: the host is up
+            down = False
+        else:
+            down = self.throttle.unanswered(host, exc.reason, began) if overload else False
         transient = overload or exc.status in RETRY_STATUSES
-        if not transient:
-            if exc.status is not None:
-                self.throttle.succeeded(host)  # an answer such as 404: the host itself is well
-            return False
-        down = self.throttle.failed(host, exc.reason)
-        return attempt < self.config.retries and not down
+        return transient and attempt < self.config.retries and not down
 
     async def _follow(self, url: str) -> tuple[int, bytes, str, Any]:
         current = url
         seen = {url}
         for _ in range(self.config.max_redirects + 1):
+            if self.opt_outs is not None:
+                why = self.opt_outs.refuses_url(current)
+                if why:
+                    raise FetchError("opt_out_list", why)
             if self.config.honour_opt_outs:
-                await self._check_robots(current)
+                await self._check_site(current)
             async with self.session.get(current, allow_redirects=False) as resp:
                 if resp.status in REDIRECT_STATUSES:
                     location = resp.headers.get("Location")
@@ -233,51 +249,62 @@ class Fetcher:
             raise FetchError("connection_error", f"body ended after {len(data)} of {declared} bytes")
         return data
 
-    async def _check_robots(self, url: str) -> None:
-        policy = await self._policy(url)
-        if not policy.allows(url, self.config.user_agent):
-            raise FetchError("opt_out_robots", policy.why_not(url))
+    async def _check_site(self, url: str) -> None:
+        """Refuse ``url`` when its site's robots.txt or ai.txt opts it out."""
+        site = await self._policy(url)
+        if not site.robots.allows(url, self.config.user_agent):
+            raise FetchError("opt_out_robots", site.robots.why_not(url))
+        why = site.ai_txt.why_not(url)
+        if why:
+            raise FetchError("opt_out_ai_txt", why)
 
-    async def _policy(self, url: str) -> RobotsPolicy:
-        """The robots.txt of ``url``'s origin (downloaded once per run and process); its Crawl-delay paces the host."""
+    async def _policy(self, url: str) -> SitePolicy:
+        """The robots.txt and ai.txt of ``url``'s origin (read once per run and process); Crawl-delay paces the host."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        policy = _robots_cache.get(origin)
-        if policy is None:
-            # concurrent requests to one origin share a single robots.txt download
+        site = _robots_cache.get(origin)
+        if site is None:
+            # concurrent requests to one origin share a single download of each file
             fut = self._robots.get(origin)
             if fut is None:
-                fut = self._robots[origin] = asyncio.ensure_future(self._load_robots(origin))
-            policy = await fut
-            _robots_cache[origin] = policy
+                fut = self._robots[origin] = asyncio.ensure_future(self._load_site(origin))
+            site = await fut
+            _robots_cache[origin] = site
             if len(_robots_cache) > ROBOTS_CACHE_SIZE:
                 _robots_cache.popitem(last=False)
         if origin not in self._paced:
             self._paced.add(origin)
-            delay = policy.crawl_delay(self.config.user_agent)
+            delay = site.robots.crawl_delay(self.config.user_agent)
             if delay:
                 self.throttle.crawl_delay(parts.hostname or "", delay)
-        return policy
+        return site
 
-    async def _load_robots(self, origin: str) -> RobotsPolicy:
-        status, body = None, None
+    async def _load_site(self, origin: str) -> SitePolicy:
+        (r_status, r_body), (a_status, a_body) = await asyncio.gather(
+            self._small_file(f"{origin}/robots.txt", ROBOTS_MAX_BYTES),
+            self._small_file(f"{origin}/ai.txt", AI_TXT_MAX_BYTES),
+        )
+        return SitePolicy(
+            RobotsPolicy.from_response(r_status, r_body), AiTxtPolicy.from_response(origin, a_status, a_body)
+        )
+
+    async def _small_file(self, url: str, max_bytes: int) -> tuple[int | None, bytes | None]:
+        """(status, body of a 2xx) of a site file; status None when the site could not be reached."""
         try:
             async with self.session.get(
-                f"{origin}/robots.txt",
+                url,
                 allow_redirects=True,
                 max_redirects=5,
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout),
             ) as resp:
-                status = resp.status
-                if 200 <= status < 300:
-                    body = await resp.content.read(ROBOTS_MAX_BYTES)
+                body = await resp.content.read(max_bytes) if 200 <= resp.status < 300 else None
+                return resp.status, body
         except PrivateNetworkBlocked as exc:
             raise FetchError("private_network_blocked", str(exc)) from None
         except aiohttp.ClientConnectorDNSError as exc:
             raise FetchError("dns_error", _describe(exc)) from None
         except (TimeoutError, aiohttp.ClientError, OSError):
-            status = None
-        return RobotsPolicy.from_response(status, body)
+            return None, None
 
 
 def _retry_after(value: str | None) -> float | None:

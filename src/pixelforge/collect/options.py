@@ -59,6 +59,14 @@ IgnoreOptOuts = Annotated[
         "column says why; recorded in dataset.json)."
     ),
 ]
+OptOutListFile = Annotated[
+    str | None,
+    typer.Option(
+        "--opt-out-list",
+        help="A file of domains, URL prefixes, image sha256 and phash values never to collect (one per line; "
+        "a takedown registry, say): refused rows are failures with reason opt_out_list.",
+    ),
+]
 AllowPrivate = Annotated[bool, typer.Option(help="Allow loopback/private addresses (local tests and the demo).")]
 
 # the flags above, and the shared ones of pixelforge.options and run.options, by CollectConfig field name
@@ -78,6 +86,7 @@ DOWNLOAD_FLAGS = (
     "user_agent",
     "samples_per_shard",
     "ignore_opt_outs",
+    "opt_out_list",
     "allow_private_networks",
     "license",
     "processes",

@@ -5,10 +5,10 @@ with the window of TCP's congestion control: each host has a window of connectio
 (at most ``--per-host``) and a delay between request starts. A sign of overload (a timeout, a
 dropped connection, 429, 502, 503 or 504) halves the host's window and doubles its delay; each
 success shrinks the delay by a tenth and, after a window's worth of successes, lets one more
-connection in. A server's Retry-After pauses the whole host. A host that fails
-``DOWN_AFTER`` requests in a row with no success between them is taken as down for the rest of
-the run: its remaining URLs fail at once with the same reason (``collect retry`` fetches them later)
-instead of each waiting out its timeouts.
+connection in. A server's Retry-After pauses the whole host. A host that gives no answer at all
+(timeouts, refused or dropped connections) ``DOWN_AFTER`` rounds in a row, each after a longer
+pause, is taken as down for the rest of the run: its remaining URLs fail at once with the same
+reason (``collect retry`` fetches them later) instead of each waiting out its timeouts.
 
 The budget is for the whole run: a worker process gets ``per_host // share`` connections and
 ``per_host_rps / share`` requests per second, ``share`` being the number of worker processes.
@@ -29,7 +29,7 @@ MAX_DELAY = 30.0  # the adaptive delay between requests to one host never grows 
 FIRST_BACKOFF = 0.5  # the delay after a host's first sign of overload (seconds)
 RECOVERY = 0.9  # each success multiplies the adaptive delay by this
 MAX_CRAWL_DELAY = 60.0  # a robots.txt Crawl-delay over this is read as this
-DOWN_AFTER = 8  # failed requests in a row that mark a host as down
+DOWN_AFTER = 5  # rounds of requests in a row without an answer that mark a host as down
 HOSTS_KEPT = 50_000  # hosts whose numbers a worker process remembers across shards
 
 
@@ -59,7 +59,8 @@ class HostState:
     delay: float = 0.0  # the adaptive spacing on top of the floor
     next_start: float = 0.0  # time.monotonic() before which no request to the host starts
     streak: int = 0  # successes since the window last grew
-    failed_in_row: int = 0
+    failed_in_row: int = 0  # rounds of requests without an answer since the last answer
+    failed_at: float = float("-inf")  # when the last round failed (time.monotonic())
     down: str | None = None  # the failure reason that marked the host down
     backoffs: int = 0
     slowed_at: float = float("-inf")  # when the host was last slowed down (time.monotonic())
@@ -119,7 +120,7 @@ class HostThrottle:
 
     def succeeded(self, host: str) -> None:
         st = self.state(host)
-        st.failed_in_row = 0
+        self.answered(host)
         st.delay = st.delay * RECOVERY if st.delay > 0.01 else 0.0
         cap = self.limits.window()
         st.streak += 1
@@ -147,13 +148,21 @@ class HostThrottle:
             st.window = max(1, st.window // 2)
         st.delay = min(MAX_DELAY, max(FIRST_BACKOFF, st.delay * 2))
 
-    def failed(self, host: str, reason: str) -> bool:
-        """Count a failed request; True when the host is now taken as down (after DOWN_AFTER in a row)."""
+    def unanswered(self, host: str, reason: str, started: float) -> bool:
+        """Count a request the host gave no answer to (timeout, refused or dropped connection); True
+        when the host is now taken as down: DOWN_AFTER rounds in a row without an answer, a round
+        being the requests sent before the last one failed (a burst that fails at once counts once)."""
         st = self.state(host)
-        st.failed_in_row += 1
+        if started >= st.failed_at:
+            st.failed_in_row += 1
+            st.failed_at = time.monotonic()
         if st.failed_in_row >= DOWN_AFTER:
             self.mark_down(host, reason)
         return st.down is not None
+
+    def answered(self, host: str) -> None:
+        """The host answered (even 503 or 404): it is up."""
+        self.state(host).failed_in_row = 0
 
     def mark_down(self, host: str, reason: str) -> None:
         """Take ``host`` as down for the rest of the run: its waiting requests fail with ``reason``."""

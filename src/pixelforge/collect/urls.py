@@ -17,7 +17,7 @@ from pixelforge.errors import UsageError
 from pixelforge.progress import track
 from pixelforge.store import Lineage, completed_shards, config_to_dict, finalize, index_schema
 from pixelforge.store.dataset import prepare_output, read_plan, remove_partial, write_plan
-from pixelforge.store.shards import shard_name
+from pixelforge.store.shards import shard_id_of, shard_name
 
 __all__ = [
     "CollectConfig",
@@ -77,7 +77,13 @@ def shard_size_for(rows: int, samples_per_shard: int, processes: int) -> int:
 
 
 def plan_shards(
-    reader: ListReader, out: str, config: CollectConfig, skip: set[str], run_id: str = "", shard_size: int | None = None
+    reader: ListReader,
+    out: str,
+    config: CollectConfig,
+    skip: set[str],
+    run_id: str = "",
+    shard_size: int | None = None,
+    first_shard: int = 0,
 ) -> Iterator[ShardTask]:
     """Cut the list into shard tasks, marking invalid and repeated URLs, skipping finished shards.
 
@@ -87,7 +93,7 @@ def plan_shards(
     """
     seen: set[int] = set()
     batch: list[tuple[InputRow, str | None, str]] = []
-    shard_id = 0
+    shard_id = first_shard
 
     def flush() -> ShardTask | None:
         nonlocal batch, shard_id
@@ -148,12 +154,15 @@ def download_rows(
     output_ready: bool = False,
     lineage_extra: dict[str, Any] | None = None,
     stats_extra: dict[str, Any] | None = None,
+    first_shard: int = 0,
+    inputs: tuple[str, ...] = (),
 ) -> CollectResult:
-    """The download path shared by `collect urls` and `collect crawl`.
+    """The download path shared by `collect urls`, `collect crawl` and `collect retry`.
 
     ``reader`` is any iterable of InputRow with ``estimate_rows()``; rows carrying a ``failure``
     become failure rows without a request. ``output_ready`` says the caller already ran
-    ``prepare_output`` (the crawler checks --out before it crawls).
+    ``prepare_output`` (the crawler checks --out before it crawls; retry copies the kept shards
+    first). New shards are numbered from ``first_shard``; ``inputs`` are datasets the lineage names.
     """
     config.executor.check_output(out)
     if not output_ready:
@@ -166,7 +175,7 @@ def download_rows(
             "rows": rows,
             "shard_size": shard_size_for(rows, config.samples_per_shard, config.executor.processes),
         }
-        if completed_shards(out):
+        if any(shard_id_of(name) >= first_shard for name in completed_shards(out)):
             raise UsageError(
                 f"--out {out} has shards but no plan of the run that made them: pass --overwrite to start again"
             )
@@ -178,11 +187,12 @@ def download_rows(
     if resume:
         remove_partial(out)
     done = set(completed_shards(out))
+    resumed = sum(shard_id_of(name) >= first_shard for name in done)  # not the shards a retry carried over
     start = time.monotonic()
     totals = {"rows": 0, "samples": 0, "bytes": 0, "retries": 0, "backoffs": 0}
     hosts_down: set[str] = set()
     with track(command) as bar:
-        tasks = plan_shards(reader, out, config, done, uuid.uuid4().hex, plan["shard_size"])
+        tasks = plan_shards(reader, out, config, done, uuid.uuid4().hex, plan["shard_size"], first_shard)
         for stats in config.executor.run(collect_shard, tasks):
             totals["rows"] += stats.rows
             totals["samples"] += stats.samples
@@ -199,13 +209,13 @@ def download_rows(
         out,
         name=out.rstrip("/").rsplit("/", 1)[-1],
         schema=index_schema(),
-        lineage=Lineage(command=command, config=lineage_config, inputs=[]),
+        lineage=Lineage(command=command, config=lineage_config, inputs=list(inputs)),
         stats={
             "seconds": round(seconds, 3),
             "images_per_second": round(totals["samples"] / seconds, 2) if seconds else 0.0,
             "bytes_downloaded": totals["bytes"],
             "rows_this_run": totals["rows"],
-            "shards_resumed": len(done),
+            "shards_resumed": resumed,
             "samples_per_shard": plan["shard_size"],
             "opt_outs_honoured": not config.ignore_opt_outs,
             "politeness": {
@@ -229,5 +239,5 @@ def download_rows(
         seconds=round(seconds, 3),
         images_per_second=stats["images_per_second"],
         bytes_downloaded=totals["bytes"],
-        shards_resumed=len(done),
+        shards_resumed=resumed,
     )

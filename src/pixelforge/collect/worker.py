@@ -73,6 +73,10 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
                     quality=cfg.quality,
                     limits=limits,
                 )
+                if fetcher.opt_outs is not None and fetcher.opt_outs.checks_images:
+                    why = fetcher.opt_outs.refuses_image(processed.sha256, processed.phash)
+                    if why:
+                        return ("fail", "opt_out_list", why)
                 # keep the status and final URL, not the original body: a shard's outcomes stay small
                 return ("ok", (got.status, got.url), processed, fetched_at)
         except ItemError as exc:  # FetchError or a media error

@@ -165,6 +165,30 @@ class ShardWriter:
                 self.fs.rm(self.tmp_path)
 
 
+def carry_shard(src_fs, src_path: str, root: str, name: str, rows: pa.Table, failures: list[dict[str, Any]]) -> None:
+    """Put the finished shard ``src_path`` (another dataset's) into the dataset being written at ``root``
+    under ``name``, bytes unchanged, with its index ``rows`` and ``failures``: the commit protocol of
+    ShardWriter (rows and failures first, the tar's final name last). A local shard is hard-linked
+    when it can be (shards are never modified), else copied."""
+    fs, root = fsutil.resolve(root)
+    final = fsutil.join(root, SHARDS_DIR, name)
+    fs.makedirs(fsutil.join(root, SHARDS_DIR), exist_ok=True)
+    fs.makedirs(fsutil.join(root, WORK_DIR), exist_ok=True)
+    stem = split_member(name)[0]
+    _write_parquet(fs, fsutil.join(root, WORK_DIR, f"{stem}.rows.parquet"), rows.replace_schema_metadata(None))
+    _write_parquet(fs, fsutil.join(root, WORK_DIR, f"{stem}.failures.parquet"), rows_to_table(failures, FAILURE_SCHEMA))
+    tmp = f"{final}.tmp-{os.getpid()}"
+    try:
+        if not (fsutil.is_local(fs) and fsutil.is_local(src_fs)):
+            raise OSError("not both local")
+        os.link(src_path, tmp)
+    except OSError:  # another file system or device: copy
+        with src_fs.open(src_path, "rb") as fin, fs.open(tmp, "wb") as fout:
+            while chunk := fin.read(1 << 22):
+                fout.write(chunk)
+    fs.mv(tmp, final)
+
+
 def _write_parquet(fs, path: str, table: pa.Table) -> None:
     tmp = f"{path}.tmp"
     with fs.open(tmp, "wb") as f:
