@@ -116,7 +116,7 @@ class HostThrottle:
         finally:
             self._in_flight[host] -= 1
             async with changed:
-                changed.notify_all()
+                changed.notify()  # one place is free: wake one waiter (all of them is a storm of wake-ups)
 
     def succeeded(self, host: str) -> None:
         st = self.state(host)
@@ -127,7 +127,7 @@ class HostThrottle:
         if cap and st.window < cap and st.streak >= st.window:
             st.window += 1
             st.streak = 0
-            self._wake(host)
+            self._wake(host, 1)
 
     def overloaded(self, host: str, started: float, retry_after: float | None = None) -> None:
         """A sign the host is overwhelmed: halve its window, double its delay, honour Retry-After.
@@ -177,12 +177,16 @@ class HostThrottle:
         st = self.state(host)
         st.floor = max(st.floor, min(seconds, MAX_CRAWL_DELAY) * self.limits.share)
 
-    def _wake(self, host: str) -> None:
+    def _wake(self, host: str, n: int | None = None) -> None:
+        """Wake ``n`` of the requests waiting for ``host`` (None: all)."""
         changed = self._changed.get(host)
         if changed is not None:
-            asyncio.ensure_future(_notify(changed))
+            asyncio.ensure_future(_notify(changed, n))
 
 
-async def _notify(changed: asyncio.Condition) -> None:
+async def _notify(changed: asyncio.Condition, n: int | None) -> None:
     async with changed:
-        changed.notify_all()
+        if n is None:
+            changed.notify_all()
+        else:
+            changed.notify(n)
