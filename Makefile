@@ -9,9 +9,13 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Everything (the core and every extra); then the wheels of the core alone, from which a test
+# installs `pip install pixelforge` into a fresh venv without the network (tests/test_install.py).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
-	$(BIN)/python -m pip install -e '.[dev,ray]'
+	$(BIN)/python -m pip install -e '.[dev,all]'
+	$(BIN)/python scripts/core_requirements.py > $(VENV)/core-requirements.txt
+	$(BIN)/python -m pip download -q -d $(VENV)/wheelhouse -r $(VENV)/core-requirements.txt
 	touch $(STAMP)
 
 install: $(STAMP)

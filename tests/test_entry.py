@@ -20,10 +20,12 @@ from pixelforge.entry import EARLY_POOLS, early_pool
         (["curate", "--help"], False),
         (["query", "data/web", "SELECT 1"], False),
         ([], False),
+        (["collect", "urls", "l.txt", "--out", "x"], True),
+        (["collect", "retry", "data/web", "--out", "x", "--processes", "1"], False),
     ],
 )
 def test_early_pool_only_for_local_pool_commands(argv, started):
-    assert early_pool(argv) == (EARLY_POOLS["curate"] if started else ())
+    assert early_pool(argv) == (EARLY_POOLS[argv[0]] if started else ())
 
 
 def test_executable_keeps_exit_codes_and_output(tmp_path):

@@ -18,6 +18,7 @@ from pixelforge.collect import commands as collect_commands
 from pixelforge.curate import commands as curate_commands
 from pixelforge.errors import PixelforgeError
 from pixelforge.evaluate import commands as evaluate_commands
+from pixelforge.extras import extra_of, require_for_command
 from pixelforge.generate import commands as generate_commands
 from pixelforge.inspect import commands as inspect_commands
 from pixelforge.label import commands as label_commands
@@ -95,12 +96,20 @@ for register in REGISTRARS:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: PixelforgeError becomes one line on stderr and exit code 2 (``--debug``: traceback)."""
     try:
+        require_for_command(sys.argv[1:] if argv is None else argv)
         app(args=argv)  # standalone mode: usage errors print and exit 2 by themselves
     except PixelforgeError as exc:
         if state["debug"]:
             raise
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        # a path that needs an extra the command as a whole does not (curate's watermark detector)
+        extra = extra_of(exc.name)
+        if extra is None or state["debug"]:
+            raise
+        print(f"Error: {exc.name} is not installed: pip install 'pixelforge[{extra}]'", file=sys.stderr)
+        return 2
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0

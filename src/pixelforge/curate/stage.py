@@ -20,6 +20,7 @@ from pixelforge.curate.dedup import MAX_RADIUS, Duplicates, hashes_to_groups
 from pixelforge.curate.rules import EXAMPLES_PER_RULE, RuleOutcome, apply_rules, check_where
 from pixelforge.curate.shards import copy_shards
 from pixelforge.errors import UsageError
+from pixelforge.extras import require
 from pixelforge.progress import track
 from pixelforge.run.local import PRELOAD
 from pixelforge.run.settings import ExecutorSettings
@@ -95,6 +96,8 @@ class CurateConfig:
         if not 0 <= self.min_words <= self.max_words:
             raise UsageError(f"--min-words {self.min_words} / --max-words {self.max_words}: need 0 <= min <= max")
         self.executor.validate()
+        if self.watermark and self.only is None:
+            require("train", "curate's watermark scores (q_watermark)", hint=", or pass --no-watermark")
         if self.where is not None and not self.where.strip():
             raise UsageError('--where is empty: give a DuckDB condition such as "q_min_side >= 64"')
 
