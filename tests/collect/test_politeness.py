@@ -96,10 +96,11 @@ def test_a_host_down_releases_its_waiting_requests():
 
 def test_an_overloaded_host_loses_no_image(tmp_path, server, monkeypatch):
     """/busy/ answers 503 while more than 2 requests are in progress; the window of 8 backs off."""
-    monkeypatch.setattr(throttle, "FIRST_BACKOFF", 0.05)  # the same steps, ten times faster
+    monkeypatch.setattr(throttle, "FIRST_BACKOFF", 0.1)  # the same steps, five times faster
     server.busy_limit = 2
     lst = _write_list(tmp_path / "l.parquet", [server.url(f"/busy/{i}.jpg") for i in range(24)])
-    result = collect_urls(lst, str(tmp_path / "out"), _cfg(per_host=8, retries=2))
+    # retries 4: on a busy machine a request may still meet a full server twice while the window shrinks
+    result = collect_urls(lst, str(tmp_path / "out"), _cfg(per_host=8, retries=4))
     assert (result.samples, result.failures) == (24, 0)
     assert server.refused > 0  # the server did refuse some...
     polite = json.loads((tmp_path / "out" / "stats.json").read_text())["politeness"]
