@@ -16,10 +16,12 @@ default 10,000 samples per shard), for its best figure on this corpus. pixelforg
 polite defaults: 8 connections in flight to the one host over the run (4 per process).
 
 Measured 2026-12-07 (2 cores, nginx, 3,000 images / 727 MB, best of 3 alternating rounds):
-img2dataset 1.47.0 105.5 images/s, peak RSS 2,831 MB; pixelforge 223.3 images/s, peak RSS 524 MB:
-2.12x the speed at 0.19x the memory. img2dataset's other settings were all slower (71-84 images/s),
-so its best on this corpus is the equal setting. The per-host window costs nothing measurable here
-(--per-host 0: 224.5 and 212.9 images/s; default 236.7 and 194.5; run-to-run spread ~10%).
+img2dataset 1.47.0 119.5 images/s, peak RSS 2,838 MB; pixelforge 277.3 images/s, peak RSS 523 MB:
+2.32x the speed at 0.18x the memory. img2dataset's other settings were all slower (68.6-100.8
+images/s), so its best on this corpus is the equal setting. The per-host window costs nothing
+measurable here (--per-host 0: 224.5 and 212.9 images/s; default 236.7 and 194.5 in one earlier
+run; run-to-run spread ~10%). Preloading the download worker and scipy's DCT in the fork server
+(run/local.py EARLY_POOLS) took an earlier run's 223.3 images/s (2.12x) to this one's.
 
 Where pixelforge's time goes (cProfile, one process, 750 images): JPEG/PNG decoding 33% (JPEGs at
 reduced scale through Image.draft), resizing 17% (of which phash's own resize to 32 px a sixth),
