@@ -23,6 +23,7 @@ from pixelforge.generate import commands as generate_commands
 from pixelforge.inspect import commands as inspect_commands
 from pixelforge.label import commands as label_commands
 from pixelforge.options import PANELS
+from pixelforge.organise import commands as organise_commands
 from pixelforge.prepare import commands as prepare_commands
 from pixelforge.report import commands as report_commands
 from pixelforge.sources import commands as sources_commands
@@ -33,6 +34,7 @@ REGISTRARS = (
     sources_commands.register,  # import ...
     collect_commands.register,  # collect urls|crawl, serve-site
     curate_commands.register,  # curate, split
+    organise_commands.register,  # embed, cluster, similar
     prepare_commands.register,  # prepare
     audit_commands.register,  # audit, attribution
     inspect_commands.register,  # info, query, export

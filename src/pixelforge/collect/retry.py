@@ -13,14 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow.compute as pc
-
 from pixelforge.collect.config import CollectConfig
 from pixelforge.collect.lists import InputRow, ListReader
 from pixelforge.collect.urls import download_rows
 from pixelforge.errors import UsageError
 from pixelforge.store import FAILURE_REASONS, Dataset, completed_shards, open_input, shard_id_of, shard_name
-from pixelforge.store.shards import ShardWriter, carry_shard
+from pixelforge.store.derive import carry_shards
+from pixelforge.store.shards import ShardWriter
 
 # what is worth asking again by default: failures that say nothing against the image itself
 TRANSIENT_REASONS = ("timeout", "connection_error", "http_5xx", "dns_error")
@@ -149,11 +148,7 @@ def collect_retry(
     shards = ds.shards()
     carry_id = max((shard_id_of(s) for s in shards), default=-1) + 1
     done = set(completed_shards(out)) if resume else set()
-    index = ds.index()
-    for shard in shards:
-        if shard not in done:
-            rows = index.filter(pc.equal(index.column("shard"), shard))
-            carry_shard(ds.fs, ds.file(f"shards/{shard}"), out, shard, rows, [])
+    carry_shards(ds, out, done)
     if shard_name(carry_id) not in done:
         writer = ShardWriter(out, carry_id, ds.schema)
         for f in kept_failures:

@@ -35,6 +35,9 @@ def curate_command(
         float | None, typer.Option(help="Drop images blurrier than this: q_blur (variance of the Laplacian) under V.")
     ] = None,
     max_watermark: Annotated[float | None, typer.Option(help="Drop images whose q_watermark is over P.")] = None,
+    max_outlier: Annotated[
+        float | None, typer.Option(help="Drop samples whose outlier score (from `pixelforge cluster`) is over S.")
+    ] = None,
     drop_duplicates: Annotated[bool, typer.Option(help="Keep one row per duplicate group (dup_keep).")] = False,
     drop_bad_captions: Annotated[bool, typer.Option(help="Drop rows with any caption flag (c_flags).")] = False,
     drop_opt_out: Annotated[bool, typer.Option(help="Drop rows whose owner opted out (opt_out set).")] = True,
@@ -99,6 +102,7 @@ def curate_command(
             min_side=min_side,
             max_blur=max_blur,
             max_watermark=max_watermark,
+            max_outlier=max_outlier,
             drop_duplicates=drop_duplicates,
             drop_bad_captions=drop_bad_captions,
             drop_opt_out=drop_opt_out,

@@ -67,6 +67,8 @@ def curate_folder(
     from pixelforge.curate.stage import finish, group_and_filter, import_while_scoring
 
     schema = index_schema(list(CURATE_FIELDS))
+    if config.max_outlier is not None:
+        raise UsageError(f"--max-outlier needs the outlier column: import {inp}, then embed and cluster it")
     if config.where:  # before any output exists: a bad condition leaves nothing behind
         check_where(config.where, schema)
     paths = folder_images(inp)

@@ -105,6 +105,11 @@ def _max_watermark(table: pa.Table, value: float) -> np.ndarray:
     return _num(table, "q_watermark", 0.0) > value
 
 
+def _max_outlier(table: pa.Table, value: float) -> np.ndarray:
+    # `pixelforge cluster` writes the outlier column; a sample without a vector (null) is kept
+    return _num(table, "outlier", 0.0) > value
+
+
 def _bad_captions(table: pa.Table, _: Any) -> np.ndarray:
     return pc.list_value_length(table.column("c_flags")).to_numpy(zero_copy_only=False) > 0
 
@@ -122,6 +127,7 @@ RULES: dict[str, tuple[str, Callable[[pa.Table, Any], np.ndarray]]] = {
     "min_side": ("min_side", _min_side),
     "max_blur": ("max_blur", _max_blur),
     "max_watermark": ("max_watermark", _max_watermark),
+    "max_outlier": ("max_outlier", _max_outlier),
     "bad_captions": ("drop_bad_captions", _bad_captions),
     "duplicates": ("drop_duplicates", _duplicates),
 }

@@ -58,6 +58,7 @@ class CurateConfig:
     min_side: int | None = None  # drop rows whose shorter side is under this many pixels
     max_blur: float | None = None  # drop rows whose q_blur (variance of Laplacian) is under this
     max_watermark: float | None = None  # drop rows whose q_watermark is over this
+    max_outlier: float | None = None  # drop rows whose outlier score (from `pixelforge cluster`) is over this
     drop_duplicates: bool = False  # keep one row (dup_keep) per duplicate group
     drop_bad_captions: bool = False  # drop rows with any caption flag
     drop_opt_out: bool = True  # drop rows whose owner opted out (opt_out not null)
@@ -79,6 +80,8 @@ class CurateConfig:
             raise UsageError(f"--max-blur {self.max_blur}: choose a variance >= 0 (q_blur below it is dropped)")
         if self.max_watermark is not None and not 0 <= self.max_watermark <= 1:
             raise UsageError(f"--max-watermark {self.max_watermark}: choose a probability from 0 to 1")
+        if self.max_outlier is not None and not 0 <= self.max_outlier <= 1:
+            raise UsageError(f"--max-outlier {self.max_outlier}: choose a score from 0 to 1")
         if self.max_watermark is not None and not self.watermark:
             raise UsageError("--max-watermark needs the watermark scores: drop --no-watermark")
         if not 0 <= self.hamming <= MAX_RADIUS:
@@ -191,6 +194,10 @@ def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False,
     schema = output_schema(Dataset.open(inp), CURATE_FIELDS)
     if config.where:  # before any output exists: a bad condition leaves nothing behind
         check_where(config.where, schema)
+    if config.max_outlier is not None and "outlier" not in schema.names:
+        raise UsageError(
+            f"--max-outlier needs the outlier column: run `pixelforge embed` and `pixelforge cluster` on {inp}"
+        )
     ds, _, _ = open_input(inp, out, overwrite, resume)
     done = begin_run(out, "curate", inp, config, resume)
     start = time.monotonic()

@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 from pixelforge import __version__
 from pixelforge.errors import DatasetError, UsageError
 from pixelforge.store import fs as fsutil
+from pixelforge.store.embeddings import Embeddings
+from pixelforge.store.embeddings import read as read_embeddings
 from pixelforge.store.schema import (
     FAILURE_SCHEMA,
     SCHEMA_VERSION,
@@ -181,9 +183,17 @@ def remove_partial(path: str) -> None:
 
 
 def finalize(
-    path: str, *, name: str, lineage: Lineage, schema: pa.Schema, stats: dict[str, Any] | None = None
+    path: str,
+    *,
+    name: str,
+    lineage: Lineage,
+    schema: pa.Schema,
+    stats: dict[str, Any] | None = None,
+    embeddings: dict[str, dict[str, Any]] | None = None,
 ) -> Dataset:
     """Merge the per-shard rows into index.parquet and failures.parquet; write stats and dataset.json.
+
+    ``embeddings``: the dataset.json entries of the embeddings written under ``path`` (store.embeddings).
 
     dataset.json is written last: its presence means the dataset is complete.
     Empty shards (every input of the slice failed) are removed.
@@ -231,6 +241,7 @@ def finalize(
         "num_shards": len(completed_shards(path)),
         "extra_columns": [f"{f.name}:{f.type}" for f in extra_fields_of(schema)],
         "lineage": lineage.to_json(),
+        **({"embeddings": embeddings} if embeddings else {}),
     }
     if fs.exists(work):
         fs.rm(work, recursive=True)
@@ -379,6 +390,17 @@ class Dataset:
     def stats(self) -> dict[str, Any]:
         with self.fs.open(self.file(STATS), "rb") as f:
             return json.load(f)
+
+    def embeddings(self, name: str | None = None) -> Embeddings:
+        """Embedding ``name`` (None: the only one, or the newest written), memory-mapped."""
+        known = self.info.get("embeddings") or {}
+        if not known:
+            raise UsageError(f"{self.path} has no embeddings: make them with `pixelforge embed {self.path} --out ...`")
+        if name is None:
+            name = list(known)[-1]
+        if name not in known:
+            raise UsageError(f"--embedding {name!r}: {self.path} has {', '.join(known)}")
+        return read_embeddings(self.fs, self.root, name, known[name])
 
     def shards(self) -> list[str]:
         return completed_shards(self.path)

@@ -20,6 +20,7 @@ from pixelforge.store.dataset import (
     write_plan,
 )
 from pixelforge.store.schema import index_schema
+from pixelforge.store.shards import SHARDS_DIR, carry_shard
 
 # Config fields that say how the work runs, not what it makes: a resumed run may change them.
 RUN_ONLY = ("executor",)
@@ -83,3 +84,16 @@ def output_schema(ds: Dataset, added: Iterable[pa.Field]) -> pa.Schema:
     added = list(added)
     names = {f.name for f in added}
     return index_schema([f for f in ds.extra_fields if f.name not in names] + added)
+
+
+def carry_shards(ds: Dataset, out: str, done: Iterable[str] = ()) -> None:
+    """Put every shard of ``ds`` into the dataset being written at ``out``, under its own name,
+    bytes and rows unchanged (hard links when both are local); shards in ``done`` are there already."""
+    import pyarrow.compute as pc
+
+    done = set(done)
+    index = ds.index()
+    for shard in ds.shards():
+        if shard not in done:
+            rows = index.filter(pc.equal(index.column("shard"), shard))
+            carry_shard(ds.fs, ds.file(f"{SHARDS_DIR}/{shard}"), out, shard, rows, [])

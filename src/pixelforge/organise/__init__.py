@@ -1,0 +1,1 @@
+"""Organise a dataset: embeddings, clusters, outlier and uniqueness scores, similar-image search."""
