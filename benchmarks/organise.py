@@ -6,17 +6,23 @@
    trained on them (--minutes), and by the pixels model: `pixelforge cluster --k 10` and
    `--k auto`, NMI of the clusters against the true digits.
 2. Planted outliers: 2% shapes images (36) mixed into the digits, embedded by the same classifier:
-   ROC AUC of the outlier score of `cluster` (LOF, and an isolation forest) and of cleanlab
-   Datalab's outlier issue score on the same vectors.
+   ROC AUC of the outlier score of `cluster` (isolation forest, and LOF) and of cleanlab's
+   OutOfDistribution score on the same vectors (what Datalab's outlier issue computes from features;
+   Datalab itself needs the `datasets` package, which pixelforge does not install).
 3. Search: 500 shapes images and a near copy of each (JPEG quality 40, brightness +8%), pixels
    embedding: recall@10 of the copy when the original is the query. Speed: --vectors random unit
    vectors of 128 dimensions in the IVF index `similar` uses from 1,000,000 vectors on: build time
    and the mean time of a single query (200 queries), beside an exact search.
+
+Measured 2026-12-07 (2 cores, alone): NMI classifier 1.000 (k 10 and auto), pixels 0.742 / 0.755;
+outlier AUC isolation forest 0.965, LOF 0.920, cleanlab OutOfDistribution 0.941; recall@10 1.000;
+1M x 128: 0.21 ms per IVF query (built in 38.9 s), 63.9 ms exact.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import sys
 import tempfile
@@ -35,7 +41,8 @@ from pixelforge.store import Dataset  # noqa: E402
 
 
 def run(*args: str) -> None:
-    code = cli(list(args))
+    with contextlib.redirect_stdout(io.StringIO()):  # the commands' results: the benchmark prints its own
+        code = cli(list(args))
     if code:
         raise SystemExit(f"pixelforge {' '.join(args)} failed with exit {code}")
 
@@ -67,7 +74,6 @@ def clustering(work: Path, minutes: float) -> Path:
 
 
 def outliers(work: Path, model: Path) -> None:
-    from cleanlab import Datalab
     from sklearn.metrics import roc_auc_score
 
     shapes = work / "shapes"
@@ -85,13 +91,12 @@ def outliers(work: Path, model: Path) -> None:
             f"   pixelforge cluster --outlier-method {method:8s} AUC {roc_auc_score(planted, score):.3f} "
             f"({time.perf_counter() - start:.2f} s)"
         )
-    labels = Dataset.open(str(work / "emb")).index(columns=["label"]).column("label").to_pylist() + [10] * len(s)
+    from cleanlab.outlier import OutOfDistribution  # what Datalab's outlier issue scores features with
+
     start = time.perf_counter()
-    lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
-    lab.find_issues(features=x, issue_types={"outlier": {}})
-    score = 1.0 - lab.get_issues("outlier")["outlier_score"].to_numpy()  # cleanlab: low score = outlier
+    score = 1.0 - OutOfDistribution().fit_score(features=x)  # cleanlab: a low score is an outlier
     print(
-        f"   cleanlab Datalab outlier issue        AUC {roc_auc_score(planted, score):.3f} "
+        f"   cleanlab OutOfDistribution (Datalab's outlier score) AUC {roc_auc_score(planted, score):.3f} "
         f"({time.perf_counter() - start:.2f} s)"
     )
 

@@ -137,7 +137,7 @@ def test_cluster_adds_the_columns_and_lists_the_clusters(embedded, tmp_path):
     ds = Dataset.open(result.out)
     rows = ds.index().to_pylist()
     assert result.clusters == 4 and sorted({r["cluster"] for r in rows}) == [0, 1, 2, 3]
-    assert all(0 <= r["outlier"] < 1 and r["uniqueness"] >= 0 and -1 <= r["representativeness"] <= 1 for r in rows)
+    assert all(0 <= r["outlier"] <= 1 and r["uniqueness"] >= 0 and -1 <= r["representativeness"] <= 1 for r in rows)
     listed = json.loads((tmp_path / "cl" / "stats.json").read_text())["clusters"]
     assert sum(c["size"] for c in listed) == 60 and all(len(c["central"]) == min(5, c["size"]) for c in listed)
     sizes = {c["id"]: c["size"] for c in listed}

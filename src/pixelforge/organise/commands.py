@@ -61,7 +61,9 @@ def cluster_command(
     method: Annotated[str, typer.Option(help="kmeans or hdbscan (finds k itself; -1 is noise).")] = "kmeans",
     embedding: Embedding = None,
     neighbours: Annotated[int, typer.Option(help="k of uniqueness (k-th neighbour) and of the outlier factor.")] = 10,
-    outlier_method: Annotated[str, typer.Option(help="lof (local outlier factor) or iforest.")] = "lof",
+    outlier_method: Annotated[
+        str, typer.Option(help="iforest (isolation forest) or lof (local outlier factor).")
+    ] = "iforest",
     seed: Annotated[int, typer.Option(help="Random seed of k-means and the silhouette sample.")] = 0,
     processes: Processes = EXECUTOR.processes,
     backend: Backend = EXECUTOR.backend,
