@@ -42,11 +42,11 @@ def test_every_extra_is_declared_in_pyproject():
     import tomllib
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    for extra in ("train", "eval", "label", "ray"):
+    for extra in ("train", "eval", "label", "ray", "organise"):
         names = {r.split(">")[0].split("<")[0].split("=")[0].strip().lower().replace("-", "_") for r in declared[extra]}
-        dist = {"imwatermark": "invisible_watermark", "c2pa": "c2pa_python", "pytorch_fid": "pytorch_fid"}
+        dist = {"imwatermark": "invisible_watermark", "c2pa": "c2pa_python", "umap": "umap_learn"}
         assert {dist.get(m, m) for m in extras.EXTRAS[extra]} == names, extra
-    assert declared["all"] == ["pixelforge[train,eval,label,ray]"]
+    assert declared["all"] == ["pixelforge[train,eval,label,ray,organise]"]
 
 
 @pytest.mark.slow

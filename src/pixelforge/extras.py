@@ -8,6 +8,7 @@ labelling and the watermark detector need torch and more (several GB); they are 
     pip install 'pixelforge[eval]'    # evaluate
     pip install 'pixelforge[label]'   # label
     pip install 'pixelforge[ray]'     # --backend ray
+    pip install 'pixelforge[organise]'  # cluster's UMAP map (PCA without it)
     pip install 'pixelforge[all]'     # everything, and `pixelforge demo`
 
 A command whose extra is missing stops before any work with one line naming it (exit 2).
@@ -36,6 +37,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "eval": ("torch", "torchvision", "pytorch_fid"),
     "label": ("torch", "torchvision", "safetensors", "fastapi", "uvicorn", "cleanlab"),
     "ray": ("ray",),
+    "organise": ("umap",),
 }
 EXTRAS["all"] = tuple(dict.fromkeys(m for mods in EXTRAS.values() for m in mods))
 

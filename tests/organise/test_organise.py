@@ -133,7 +133,7 @@ def test_scores_on_planted_structure():
 
 
 def test_cluster_adds_the_columns_and_lists_the_clusters(embedded, tmp_path):
-    result = cluster(embedded, str(tmp_path / "cl"), ClusterConfig(k="4", executor=ONE))
+    result = cluster(embedded, str(tmp_path / "cl"), ClusterConfig(k="4", map="pca", executor=ONE))
     ds = Dataset.open(result.out)
     rows = ds.index().to_pylist()
     assert result.clusters == 4 and sorted({r["cluster"] for r in rows}) == [0, 1, 2, 3]
@@ -143,13 +143,18 @@ def test_cluster_adds_the_columns_and_lists_the_clusters(embedded, tmp_path):
     sizes = {c["id"]: c["size"] for c in listed}
     assert sizes == {c: sum(r["cluster"] == c for r in rows) for c in range(4)}
     assert list(ds.info["embeddings"]) == ["pixels"]  # carried along
+    from sklearn.decomposition import PCA
+
+    expected = PCA(n_components=2, random_state=0).fit_transform(ds.embeddings().normalised())
+    assert np.allclose([[r["map_x"], r["map_y"]] for r in rows], expected, atol=1e-4)
+    assert json.loads((tmp_path / "cl" / "stats.json").read_text())["map"] == "pca"
     row = rows[0]  # the shard's JSON member carries the new columns too
     (_, files), *_ = ds.read_shard(row["shard"], keys={row["key"]})
     assert json.loads(files["json"])["cluster"] == row["cluster"]
 
 
 def test_curate_drops_outliers_by_the_cluster_score(embedded, shapes, tmp_path, capsys):
-    clustered = cluster(embedded, str(tmp_path / "cl"), ClusterConfig(k="3", executor=ONE)).out
+    clustered = cluster(embedded, str(tmp_path / "cl"), ClusterConfig(k="3", map="pca", executor=ONE)).out
     scores = Dataset.open(clustered).index(columns=["outlier"]).column("outlier").to_pylist()
     threshold = sorted(scores)[-6]  # five samples score above it
     args = ["curate", clustered, "--out", str(tmp_path / "kept"), "--no-watermark", "--processes", "1"]
@@ -162,11 +167,32 @@ def test_curate_drops_outliers_by_the_cluster_score(embedded, shapes, tmp_path, 
     )
 
 
+def test_the_report_draws_the_map_and_shows_each_cluster(embedded, tmp_path, capsys):
+    clustered = cluster(embedded, str(tmp_path / "cl"), ClusterConfig(k="3", map="pca", executor=ONE)).out
+    listed = json.loads((tmp_path / "cl" / "stats.json").read_text())["clusters"]
+    assert main(["report", clustered, "--out", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "Map of the embedding (pca, pixels)" in html and "The most outlying samples" in html
+    for c in listed:
+        assert f"cluster {c['id']}: {c['name']} ({c['size']:,} samples)" in html
+        assert all(key in html for key in c["central"])
+
+
+@pytest.mark.slow
+def test_the_map_is_umap_when_installed(embedded, tmp_path):
+    pytest.importorskip("umap", reason="the organise extra (umap-learn) is not installed")
+    result = cluster(embedded, str(tmp_path / "cl"), ClusterConfig(k="3", executor=ONE))
+    rows = Dataset.open(result.out).index(columns=["map_x", "map_y"]).to_pylist()
+    assert json.loads((tmp_path / "cl" / "stats.json").read_text())["map"] == "umap"
+    assert all(np.isfinite([r["map_x"], r["map_y"]]).all() for r in rows)
+
+
 def test_cluster_refuses_bad_options_in_one_line(embedded, shapes, tmp_path, capsys):
     for args, message in (
         (["--k", "many"], "--k 'many': give a number of clusters or auto"),
         (["--method", "dbscan"], "--method 'dbscan': choose kmeans or hdbscan"),
         (["--method", "hdbscan", "--k", "3"], "--k: HDBSCAN finds the number of clusters itself"),
+        (["--map", "tsne"], "--map 'tsne': choose auto, umap, pca"),
     ):
         assert main(["cluster", embedded, "--out", str(tmp_path / "x"), *args]) == 2
         assert message in capsys.readouterr().err

@@ -11,6 +11,9 @@ Columns added (the samples' bytes are unchanged):
   cluster, 0.5 twice as sparse as its neighbours). On planted outliers (benchmarks/organise.py)
   the forest found them with ROC AUC 0.985, LOF 0.731.
 - ``representativeness``: cosine similarity to the sample's cluster centre (noise: the nearest centre).
+- ``map_x``, ``map_y``: the sample on a 2-D map of the embedding (UMAP with cosine distance when
+  umap-learn is installed, the `organise` extra; else, or with ``--map pca``, the first two
+  principal components); the report draws it.
 
 stats.json lists each cluster: its size, its most central samples and a name made of its most
 frequent label and caption words.
@@ -29,6 +32,7 @@ import pyarrow as pa
 
 from pixelforge.curate.shards import copy_shards
 from pixelforge.errors import UsageError
+from pixelforge.extras import missing, require
 from pixelforge.organise import neighbours
 from pixelforge.run.settings import ExecutorSettings
 from pixelforge.store import Lineage, begin_run, config_to_dict, default_name, finalize, open_input, output_schema
@@ -44,7 +48,10 @@ COLUMNS = (
     pa.field("uniqueness", pa.float32()),
     pa.field("outlier", pa.float32()),
     pa.field("representativeness", pa.float32()),
+    pa.field("map_x", pa.float32()),
+    pa.field("map_y", pa.float32()),
 )
+MAPS = ("auto", "umap", "pca")
 _STOP = frozenset(
     "a an the of in on at to and or with without for from by is are was were be this that these those "
     "it its as into over under near photo image picture".split()
@@ -61,6 +68,7 @@ class ClusterConfig:
     neighbours: int = 10
     outlier_method: str = "iforest"  # benchmarks/organise.py: AUC 0.985 against LOF's 0.731
     seed: int = 0
+    map: str = "auto"  # auto (UMAP when installed, else PCA) | umap | pca
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def validate(self) -> int | None:
@@ -68,6 +76,10 @@ class ClusterConfig:
             raise UsageError(f"--method {self.method!r}: choose {' or '.join(METHODS)}")
         if self.outlier_method not in OUTLIER_METHODS:
             raise UsageError(f"--outlier-method {self.outlier_method!r}: choose {' or '.join(OUTLIER_METHODS)}")
+        if self.map not in MAPS:
+            raise UsageError(f"--map {self.map!r}: choose {', '.join(MAPS)}")
+        if self.map == "umap":
+            require("organise", "--map umap")
         if self.neighbours < 1:
             raise UsageError(f"--neighbours {self.neighbours}: must be at least 1")
         self.executor.validate()
@@ -151,6 +163,24 @@ def outlier_scores(x: np.ndarray, neighbours_k: int, method: str, seed: int) -> 
     return np.clip(1.0 - 1.0 / np.maximum(factor, 1e-6), 0.0, None).astype(np.float32)
 
 
+def project(x: np.ndarray, how: str, seed: int) -> tuple[np.ndarray, str]:
+    """2-D coordinates of the rows of ``x`` and the method used (``how``: auto, umap or pca)."""
+    if len(x) < 3:
+        return np.zeros((len(x), 2), np.float32), "none"
+    if how == "umap" or (how == "auto" and not missing("organise")):
+        import warnings
+
+        import umap
+
+        with warnings.catch_warnings():  # "n_jobs overridden by random_state": reproducible, as wanted
+            warnings.simplefilter("ignore", UserWarning)
+            reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, len(x) - 1), random_state=seed)
+            return reducer.fit_transform(x).astype(np.float32), "umap"
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32), "pca"
+
+
 def representativeness(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Cosine similarity of every row of ``x`` to its cluster's centre (noise, -1: to the nearest centre)."""
     ids = sorted(set(labels.tolist()) - {-1})
@@ -205,7 +235,10 @@ def cluster(
         "uniqueness": np.full(n, np.nan, np.float32),
         "outlier": np.full(n, np.nan, np.float32),
         "representativeness": np.full(n, np.nan, np.float32),
+        "map_x": np.full(n, np.nan, np.float32),
+        "map_y": np.full(n, np.nan, np.float32),
     }
+    mapped = "none"
     how, silhouette = "--k", None
     if len(x):
         labels, how, silhouette = assign(x, config, k)
@@ -213,6 +246,8 @@ def cluster(
         cols["uniqueness"][valid] = neighbours.kth_distance(x, max(1, min(config.neighbours, len(x) - 1)))
         cols["outlier"][valid] = outlier_scores(x, config.neighbours, config.outlier_method, config.seed)
         cols["representativeness"][valid] = representativeness(x, labels)
+        coords, mapped = project(x, config.map, config.seed)
+        cols["map_x"][valid], cols["map_y"][valid] = coords[:, 0], coords[:, 1]
     table = ds.index()
     key_row = emb.row_of()
     order = np.array([key_row.get(k, -1) for k in table.column("key").to_pylist()])
@@ -233,6 +268,7 @@ def cluster(
         "seconds": round(seconds, 3),
         "embedding": emb.name,
         "k_chosen_by": how,
+        "map": mapped,
         "silhouette": None if silhouette is None else round(silhouette, 4),
         "clusters": summary,
     }

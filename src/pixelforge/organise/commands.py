@@ -64,7 +64,10 @@ def cluster_command(
     outlier_method: Annotated[
         str, typer.Option(help="iforest (isolation forest) or lof (local outlier factor).")
     ] = "iforest",
-    seed: Annotated[int, typer.Option(help="Random seed of k-means and the silhouette sample.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of k-means, the silhouette sample and the map.")] = 0,
+    map: Annotated[
+        str, typer.Option("--map", help="The 2-D map: auto (UMAP when installed, else PCA), umap or pca.")
+    ] = "auto",
     processes: Processes = EXECUTOR.processes,
     backend: Backend = EXECUTOR.backend,
     ray_address: RayAddress = EXECUTOR.ray_address,
@@ -89,6 +92,7 @@ def cluster_command(
         neighbours=neighbours,
         outlier_method=outlier_method,
         seed=seed,
+        map=map,
         executor=ExecutorSettings(processes, backend, ray_address, ray_task_cpus),
     )
     print_result(cluster(inp, out, config, resume=resume, overwrite=overwrite), as_json)

@@ -27,6 +27,10 @@ QUALITY = (
 CURATION_JSON = "curation.json"
 
 
+MAP_POINTS = 10_000  # the map draws at most this many samples
+MAP_CLUSTERS = 12  # clusters whose central samples are shown
+
+
 def samples_by_key(ds: Dataset, keys: Iterable[str]) -> dict[str, Any]:
     """The samples of ``keys`` that exist in ``ds`` (reading only the shards that hold them)."""
     wanted = list(dict.fromkeys(k for k in keys if k is not None))
@@ -159,6 +163,7 @@ def dataset_section(path: str, title_prefix: str = "Dataset", generated: bool = 
     _quality_block(sec, ds)
     _curation_block(sec, ds)
     _duplicates_block(sec, ds)
+    _clusters_block(sec, ds, stats)
     return sec
 
 
@@ -316,3 +321,34 @@ def _duplicates_block(sec: Section, ds: Dataset) -> None:
         images = [{"uri": uri, "caption": k} for k in members[g] if k in found and (uri := sample_uri(found[k]))]
         groups.append({"title": f"group {g}: {n} rows before curation, {here} here", "images": images})
     sec.groups(groups, title="Duplicate groups, side by side")
+
+
+def _clusters_block(sec: Section, ds: Dataset, stats: dict[str, Any]) -> None:
+    """`pixelforge cluster`'s map, each cluster's most central samples, and the most outlying samples."""
+    if "cluster" not in ds.schema.names or "map_x" not in ds.schema.names:
+        return
+    table = ds.index(columns=["key", "cluster", "map_x", "map_y", "outlier"])
+    rows = table.to_pylist()
+    if len(rows) > MAP_POINTS:  # an even sample of the points: the picture is the same
+        rows = rows[:: -(-len(rows) // MAP_POINTS)]
+    groups = [-2 if r["cluster"] is None else r["cluster"] for r in rows]
+    title = f"Map of the embedding ({stats.get('map', '?')}, {stats.get('embedding', '?')})"
+    plot = figures.scatter_map([r["map_x"] for r in rows], [r["map_y"] for r in rows], groups, title)
+    sec.figures([(plot, "each dot a sample, coloured by its cluster")], title="Clusters")
+    clusters = [c for c in stats.get("clusters", []) if c["id"] >= 0][:MAP_CLUSTERS]
+    found = samples_by_key(ds, [k for c in clusters for k in c["central"]])
+    items = []
+    for c in clusters:
+        images = [{"uri": uri, "caption": k} for k in c["central"] if k in found and (uri := sample_uri(found[k]))]
+        items.append({"title": f"cluster {c['id']}: {c['name']} ({c['size']:,} samples)", "images": images})
+    if items:
+        sec.groups(items, title="The most central samples of each cluster")
+    outlying = sorted((r for r in table.to_pylist() if r["outlier"] is not None), key=lambda r: -r["outlier"])[:8]
+    found = samples_by_key(ds, [r["key"] for r in outlying])
+    gallery = [
+        {"uri": uri, "caption": r["key"], "sub": f"outlier {r['outlier']:.2f}"}
+        for r in outlying
+        if r["key"] in found and (uri := sample_uri(found[r["key"]]))
+    ]
+    if gallery:
+        sec.gallery(gallery, title="The most outlying samples")

@@ -105,6 +105,32 @@ def histogram(edges: Sequence[float], counts: Sequence[int], title: str, xlabel:
     return _finish(fig, title)
 
 
+def scatter_map(xs: Sequence[float], ys: Sequence[float], groups: Sequence[int], title: str) -> Plot | None:
+    """A 2-D map of samples, coloured by group (a cluster id; -1, noise, in grey), up to 10,000 points
+    drawn as one PNG."""
+    import numpy as np
+
+    x, y, g = (np.asarray(v, dtype=np.float64) for v in (xs, ys, groups))
+    keep = np.isfinite(x) & np.isfinite(y)
+    if not keep.any():
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    colours = plt.get_cmap("tab20")
+    for i, c in enumerate(sorted(set(g[keep].astype(int).tolist()))):
+        m = keep & (g == c)
+        colour = "#bbbbbb" if c == -1 else colours(i % 20)
+        ax.scatter(x[m], y[m], s=4 if keep.sum() > 2000 else 10, color=colour, label=str(c), linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    if len(set(g[keep].tolist())) <= 20:
+        ax.legend(
+            title="cluster", fontsize=7, title_fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5)
+        )
+    return _finish(fig, title)
+
+
 def histogram_of(values: Sequence[float], title: str, xlabel: str, bins: int = 20) -> Plot | None:
     """A histogram of raw ``values`` (None values left out)."""
     import numpy as np
