@@ -257,6 +257,18 @@ def test_embed_with_a_local_clip_folder(shapes, tmp_path):
         embed(shapes, str(tmp_path / "e2"), EmbedConfig(model=f"clip:{tmp_path}", device="cpu", executor=ONE))
 
 
+def test_embed_with_the_fid_inception_weights(shapes, tmp_path):
+    from tests.evaluate.fixtures import make_weights
+
+    weights = make_weights(tmp_path / "pt_inception-2015-12-05-6726825d.pth")  # random, calibrated
+    result = embed(shapes, str(tmp_path / "emb"), EmbedConfig(model=f"inception:{weights}", device="cpu", executor=ONE))
+    emb = Dataset.open(result.out).embeddings("inception")
+    assert emb.vectors.shape == (60, 2048) and np.isfinite(emb.vectors).all()
+    assert emb.info["model"] == "inception" and emb.info["weights"].startswith("inception-torch-fidelity-")
+    with pytest.raises(UsageError, match="is not a file"):
+        EmbedConfig(model=f"inception:{tmp_path / 'none.pth'}").validate()
+
+
 def test_embed_refuses_bad_options(shapes, tmp_path, capsys):
     for args, message in (
         (["--model", "resnet"], "--model 'resnet': choose pixels, classifier:RUN"),

@@ -18,7 +18,10 @@ def embed_command(
     inp: In,
     out: DerivedOut,
     model: Annotated[
-        str, typer.Option(help="pixels (a 16x16 thumbnail), classifier:RUN (a trained classifier) or clip:DIR.")
+        str,
+        typer.Option(
+            help="pixels (a 16x16 thumbnail), classifier:RUN (a trained classifier), clip:DIR or inception[:WEIGHTS]."
+        ),
     ] = "pixels",
     name: Annotated[
         str | None, typer.Option(help="The embedding's name in the dataset (default: the model kind).")

@@ -1,8 +1,10 @@
-"""The models an embedding is made with: ``pixels``, ``classifier:RUN`` and ``clip:DIR``.
+"""The models an embedding is made with: ``pixels``, ``classifier:RUN``, ``clip:DIR`` and ``inception[:WEIGHTS]``.
 
 Every model takes RGB images and returns one float32 vector per image. None downloads anything:
 a classifier is a run trained here, a CLIP model is a folder the user supplies (open_clip's or
-transformers' ``save_pretrained`` layout read with transformers, local files only).
+transformers' ``save_pretrained`` layout read with transformers, local files only), the FID
+Inception weights are the file `pixelforge evaluate` uses (--model inception:PATH, else
+$PIXELFORGE_INCEPTION_WEIGHTS or the torch hub cache; never downloaded here).
 """
 
 from __future__ import annotations
@@ -31,12 +33,19 @@ class ModelSpec:
         kind, _, path = text.partition(":")
         if kind == "pixels" and not path:
             return cls("pixels")
+        if kind == "inception":
+            if path and not Path(path).is_file():
+                raise UsageError(f"--model {text}: {path} is not a file (the FID Inception weights)")
+            require("eval", "--model inception")
+            return cls("inception", path or None)
         if kind in ("classifier", "clip") and path:
             if not Path(path).exists():
                 raise UsageError(f"--model {text}: {path} does not exist")
             require("train", f"--model {kind}:DIR")
             return cls(kind, path)
-        raise UsageError(f"--model {text!r}: choose pixels, classifier:RUN (a trained classifier) or clip:DIR")
+        raise UsageError(
+            f"--model {text!r}: choose pixels, classifier:RUN (a trained classifier), clip:DIR or inception[:WEIGHTS]"
+        )
 
     def __str__(self) -> str:
         return self.kind if self.path is None else f"{self.kind}:{self.path}"
@@ -110,10 +119,35 @@ class Clip:
         return {"model": "clip", "folder": str(Path(self.folder).resolve())}
 
 
+class Inception:
+    """The 2048-d pool features of the FID Inception network (evaluate's, torch-fidelity's input convention)."""
+
+    def __init__(self, weights: str | None, device: str = "auto"):
+        import torch
+
+        from pixelforge.device import resolve_device
+        from pixelforge.evaluate.inception import InceptionFeatures, find_weights
+
+        self.device = resolve_device(device)
+        self.model = InceptionFeatures(find_weights(weights))
+        self.model.net.to(self.device)
+        self._torch = torch
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        torch = self._torch
+        side = max(max(im.size) for im in images)
+        arrays = np.stack([np.asarray(media.resize(im, side, "center_crop"), dtype=np.uint8) for im in images])
+        x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255).to(self.device)
+        return self.model.features(x).cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": "inception", "weights": self.model.name}
+
+
 _loaded: dict[tuple[str, str], Any] = {}
 
 
-def load(spec: ModelSpec, device: str = "auto") -> Pixels | ClassifierFeatures | Clip:
+def load(spec: ModelSpec, device: str = "auto") -> Pixels | ClassifierFeatures | Clip | Inception:
     """The model of ``spec``, loaded once per process."""
     key = (str(spec), device)
     if key not in _loaded:
@@ -121,6 +155,8 @@ def load(spec: ModelSpec, device: str = "auto") -> Pixels | ClassifierFeatures |
             _loaded[key] = Pixels()
         elif spec.kind == "classifier":
             _loaded[key] = ClassifierFeatures(spec.path or "", device)
+        elif spec.kind == "inception":
+            _loaded[key] = Inception(spec.path, device)
         else:
             _loaded[key] = Clip(spec.path or "", device)
     return _loaded[key]
