@@ -230,6 +230,10 @@ def test_embed_with_a_trained_classifier(tmp_path):
     emb = Dataset.open(result.out).embeddings("classifier")
     assert emb.info["model"] == "classifier" and emb.info["run"] == "run@step_0000002"
     assert emb.vectors.shape == (1797, result.dim) and np.isfinite(emb.vectors).all()
+    # two worker processes (one torch thread each) give the same vectors
+    pool = EmbedConfig(model=f"classifier:{run}", device="cpu", executor=ExecutorSettings(processes=2))
+    pooled = Dataset.open(embed(data, str(tmp_path / "pooled"), pool).out).embeddings("classifier")
+    assert pooled.keys == emb.keys and np.allclose(pooled.vectors, emb.vectors, atol=1e-5)
 
 
 def test_embed_with_a_local_clip_folder(shapes, tmp_path):

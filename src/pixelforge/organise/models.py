@@ -68,12 +68,11 @@ class ClassifierFeatures:
     """The penultimate layer of a classifier trained by `pixelforge train classifier`."""
 
     def __init__(self, run: str, device: str = "auto"):
-        import torch
 
         from pixelforge.device import resolve_device
         from pixelforge.train.rundir import load_run
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        _one_thread_in_a_worker()
         self.device = resolve_device(device)
         self.run = load_run(run, "best", self.device, family="classifier")
         self.size = int(self.run.config["model"]["image_size"])
@@ -98,6 +97,7 @@ class Clip:
 
         from pixelforge.device import resolve_device
 
+        _one_thread_in_a_worker()
         self.device = resolve_device(device)
         try:
             self.model = CLIPModel.from_pretrained(folder, local_files_only=True).to(self.device).eval()
@@ -128,6 +128,7 @@ class Inception:
         from pixelforge.device import resolve_device
         from pixelforge.evaluate.inception import InceptionFeatures, find_weights
 
+        _one_thread_in_a_worker()
         self.device = resolve_device(device)
         self.model = InceptionFeatures(find_weights(weights))
         self.model.net.to(self.device)
@@ -142,6 +143,16 @@ class Inception:
 
     def describe(self) -> dict[str, Any]:
         return {"model": "inception", "weights": self.model.name}
+
+
+def _one_thread_in_a_worker() -> None:
+    """In a pool worker (one per core already), torch uses one thread: its default, every core, oversubscribes."""
+    import multiprocessing
+
+    import torch
+
+    if multiprocessing.parent_process() is not None:
+        torch.set_num_threads(1)
 
 
 _loaded: dict[tuple[str, str], Any] = {}
