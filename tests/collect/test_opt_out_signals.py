@@ -39,7 +39,7 @@ def test_ai_txt_disallowing_everything_and_a_missing_one(tmp_path, server):
     server.ai_txt = b"User-Agent: *\nDisallow: /\n"
     from pixelforge.collect import fetch
 
-    fetch._robots_cache.clear()  # a new process would read the site again
+    fetch._site_cache.clear()  # a new process would read the site again
     result = collect_urls(lst, str(tmp_path / "closed"), _cfg())
     assert result.samples == 0 and result.failure_reasons == {"opt_out_ai_txt": 3}
 

@@ -28,11 +28,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # tried again after the h
 OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})  # ... and the host is slowed down
 MAX_RETRY_AFTER = 60.0  # never sleep longer than this on a server's Retry-After
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least the first 500 KiB
-ROBOTS_CACHE_SIZE = 50_000  # origins whose robots.txt a worker process remembers across shards
+SITE_CACHE_SIZE = 50_000  # origins whose robots.txt and ai.txt a worker process remembers across shards
 
 # origin -> policy, kept across shards of one worker process (RFC 9309 allows caching for 24 h)
-_robots_cache: OrderedDict[str, SitePolicy] = OrderedDict()
-_robots_cache_run: list[str] = [""]  # the run the cache belongs to; a new run starts it afresh
+_site_cache: OrderedDict[str, SitePolicy] = OrderedDict()
+_site_cache_run: list[str] = [""]  # the run the cache belongs to; a new run starts it afresh
 
 
 class FetchError(ItemError):
@@ -103,11 +103,11 @@ class Fetcher:
         self.opt_outs = load_opt_out_list(config.opt_out_list) if config.opt_out_list else None
         # the crawler's scope check: a redirect it refuses is not followed (reason out_of_scope_redirect)
         self.redirect_filter: Callable[[str], str | None] | None = None
-        self._robots: dict[str, asyncio.Future[SitePolicy]] = {}
+        self._sites: dict[str, asyncio.Future[SitePolicy]] = {}
         self._paced: set[str] = set()  # origins whose Crawl-delay the throttle has been told
-        if _robots_cache_run[0] != run_id:
-            _robots_cache.clear()
-            _robots_cache_run[0] = run_id
+        if _site_cache_run[0] != run_id:
+            _site_cache.clear()
+            _site_cache_run[0] = run_id
 
     async def fetch(self, url: str) -> Fetched:
         """GET ``url`` within the limits; raise FetchError with a failure reason otherwise."""
@@ -262,16 +262,16 @@ class Fetcher:
         """The robots.txt and ai.txt of ``url``'s origin (read once per run and process); Crawl-delay paces the host."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        site = _robots_cache.get(origin)
+        site = _site_cache.get(origin)
         if site is None:
             # concurrent requests to one origin share a single download of each file
-            fut = self._robots.get(origin)
+            fut = self._sites.get(origin)
             if fut is None:
-                fut = self._robots[origin] = asyncio.ensure_future(self._load_site(origin))
+                fut = self._sites[origin] = asyncio.ensure_future(self._load_site(origin))
             site = await fut
-            _robots_cache[origin] = site
-            if len(_robots_cache) > ROBOTS_CACHE_SIZE:
-                _robots_cache.popitem(last=False)
+            _site_cache[origin] = site
+            if len(_site_cache) > SITE_CACHE_SIZE:
+                _site_cache.popitem(last=False)
         if origin not in self._paced:
             self._paced.add(origin)
             delay = site.robots.crawl_delay(self.config.user_agent)

@@ -16,6 +16,7 @@ from typing import Any
 from pixelforge.collect.config import CollectConfig
 from pixelforge.collect.lists import InputRow, ListReader
 from pixelforge.collect.urls import download_rows
+from pixelforge.configfile import merge
 from pixelforge.errors import UsageError
 from pixelforge.store import FAILURE_REASONS, Dataset, completed_shards, open_input, shard_id_of, shard_name
 from pixelforge.store.derive import carry_shards
@@ -63,20 +64,12 @@ def retry_config(lineage: dict[str, Any], overrides: dict[str, Any]) -> tuple[Co
     """The CollectConfig and list of the run that made a dataset, with ``overrides`` (RUN_OPTIONS) applied."""
     saved = dict(lineage["config"])
     list_path = saved.pop("list")
-    fields = {f.name for f in dataclasses.fields(CollectConfig)}
-    values = {k: v for k, v in saved.items() if k in fields and k != "executor"}
+    fields = {f.name for f in dataclasses.fields(CollectConfig)} - {"executor"}
+    values = {k: v for k, v in saved.items() if k in fields}  # not retry_of, reasons (a retry's lineage)
     values["keep_cols"] = tuple(values.get("keep_cols", ()))
-    config = CollectConfig(**values)
-    config.executor = dataclasses.replace(config.executor, **saved.get("executor", {}))
-    executor_keys = {f.name for f in dataclasses.fields(config.executor)}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key in executor_keys:
-            config.executor = dataclasses.replace(config.executor, **{key: value})
-        else:
-            setattr(config, key, value)
-    return config, list_path
+    values.update(saved.get("executor", {}))  # merge routes the executor's keys into config.executor
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return merge(CollectConfig, CollectConfig(), values, "collect retry"), list_path
 
 
 class _RetryRows:

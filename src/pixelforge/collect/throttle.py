@@ -62,7 +62,6 @@ class HostState:
     failed_in_row: int = 0  # rounds of requests without an answer since the last answer
     failed_at: float = float("-inf")  # when the last round failed (time.monotonic())
     down: str | None = None  # the failure reason that marked the host down
-    backoffs: int = 0
     slowed_at: float = float("-inf")  # when the host was last slowed down (time.monotonic())
 
     @property
@@ -141,7 +140,6 @@ class HostThrottle:
         if started < st.slowed_at:
             return
         st.slowed_at = time.monotonic()
-        st.backoffs += 1
         self.backoffs += 1
         st.streak = 0
         if st.window:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from pixelforge.configfile import merge
 from pixelforge.console import print_result
 from pixelforge.options import CURATE, AsJson, DerivedOut, In, Overwrite, Resume
 from pixelforge.run.options import EXECUTOR, Backend, Processes, RayAddress, RayTaskCpus
@@ -43,17 +44,10 @@ def embed_command(
 
         pixelforge embed data/digits --out data/digits-emb --model classifier:runs/digits
     """
+    flags = _flags(locals())  # first: the names imported below are not flags
     from pixelforge.organise.embed import EmbedConfig, embed
-    from pixelforge.run.settings import ExecutorSettings
 
-    config = EmbedConfig(
-        model=model,
-        name=name,
-        batch_size=batch_size,
-        dtype=dtype,
-        device=device,
-        executor=ExecutorSettings(processes, backend, ray_address, ray_task_cpus),
-    )
+    config = merge(EmbedConfig, EmbedConfig(), flags, "flags")
     print_result(embed(inp, out, config, resume=resume, overwrite=overwrite), as_json)
 
 
@@ -85,20 +79,16 @@ def cluster_command(
 
         pixelforge cluster data/digits-emb --out data/digits-clustered --k auto
     """
+    flags = _flags(locals())  # first: the names imported below are not flags
     from pixelforge.organise.cluster import ClusterConfig, cluster
-    from pixelforge.run.settings import ExecutorSettings
 
-    config = ClusterConfig(
-        embedding=embedding,
-        k=k,
-        method=method,
-        neighbours=neighbours,
-        outlier_method=outlier_method,
-        seed=seed,
-        map=map,
-        executor=ExecutorSettings(processes, backend, ray_address, ray_task_cpus),
-    )
+    config = merge(ClusterConfig, ClusterConfig(), flags, "flags")
     print_result(cluster(inp, out, config, resume=resume, overwrite=overwrite), as_json)
+
+
+def _flags(params: dict[str, Any]) -> dict[str, Any]:
+    """A command's parameters that are config fields (the executor's four flags included; merge routes them)."""
+    return {k: v for k, v in params.items() if k not in ("inp", "out", "resume", "overwrite", "as_json")}
 
 
 def similar_command(

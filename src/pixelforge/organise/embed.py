@@ -10,6 +10,7 @@ stats.json (``embed_failures``), never dropped.
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,33 +88,35 @@ def embed_shard(task: EmbedTask) -> tuple[str, int]:
     ds = Dataset.open(task.dataset)
     model = load(ModelSpec.parse(task.model), task.device)
     keys: list[str] = []
-    vectors: list[np.ndarray] = []
+    decoded: list[int] = []  # rows of ``keys`` whose image decoded, in order
+    images: list[Any] = []
+    parts: list[np.ndarray] = []
     failed: list[tuple[str, str]] = []
-    batch: list[tuple[str, Any]] = []
-
-    def flush() -> None:
-        if batch:
-            vectors.append(model.embed([im for _, im in batch]))
-            keys.extend(k for k, _ in batch)
-            batch.clear()
-
     for sample in ds.iter_samples(shards=[task.shard]):
+        keys.append(sample.key)
         try:
-            batch.append((sample.key, sample.decode().convert("RGB")))
+            images.append(sample.decode().convert("RGB"))
         except Exception as exc:  # a damaged member: a NaN row, named in stats.json
-            flush()
             failed.append((sample.key, f"{type(exc).__name__}: {exc}"[:300]))
-            keys.append(sample.key)
-            vectors.append(np.full((1, 0), np.nan, np.float32))  # widened once the dimension is known
-        if len(batch) >= task.batch_size:
-            flush()
-    flush()
-    dim = max((v.shape[1] for v in vectors), default=0)
-    rows = [v if v.shape[1] == dim else np.full((len(v), dim), np.nan, np.float32) for v in vectors]
-    array = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+            continue
+        decoded.append(len(keys) - 1)
+        if len(images) >= task.batch_size:
+            parts.append(model.embed(images))
+            images = []
+    if images:
+        parts.append(model.embed(images))
+    array = np.full((len(keys), parts[0].shape[1] if parts else 0), np.nan, np.float32)
+    if parts:
+        array[decoded] = np.concatenate(parts)
     fs, root = fsutil.resolve(task.out)
     buf = io.BytesIO()
-    np.savez(buf, vectors=array, keys=np.array(keys, dtype=object), failed=np.array(failed, dtype=object))
+    np.savez(
+        buf,
+        vectors=array,
+        keys=np.array(keys, dtype=object),
+        failed=np.array(failed, dtype=object),
+        model=json.dumps(model.describe()),  # so the main process never loads the model itself
+    )
     fsutil.atomic_write_bytes(fs, work_path(root, _work_name(task.shard), fs), buf.getvalue())
     return task.shard, len(keys)
 
@@ -133,22 +136,25 @@ def embed(inp: str, out: str, config: EmbedConfig, *, resume: bool = False, over
     keys: list[str] = []
     parts: list[np.ndarray] = []
     failed: list[list[str]] = []
+    described = {"model": spec.kind}  # what an empty dataset's embedding says of its model
     for shard in ds.shards():
         with fs.open(work_path(root, _work_name(shard), fs), "rb") as f:
             saved = np.load(io.BytesIO(f.read()), allow_pickle=True)  # our own file, written above
             keys.extend(saved["keys"].tolist())
             parts.append(saved["vectors"])
             failed.extend([list(x) for x in saved["failed"].tolist()])
-    dim = max((p.shape[1] for p in parts if len(p)), default=0)
-    vectors = np.concatenate([p for p in parts if len(p)]) if dim else np.zeros((0, 0), np.float32)
+            described = json.loads(str(saved["model"]))
+    dim = max((p.shape[1] for p in parts), default=0)
+    # a shard whose every image failed has NaN rows of no width: widen them
+    parts = [p if p.shape[1] == dim else np.full((len(p), dim), np.nan, np.float32) for p in parts]
+    vectors = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     entries = dict(ds.info.get("embeddings") or {})
     for name in entries:
         if name != config.name:
             store_embeddings.copy(ds.fs, ds.root, out, name)
     entries.pop(config.name, None)
-    model = load(spec, config.device)
     entries[config.name] = store_embeddings.write(
-        out, config.name, keys, vectors.astype(config.dtype), {**model.describe(), "spec": str(spec)}
+        out, config.name, keys, vectors.astype(config.dtype), {**described, "spec": str(spec)}
     )
     seconds = time.monotonic() - start
     lineage = Lineage(command="embed", config=config_to_dict(config), inputs=[inp])

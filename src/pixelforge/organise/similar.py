@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pixelforge import media
 from pixelforge.errors import UsageError
@@ -66,5 +68,6 @@ def similar(
     sims, ids = neighbours.search(index, q, k + (skip is not None))
     found = [(int(valid[i]), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and valid[i] != skip][:k]
     table = ds.index(columns=[c for c in SHOWN if c in ds.schema.names])
-    by_key = {r["key"]: r for r in table.to_pylist()}
+    keys = pa.array([emb.keys[i] for i, _ in found], pa.string())
+    by_key = {r["key"]: r for r in table.filter(pc.is_in(table.column("key"), value_set=keys)).to_pylist()}
     return [{**by_key.get(emb.keys[i], {"key": emb.keys[i]}), "similarity": round(s, 6)} for i, s in found]

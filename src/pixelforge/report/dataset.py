@@ -327,8 +327,8 @@ def _clusters_block(sec: Section, ds: Dataset, stats: dict[str, Any]) -> None:
     """`pixelforge cluster`'s map, each cluster's most central samples, and the most outlying samples."""
     if "cluster" not in ds.schema.names or "map_x" not in ds.schema.names:
         return
-    table = ds.index(columns=["key", "cluster", "map_x", "map_y", "outlier"])
-    rows = table.to_pylist()
+    every = ds.index(columns=["key", "cluster", "map_x", "map_y", "outlier"]).to_pylist()
+    rows = every
     if len(rows) > MAP_POINTS:  # an even sample of the points: the picture is the same
         rows = rows[:: -(-len(rows) // MAP_POINTS)]
     groups = [-2 if r["cluster"] is None else r["cluster"] for r in rows]
@@ -343,7 +343,7 @@ def _clusters_block(sec: Section, ds: Dataset, stats: dict[str, Any]) -> None:
         items.append({"title": f"cluster {c['id']}: {c['name']} ({c['size']:,} samples)", "images": images})
     if items:
         sec.groups(items, title="The most central samples of each cluster")
-    outlying = sorted((r for r in table.to_pylist() if r["outlier"] is not None), key=lambda r: -r["outlier"])[:8]
+    outlying = sorted((r for r in every if r["outlier"] is not None), key=lambda r: -r["outlier"])[:8]
     found = samples_by_key(ds, [r["key"] for r in outlying])
     gallery = [
         {"uri": uri, "caption": r["key"], "sub": f"outlier {r['outlier']:.2f}"}

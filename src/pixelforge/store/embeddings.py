@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from pixelforge.errors import UsageError
 from pixelforge.store import fs as fsutil
+from pixelforge.store.shards import link_or_copy
 
 EMBEDDINGS_DIR = "embeddings"
 DTYPES = ("float32", "float16")
@@ -79,8 +80,7 @@ def copy(src_fs, src_root: str, root: str, name: str) -> None:
     fs, root = fsutil.resolve(root)
     fs.makedirs(fsutil.join(root, EMBEDDINGS_DIR), exist_ok=True)
     for src, dst in zip(paths(src_root, name), paths(root, name)):
-        with src_fs.open(src, "rb") as fin:
-            fsutil.atomic_write_bytes(fs, dst, fin.read())
+        link_or_copy(src_fs, src, fs, dst)  # never modified once written: a hard link is safe
 
 
 def read(fs, root: str, name: str, info: dict[str, Any]) -> Embeddings:

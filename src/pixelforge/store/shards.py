@@ -177,7 +177,13 @@ def carry_shard(src_fs, src_path: str, root: str, name: str, rows: pa.Table, fai
     stem = split_member(name)[0]
     _write_parquet(fs, fsutil.join(root, WORK_DIR, f"{stem}.rows.parquet"), rows.replace_schema_metadata(None))
     _write_parquet(fs, fsutil.join(root, WORK_DIR, f"{stem}.failures.parquet"), rows_to_table(failures, FAILURE_SCHEMA))
-    tmp = f"{final}.tmp-{os.getpid()}"
+    link_or_copy(src_fs, src_path, fs, final)
+
+
+def link_or_copy(src_fs, src_path: str, fs, path: str) -> None:
+    """Put the immutable file ``src_path`` at ``path``: a hard link when both are local on one device,
+    else a streamed copy; under a temporary name first, so ``path`` appears whole or not at all."""
+    tmp = f"{path}.tmp-{os.getpid()}"
     try:
         if not (fsutil.is_local(fs) and fsutil.is_local(src_fs)):
             raise OSError("not both local")
@@ -186,7 +192,7 @@ def carry_shard(src_fs, src_path: str, root: str, name: str, rows: pa.Table, fai
         with src_fs.open(src_path, "rb") as fin, fs.open(tmp, "wb") as fout:
             while chunk := fin.read(1 << 22):
                 fout.write(chunk)
-    fs.mv(tmp, final)
+    fs.mv(tmp, path)
 
 
 def _write_parquet(fs, path: str, table: pa.Table) -> None:
