@@ -4,7 +4,8 @@
 
 1. Digits (scikit-learn, 1,797 images) embedded by a classifier that `pixelforge train classifier`
    trained on them (--minutes), and by the pixels model: `pixelforge cluster --k 10` and
-   `--k auto`, NMI of the clusters against the true digits.
+   `--k auto`, NMI of the clusters against the true digits; and by the FID Inception network when its
+   weights are here ($PIXELFORGE_INCEPTION_WEIGHTS or the torch hub cache), else skipped with the reason.
 2. Planted outliers: 2% shapes images (36) mixed into the digits, embedded by the same classifier:
    ROC AUC of the outlier score of `cluster` (isolation forest, and LOF) and of cleanlab's
    OutOfDistribution score on the same vectors (what Datalab's outlier issue computes from features;
@@ -13,6 +14,10 @@
    embedding: recall@10 of the copy when the original is the query. Speed: --vectors random unit
    vectors of 128 dimensions in the IVF index `similar` uses from 1,000,000 vectors on: build time
    and the mean time of a single query (200 queries), beside an exact search.
+4. The map in Chromium (headless, Playwright): --map-samples shapes images embedded by pixels and
+   clustered (UMAP map when umap-learn is installed): the HTML report of the clustered dataset, from
+   navigation to its load event (every inline image decoded), and `label serve`'s map at /#!map, from
+   navigation to the scatter drawn (the 10,000 points fetched from /api/map and painted); best of 3.
 
 Measured 2026-12-07 (2 cores, alone): NMI classifier 1.000 (k 10 and auto), pixels 0.742 / 0.755;
 outlier AUC isolation forest 0.965, LOF 0.920, cleanlab OutOfDistribution 0.941; recall@10 1.000;
@@ -61,11 +66,20 @@ def clustering(work: Path, minutes: float) -> Path:
     run("train", "classifier", *args, "--device", "cpu")
     run("embed", str(digits), "--out", str(work / "emb"), "--model", f"classifier:{model}", "--device", "cpu")
     run("embed", str(work / "emb"), "--out", str(work / "emb2"), "--model", "pixels")
+    names, source = ["classifier", "pixels"], work / "emb2"
     print("\n1. clustering the digits (NMI against the true digit)")
-    for name in ("classifier", "pixels"):
+    try:  # the real FID Inception weights, when the user has them (nothing is ever downloaded here)
+        from pixelforge.evaluate.inception import find_weights
+
+        weights = find_weights()
+        run("embed", str(source), "--out", str(work / "emb3"), "--model", f"inception:{weights}")
+        names, source = [*names, "inception"], work / "emb3"
+    except Exception as exc:  # UsageError without the file; ImportError without the eval extra
+        print(f"   inception: skipped ({str(exc).splitlines()[0][:160]})")
+    for name in names:
         for k in ("10", "auto"):
             out = work / f"cl-{name}-{k}"
-            run("cluster", str(work / "emb2"), "--out", str(out), "--k", k, "--embedding", name, "--processes", "1")
+            run("cluster", str(source), "--out", str(out), "--k", k, "--embedding", name, "--processes", "1")
             table = Dataset.open(str(out)).index(columns=["label", "cluster"])
             labels, clusters = (table.column(c).to_pylist() for c in ("label", "cluster"))
             nmi = normalized_mutual_info_score(labels, clusters)
@@ -147,6 +161,67 @@ def search(work: Path, n_vectors: int) -> None:
         )
 
 
+def map_render(work: Path, n: int) -> None:
+    import os
+    import shutil
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from pixelforge.label.project import Project, ProjectConfig
+    from pixelforge.label.server import create_app
+
+    chromium = os.environ.get("PIXELFORGE_CHROMIUM") or shutil.which("chromium")
+    if chromium is None:
+        print("\n4. map render: skipped, no Chromium (apt-get install chromium, or set PIXELFORGE_CHROMIUM)")
+        return
+    shapes, emb, clustered, report = (work / n_ for n_ in ("map-shapes", "map-emb", "map-clustered", "map.html"))
+    run("import", "shapes", "--n", str(n), "--size", "24", "--out", str(shapes))
+    run("embed", str(shapes), "--out", str(emb))
+    start = time.perf_counter()
+    run("cluster", str(emb), "--out", str(clustered))
+    made = time.perf_counter() - start
+    run("report", str(clustered), "--out", str(report))
+    stats = Dataset.open(clustered).stats()
+    k = sum(c["id"] >= 0 for c in stats["clusters"])
+    print(f"\n4. map of {n:,} samples ({stats['map']}, {k} clusters; cluster took {made:.1f} s)")
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Project(ProjectConfig(str(clustered), db=str(work / "map.sqlite")))),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        times: dict[str, list[float]] = {"report": [], "app": []}
+        for _ in range(3):
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(report.as_uri(), wait_until="load")
+            times["report"].append(page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd"))
+            page.close()
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/#!map")
+            page.wait_for_selector("body[data-map='drawn']", timeout=60_000)
+            points = page.evaluate("() => mapState.data.keys.length")
+            times["app"].append(page.evaluate("() => window.mapDrawnMs"))
+            page.close()
+        browser.close()
+    server.should_exit = True
+    thread.join(10)
+    size = report.stat().st_size / 1e6
+    print(f"   report ({size:.1f} MB HTML): loaded in {min(times['report']) / 1000:.2f} s")
+    print(f"   app map ({points:,} points): drawn in {min(times['app']) / 1000:.2f} s after navigation")
+
+
 def _flat(v: np.ndarray):
     import faiss
 
@@ -159,12 +234,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=2.0, help="training time of the digits classifier")
     ap.add_argument("--vectors", type=int, default=1_000_000)
+    ap.add_argument("--map-samples", type=int, default=10_000)
+    ap.add_argument("--only-map", action="store_true", help="run section 4 alone")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pf-bench-organise-") as tmp:
         work = Path(tmp)
-        model = clustering(work, args.minutes)
-        outliers(work, model)
-        search(work, args.vectors)
+        if not args.only_map:
+            model = clustering(work, args.minutes)
+            outliers(work, model)
+            search(work, args.vectors)
+        map_render(work, args.map_samples)
 
 
 if __name__ == "__main__":

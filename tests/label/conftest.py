@@ -57,3 +57,14 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def clustered(tmp_path_factory) -> str:
+    """60 shapes embedded by pixels and clustered into 3 with a PCA map: the app's map has something to draw."""
+    root = tmp_path_factory.mktemp("label-map")
+    shapes, embedded, out = (str(root / n) for n in ("shapes", "emb", "clustered"))
+    assert main(["import", "shapes", "--n", "60", "--size", "24", "--seed", "3", "--out", shapes]) == 0
+    assert main(["embed", shapes, "--out", embedded, "--processes", "1"]) == 0
+    assert main(["cluster", embedded, "--out", out, "--k", "3", "--map", "pca"]) == 0
+    return out

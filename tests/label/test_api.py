@@ -37,7 +37,7 @@ def test_session_queue_item_image(client, digits):
         "task": "classify",
         "classes": [str(i) for i in range(10)],
         "dataset": "digits",
-        "fields": ["label", "status"],
+        "fields": ["label", "status", "tags"],
         "done": 0,
         "total": 1797,
     }
@@ -240,7 +240,7 @@ def test_compare_hides_models_and_maps_choices(tmp_path):
 def test_rate_scores_are_validated(shapes, tmp_path):
     project = Project(ProjectConfig(shapes, task="rate", db=str(tmp_path / "r.sqlite")))
     c = TestClient(create_app(project), base_url="http://127.0.0.1")
-    assert c.get("/api/session").json()["fields"] == ["realism", "faithfulness", "status"]
+    assert c.get("/api/session").json()["fields"] == ["realism", "faithfulness", "status", "tags"]
     assert post(c, key="000000003", field="realism", value=4, annotator="ann").status_code == 200
     for value in (0, 6, 3.5, "5", True):
         r = post(c, key="000000003", field="faithfulness", value=value, annotator="ann")

@@ -22,6 +22,7 @@ ADDED = (
     pa.field("annotated_by", pa.string()),  # annotators of the merged fields, comma-separated
     pa.field("annotated_at", pa.timestamp("ms", tz="UTC")),  # time of the latest merged edit
     pa.field("annotated_fields", pa.list_(pa.string())),
+    pa.field("tags", pa.list_(pa.string())),  # tags set in the app (kept whatever the sample's status)
 )
 HISTORY_SCHEMA = pa.schema(
     [
@@ -56,6 +57,7 @@ class ApplyResult:
     labels_merged: int
     boxes_merged: int
     captions_merged: int
+    tagged: int  # samples whose tags were set in the app
     edits: int  # history rows kept in OUT/annotations.parquet
     seconds: float
 
@@ -85,12 +87,16 @@ def apply_annotations(data: str, out: str, config: ApplyConfig) -> ApplyResult:
     current = db.all_current()
     classes = db.get_setting("classes", []) or []
     ids = label_ids(ds, classes)
-    counts = {"accepted": 0, "skipped": 0, "label": 0, "boxes": 0, "caption": 0}
+    counts = {"accepted": 0, "skipped": 0, "label": 0, "boxes": 0, "caption": 0, "tags": 0}
 
     def update(row: dict[str, Any]) -> dict[str, Any]:
-        fields = current.get(row["key"])
+        fields = current.get(row["key"]) or {}
         row.update(annotated_by=None, annotated_at=None, annotated_fields=None)
-        if not fields or "status" not in fields:
+        row.setdefault("tags", None)  # an earlier apply's tags stay unless the app changed them
+        if "tags" in fields:
+            row["tags"] = fields["tags"]["value"] or None
+            counts["tags"] += 1
+        if "status" not in fields:
             return row
         status = fields["status"]["value"]
         if status != "accepted":
@@ -139,6 +145,7 @@ def apply_annotations(data: str, out: str, config: ApplyConfig) -> ApplyResult:
         labels_merged=counts["label"],
         boxes_merged=counts["boxes"],
         captions_merged=counts["caption"],
+        tagged=counts["tags"],
         edits=len(history),
         seconds=round(time.monotonic() - start, 2),
     )

@@ -130,50 +130,80 @@ class AnnotationDB:
         check_annotator(annotator)
         if client_id is not None and not CLIENT_ID_RE.match(client_id):
             raise ValueError(f"client_id {client_id!r}: 8-64 letters, digits, '_' or '-'")
-        encoded = json.dumps(value, ensure_ascii=False)
         with self._write_lock:
             con = self._con()
             con.execute("BEGIN IMMEDIATE")  # also serialises writers of other processes
             try:
-                if client_id is not None:
-                    dup = con.execute("SELECT id, version FROM edits WHERE client_id = ?", (client_id,)).fetchone()
-                    if dup is not None:
-                        con.execute("COMMIT")
-                        return Saved(dup["id"], dup["version"], None, duplicate=True)
-                last = con.execute(
-                    "SELECT value, annotator, time, version FROM edits WHERE key = ? AND field = ? "
-                    "ORDER BY version DESC LIMIT 1",
-                    (key, field),
-                ).fetchone()
-                version = 1 if last is None else last["version"] + 1
-                # a conflict: someone else saved a version this annotator had not seen
-                conflict = (
-                    last is not None
-                    and base_version is not None
-                    and base_version < last["version"]
-                    and last["annotator"] != annotator
-                )
-                cur = con.execute(
-                    "INSERT INTO edits (key, field, value, previous, previous_annotator, annotator, time, version, "
-                    "base_version, conflict, client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        key,
-                        field,
-                        encoded,
-                        None if last is None else last["value"],
-                        None if last is None else last["annotator"],
-                        annotator,
-                        now_iso(),
-                        version,
-                        base_version,
-                        int(conflict),
-                        client_id,
-                    ),
-                )
+                saved = self._append(con, key, field, value, annotator, base_version, client_id)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        return saved
+
+    def save_many(self, edits: list[tuple[str, str, Any]], annotator: str) -> int:
+        """Append one edit per (key, field, value) in one transaction (a bulk edit such as tagging a
+        selection): all are stored or none. Returns how many were stored."""
+        check_annotator(annotator)
+        for key, _, _ in edits:
+            check_key(key)
+        with self._write_lock:
+            con = self._con()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for key, field, value in edits:
+                    self._append(con, key, field, value, annotator, None, None)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return len(edits)
+
+    @staticmethod
+    def _append(
+        con: sqlite3.Connection,
+        key: str,
+        field: str,
+        value: Any,
+        annotator: str,
+        base_version: int | None,
+        client_id: str | None,
+    ) -> Saved:
+        """The edit as a new history row, inside the caller's transaction."""
+        if client_id is not None:
+            dup = con.execute("SELECT id, version FROM edits WHERE client_id = ?", (client_id,)).fetchone()
+            if dup is not None:
+                return Saved(dup["id"], dup["version"], None, duplicate=True)
+        last = con.execute(
+            "SELECT value, annotator, time, version FROM edits WHERE key = ? AND field = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (key, field),
+        ).fetchone()
+        version = 1 if last is None else last["version"] + 1
+        # a conflict: someone else saved a version this annotator had not seen
+        conflict = (
+            last is not None
+            and base_version is not None
+            and base_version < last["version"]
+            and last["annotator"] != annotator
+        )
+        cur = con.execute(
+            "INSERT INTO edits (key, field, value, previous, previous_annotator, annotator, time, version, "
+            "base_version, conflict, client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                field,
+                json.dumps(value, ensure_ascii=False),
+                None if last is None else last["value"],
+                None if last is None else last["annotator"],
+                annotator,
+                now_iso(),
+                version,
+                base_version,
+                int(conflict),
+                client_id,
+            ),
+        )
         info = None
         if conflict:
             info = {
@@ -183,6 +213,19 @@ class AnnotationDB:
                 "version": last["version"],
             }
         return Saved(cur.lastrowid, version, info)
+
+    def current_values(self, field: str) -> dict[str, Any]:
+        """{key: latest value} of one field over all keys."""
+        rows = (
+            self._con()
+            .execute(
+                "SELECT e.key, e.value FROM edits e JOIN (SELECT key, max(version) AS v FROM edits WHERE field = ? "
+                "GROUP BY key) m ON e.key = m.key AND e.version = m.v WHERE e.field = ?",
+                (field, field),
+            )
+            .fetchall()
+        )
+        return {r["key"]: json.loads(r["value"]) for r in rows}
 
     def current(self, key: str) -> dict[str, dict[str, Any]]:
         """{field: {value, version, annotator, time}} of the latest edit of each field of ``key``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,20 +14,24 @@ from pixelforge.label.db import DB_NAME, AnnotationDB, check_key
 from pixelforge.store import Dataset, split_member
 
 TASKS = ("classify", "boxes", "caption", "review", "rate", "compare")
-# fields each task may write; "status" (accepted | skipped) marks an item done
+# fields each task may write; "status" (accepted | skipped) marks an item done; "tags" (free names, set
+# on one sample or on a selection of the map) are kept whatever the status
 TASK_FIELDS = {
-    "classify": ("label", "status"),
-    "boxes": ("boxes", "label", "status"),
-    "caption": ("caption", "status"),
-    "review": ("label", "boxes", "caption", "status"),
-    "rate": ("realism", "faithfulness", "status"),
+    "classify": ("label", "status", "tags"),
+    "boxes": ("boxes", "label", "status", "tags"),
+    "caption": ("caption", "status", "tags"),
+    "review": ("label", "boxes", "caption", "status", "tags"),
+    "rate": ("realism", "faithfulness", "status", "tags"),
     "compare": ("compare", "status"),
 }
 MAX_BOXES = 500
 MAX_CAPTION = 2000
+MAX_TAGS = 50
+TAG_RE = re.compile(r"^[\w .:-]{1,64}$")
 CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 ROW_COLUMNS = ("key", "shard", "member", "caption", "label", "label_name", "boxes", "width", "height")
 OPTIONAL_COLUMNS = ("suggested_label", "suggested_confidence", "label_issue", "label_quality")
+MAP_COLUMNS = ("map_x", "map_y", "cluster")  # written by `pixelforge cluster`: the app's map
 
 
 @dataclass
@@ -98,7 +103,7 @@ class Project:
     @staticmethod
     def _rows(ds: Dataset) -> dict[str, dict[str, Any]]:
         names = set(ds.schema.names)
-        cols = list(ROW_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in names]
+        cols = list(ROW_COLUMNS) + [c for c in OPTIONAL_COLUMNS + MAP_COLUMNS if c in names]
         out = {}
         for i, row in enumerate(ds.iter_rows(columns=cols)):
             row["_order"] = i
@@ -256,6 +261,8 @@ class Project:
             if not isinstance(value, str) or len(value) > MAX_CAPTION:
                 raise ValueError(f"caption: a string of at most {MAX_CAPTION} characters")
             return value.strip()
+        if fieldname == "tags":
+            return check_tags(value)
         if fieldname in ("realism", "faithfulness"):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
                 raise ValueError(f"{fieldname}: an integer score from 1 to 5")
@@ -295,6 +302,76 @@ class Project:
         """Names a label may take: the project's classes and the dataset's own label names."""
         return set(self.classes) | set(self.id_names.values())
 
+    # -- the map and tags ---------------------------------------------------------------------------
+    def map_points(self) -> dict[str, Any]:
+        """The samples' 2-D map as columns (keys, x, y, cluster, caption, label) plus each cluster's name:
+        what the app's scatter draws. UsageError when the dataset has no map."""
+        if self.task == "compare" or not all(c in self.ds.schema.names for c in MAP_COLUMNS[:2]):
+            raise UsageError(
+                f"{self.ds.path} has no map: run `pixelforge embed` and `pixelforge cluster` on it and "
+                "label the clustered dataset"
+            )
+        rows = [
+            r
+            for r in sorted(self.rows.values(), key=lambda r: r["_order"])
+            if _finite(r.get("map_x")) and _finite(r.get("map_y"))
+        ]
+        try:
+            names = {str(c["id"]): c.get("name", "") for c in self.ds.stats().get("clusters", [])}
+        except (OSError, ValueError):
+            names = {}
+        return {
+            "keys": [r["key"] for r in rows],
+            "x": [round(float(r["map_x"]), 5) for r in rows],
+            "y": [round(float(r["map_y"]), 5) for r in rows],
+            "cluster": [r.get("cluster") for r in rows],
+            "caption": [(r["caption"] or "")[:200] for r in rows],
+            "label": [r["label_name"] if r["label_name"] is not None else r["label"] for r in rows],
+            "names": names,
+        }
+
+    def tags(self) -> dict[str, list[str]]:
+        """{key: current tags} of the project's tagged samples."""
+        return {k: v for k, v in self.db.current_values("tags").items() if k in self.items and v}
+
+    def tag(self, keys: list[str], tag: str, annotator: str, remove: bool = False) -> int:
+        """Add ``tag`` to (or remove it from) every sample of ``keys`` in one transaction; returns how many
+        samples changed."""
+        if "tags" not in TASK_FIELDS[self.task]:
+            raise ValueError(f"the {self.task} task has no tags")
+        (tag,) = check_tags([tag])
+        for key in keys:
+            self.item(key)  # KeyError for a key not in the project
+        current = self.db.current_values("tags")
+        edits = []
+        for key in dict.fromkeys(keys):
+            have = current.get(key) or []
+            want = sorted(set(have) - {tag}) if remove else sorted(set(have) | {tag})
+            if want != have:
+                edits.append((key, "tags", want))
+        return self.db.save_many(edits, annotator)
+
+    def tagged(self, tag: str) -> list[str]:
+        """The queue's keys carrying ``tag``, in queue order."""
+        have = self.tags()
+        return [k for k in self.order if tag in have.get(k, ())]
+
     def progress(self) -> dict[str, int]:
         done = sum(1 for k in self.db.done_keys() if k in self.items)
         return {"done": done, "total": len(self.items)}
+
+
+def _finite(v: Any) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def check_tags(value: Any) -> list[str]:
+    """A sample's tags as stored: distinct, sorted names of 1-64 letters, digits, spaces, '.', ':', '_', '-'."""
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise ValueError(f"tags: a list of at most {MAX_TAGS} names")
+    out = set()
+    for t in value:
+        if not isinstance(t, str) or not TAG_RE.match(t.strip()):
+            raise ValueError(f"tag {t!r}: 1-64 letters, digits, spaces, '.', ':', '_' or '-'")
+        out.add(t.strip())
+    return sorted(out)

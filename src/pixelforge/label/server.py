@@ -25,12 +25,17 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from pixelforge.errors import UsageError
 from pixelforge.label.db import check_annotator, check_key
 from pixelforge.label.project import TASK_FIELDS, Project
 
 DEFAULT_MAX_BODY = 256 * 1024
 TOKEN_COOKIE = "pixelforge_label_token"
-STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+STATIC_FILES = {
+    "app.js": "text/javascript; charset=utf-8",
+    "map.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]"}
 
 
@@ -169,6 +174,18 @@ def create_app(project: Project, config: ServerConfig | None = None):
     def bad(message: str, status: int = 400) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
+    async def _json_body(request: Request) -> dict[str, Any] | JSONResponse:
+        """The request's JSON object, or the error response saying what is wrong with it."""
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return bad("send JSON (Content-Type: application/json)", 415)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return bad("the body is not valid JSON")
+        if not isinstance(body, dict):
+            return bad("the body must be a JSON object")
+        return body
+
     @api.get("/", response_class=HTMLResponse)
     def index() -> Response:
         return Response(
@@ -203,12 +220,54 @@ def create_app(project: Project, config: ServerConfig | None = None):
         }
 
     @api.get("/api/queue")
-    def queue(offset: int = 0, limit: int = 500) -> Any:
+    def queue(offset: int = 0, limit: int = 500, tag: str | None = None) -> Any:
         if offset < 0 or not 1 <= limit <= 100_000:
             return bad("offset >= 0 and 1 <= limit <= 100000")
         done = project.db.done_keys()
-        keys = project.order[offset : offset + limit]
-        return {"offset": offset, "keys": keys, "finished": [k in done for k in keys], **project.progress()}
+        order = project.order if tag is None else project.tagged(tag)
+        keys = order[offset : offset + limit]
+        return {
+            "offset": offset,
+            "tag": tag,
+            "keys": keys,
+            "finished": [k in done for k in keys],
+            **project.progress(),
+        }
+
+    @api.get("/api/map")
+    def map_points() -> Any:
+        try:
+            return project.map_points()
+        except UsageError as exc:
+            return bad(str(exc), 404)
+
+    @api.get("/api/tags")
+    def tags() -> Any:
+        counts: dict[str, int] = {}
+        for names in project.tags().values():
+            for name in names:
+                counts[name] = counts.get(name, 0) + 1
+        return {"tags": dict(sorted(counts.items()))}
+
+    @api.post("/api/tag")
+    async def tag(request: Request) -> Any:
+        body = await _json_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        unknown = set(body) - {"keys", "tag", "annotator", "remove"}
+        if unknown:
+            return bad(f"unknown fields {sorted(unknown)}")
+        keys = body.get("keys")
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+            return bad("keys: a non-empty list of sample keys")
+        try:
+            annotator = check_annotator(body.get("annotator"))
+            changed = project.tag(keys, body.get("tag"), annotator, remove=bool(body.get("remove")))
+        except KeyError as exc:
+            return bad(f"no item {exc.args[0]!r}", 404)
+        except ValueError as exc:
+            return bad(str(exc))
+        return {"ok": True, "changed": changed, "tag": body["tag"].strip()}
 
     @api.get("/api/item/{key}")
     def item(key: str) -> Any:
@@ -237,14 +296,9 @@ def create_app(project: Project, config: ServerConfig | None = None):
 
     @api.post("/api/annotate")
     async def annotate(request: Request) -> Any:
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return bad("send JSON (Content-Type: application/json)", 415)
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return bad("the body is not valid JSON")
-        if not isinstance(body, dict):
-            return bad("the body must be a JSON object")
+        body = await _json_body(request)
+        if isinstance(body, JSONResponse):
+            return body
         unknown = set(body) - {"key", "field", "value", "annotator", "base_version", "client_id"}
         if unknown:
             return bad(f"unknown fields {sorted(unknown)}")

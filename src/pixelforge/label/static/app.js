@@ -6,6 +6,7 @@ const state = {
   session: null, queue: [], done: [], pos: 0, item: null,
   versions: {},        // field -> version this page last saw (sent as base_version)
   boxes: [], selected: -1, pendingRating: {}, lastNotice: 0,
+  tag: sessionStorage.getItem("pixelforge-queue-tag"),  // the queue: samples with this tag, or all (null)
 };
 
 function uuid() {
@@ -56,11 +57,20 @@ async function save(field, value) {
   return res;
 }
 
+function setQueueTag(tag) {
+  state.tag = tag;
+  if (tag) sessionStorage.setItem("pixelforge-queue-tag", tag);
+  else sessionStorage.removeItem("pixelforge-queue-tag");
+}
+
 async function loadQueue() {
-  const q = await api("/api/queue?offset=0&limit=100000");
+  const filter = state.tag ? `&tag=${encodeURIComponent(state.tag)}` : "";
+  const q = await api(`/api/queue?offset=0&limit=100000${filter}`);
   state.queue = q.keys;
   state.done = q.finished;
   showProgress(q);
+  $("queueinfo").hidden = !state.tag;
+  $("queuetag").textContent = state.tag ? `queue: tagged "${state.tag}" (${q.keys.length})` : "";
 }
 
 function classOf(n) { return state.session.classes[n - 1]; }
@@ -97,6 +107,8 @@ async function show(pos) {
   if (task === "compare") $("prompt").textContent = item.prompt || "";
   else $("prompt").textContent = task === "rate" ? `prompt: ${item.caption || ""}` : "";
   renderBoxList();
+  $("tags").textContent = "tags" in item.current && item.current.tags.value.length ?
+    `tags: ${item.current.tags.value.join(", ")}` : "";
 }
 
 function renderImages(item) {
@@ -320,6 +332,11 @@ function onKey(e) {
     if (e.key === "Escape") e.target.blur();
     return;
   }
+  if (!$("mapview").hidden) {  // the map has the keyboard: m or Escape goes back to the image
+    if (e.key === "m" || e.key === "Escape") closeMap();
+    return;
+  }
+  if (e.key === "m" && task !== "compare") { openMap(); return; }
   const n = Number(e.key);
   if (e.key === "ArrowRight" || e.key === "ArrowDown") { e.preventDefault(); show(state.pos + 1); }
   else if (e.key === "ArrowLeft" || e.key === "ArrowUp") { e.preventDefault(); show(state.pos - 1); }
@@ -347,6 +364,7 @@ async function pollNotices() {
 }
 
 async function main() {
+  const mapFirst = location.hash === "#!map";
   if (location.search.includes("token=")) history.replaceState(null, "", location.pathname);  // the cookie holds it now
   $("annotator").value = localStorage.getItem("pixelforge-annotator") || "";
   $("annotator").addEventListener("change", () => localStorage.setItem("pixelforge-annotator", $("annotator").value.trim()));
@@ -368,11 +386,16 @@ async function main() {
   }[task];
   document.addEventListener("keydown", onKey);
   window.addEventListener("resize", drawBoxes);
+  $("mapbutton").hidden = task === "compare";
+  initMap();
+  $("queueall").addEventListener("click", async () => { setQueueTag(null); await loadQueue(); await show(0); });
   await loadQueue();
+  if (state.tag && !state.queue.length) { setQueueTag(null); await loadQueue(); }  // the tag is gone
   const want = decodeURIComponent(location.hash.slice(1));
   const at = state.queue.indexOf(want);
   const firstTodo = state.done.indexOf(false);
   await show(at >= 0 ? at : (firstTodo >= 0 ? firstTodo : 0));
+  if (mapFirst) await openMap();
   setInterval(pollNotices, 4000);
 }
 
