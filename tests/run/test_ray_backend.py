@@ -254,3 +254,20 @@ def test_bad_executor_options_stop_before_any_work(tmp_path, capsys, args, messa
     assert main(collect_args(str(lst), tmp_path / "out", *args)) == 2
     assert capsys.readouterr().err == message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray
+def test_embed_gives_the_same_vectors_on_ray(ray_cluster, tmp_path):
+    import numpy as np
+
+    from pixelforge.store import Dataset
+
+    shapes = str(tmp_path / "shapes")
+    assert main(["import", "shapes", "--n", "30", "--size", "16", "--samples-per-shard", "10", "--out", shapes]) == 0
+    for backend in ("local", "ray"):
+        args = ["embed", shapes, "--out", str(tmp_path / backend), "--backend", backend, "--processes", "2"]
+        assert main([*args, "--json"]) == 0
+    local, ray = (Dataset.open(str(tmp_path / b)).embeddings() for b in ("local", "ray"))
+    assert ray.keys == local.keys and len(local.keys) == 30
+    assert np.array_equal(np.asarray(ray.vectors), np.asarray(local.vectors))
+    assert content(str(tmp_path / "ray")) == content(str(tmp_path / "local"))
