@@ -40,8 +40,8 @@ from PIL import ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from pixelforge import neighbours  # noqa: E402
 from pixelforge.cli import main as cli  # noqa: E402
-from pixelforge.organise import neighbours  # noqa: E402
 from pixelforge.organise.cluster import outlier_scores  # noqa: E402
 from pixelforge.store import Dataset  # noqa: E402
 

@@ -94,6 +94,8 @@ def test_split_auto_groups_never_straddle_and_leakage_is_zero(shapes, tmp_path, 
                 "1",
                 "--combined",
                 "128",
+                "--dedup",
+                "hash",  # the groups split computed: phash alone
                 "--json",
             ]
         )

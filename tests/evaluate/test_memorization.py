@@ -133,3 +133,25 @@ def test_bad_arguments(planted, tmp_path):
         str(write_folder(tmp_path / "few", smooth_images(5, 16, seed=2))), str(fake), MemorizationConfig(workers=0)
     )
     assert result.warnings == ["--neighbours 50 lowered to 5, the number of training images"]
+
+
+def test_crops_and_rotations_of_training_images_are_found_by_alignment(tmp_path):
+    """Pixel distance misses a 8% crop and a 4 degree rotation; alignment finds both and nothing else."""
+    from tests.curate.conftest import photo
+
+    train = np.stack([np.asarray(photo(s, 96)) for s in range(100, 130)])
+    train_dir = write_folder(tmp_path / "train", train)
+    fake_dir = write_folder(tmp_path / "fake", np.stack([np.asarray(photo(s, 96)) for s in range(200, 206)]))
+    photo(103, 96).crop((7, 2, 95, 90)).resize((96, 96)).save(fake_dir / "crop.png")
+    photo(107, 96).rotate(4, resample=Image.Resampling.BICUBIC).save(fake_dir / "rotated.png")
+    pixels_only = find_memorized(str(train_dir), str(fake_dir), MemorizationConfig(workers=0, aligned=False))
+    assert pixels_only.flagged == []
+    result = find_memorized(str(train_dir), str(fake_dir), MemorizationConfig(workers=0))
+    assert {p["fake"]: (p["train"], p["by"]) for p in result.flagged} == {
+        "crop.png": ("00003.png", "alignment"),
+        "rotated.png": ("00007.png", "alignment"),
+    }
+    assert all(p["aligned"] >= 0.95 and p["score"] <= 1 / 3 for p in result.flagged)
+    clean = [p for p in result.top if p["fake"].startswith("0")]
+    assert max(p["aligned_score"] for p in clean) < 0.95  # unrelated photos never align
+    assert "alignment score >= 0.95" in result.criterion["alignment"]

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from pixelforge import neighbours
 from pixelforge.cli import main
 from pixelforge.errors import UsageError
 from pixelforge.organise import embed as embed_module
-from pixelforge.organise import neighbours
 from pixelforge.organise.cluster import (
     ClusterConfig,
     choose_k,

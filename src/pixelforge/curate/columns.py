@@ -34,6 +34,9 @@ def field(name: str) -> pa.Field:
 COLOUR = "__colour_signature"  # an input may have a column "colour" (the shapes set does)
 HUE_BINS = 12  # saturation mass per 30-degree hue sector
 COLOUR_TYPE = pa.list_(pa.float32(), HUE_BINS)
+NEAR_THUMB_SIDE = 32  # = alignment.THUMB_SIDE (columns stays free of imports)
+NEAR_THUMB = "__near_copy_thumbnail"  # the 32 px grey copy the near-copy pass aligns (curate.nearcopy); never written
+NEAR_THUMB_TYPE = pa.list_(pa.uint8(), NEAR_THUMB_SIDE * NEAR_THUMB_SIDE)
 
 SCORE_NAMES = (
     "q_min_side",

@@ -53,6 +53,13 @@ def curate_command(
             "shape (2: no check)."
         ),
     ] = 0.5,
+    dedup: Annotated[
+        str,
+        typer.Option(
+            help="full: the hashes, then crops and small rotations they miss, found by aligning each image "
+            "with its nearest neighbours; hash: phash and dhash only."
+        ),
+    ] = "full",
     only: Annotated[
         str | None,
         typer.Option(
@@ -109,6 +116,7 @@ def curate_command(
             hamming=hamming,
             combined=combined,
             colour=colour,
+            dedup=dedup,
             only=only,
             check_leakage=check_leakage,
             watermark=watermark,

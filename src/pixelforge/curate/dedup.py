@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -216,6 +216,22 @@ class Duplicates:
     near: np.ndarray  # (P2, 2) near pairs that passed the vote
     candidates: int  # pairs nominated by either hash before the combined check
     colour_vetoed: int = 0  # near pairs the hashes accepted and the colour check refused
+    aligned: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (P3, 2) near copies by alignment
+    aligned_candidates: int = 0  # neighbour pairs the near-copy pass looked at (not grouped by the hashes)
+    aligned_verified: int = 0  # of those, the pairs close enough in hash and colour to be aligned
+
+
+def with_near_copies(
+    dups: Duplicates, thumbs: np.ndarray, phash: np.ndarray, dhash: np.ndarray, colour: np.ndarray, threads: int = 2
+) -> Duplicates:
+    """``dups`` with the crops and rotations the hashes missed (curate.nearcopy) joined to the groups."""
+    from pixelforge.curate.nearcopy import NearCopyParams, find_near_copies
+
+    found = find_near_copies(thumbs, phash, dhash, colour, dups.groups, NearCopyParams(), threads=threads)
+    groups = pairs_to_groups(len(dups.groups), dups.exact, dups.near, found.pairs)
+    return replace(
+        dups, groups=groups, aligned=found.pairs, aligned_candidates=found.candidates, aligned_verified=found.verified
+    )
 
 
 def hashes_to_groups(

@@ -15,8 +15,16 @@ import pyarrow.compute as pc
 from pixelforge import media
 from pixelforge.curate import columns
 from pixelforge.curate.captions import CAPTION_FLAGS, CaptionRules, caption_flags, count_words
-from pixelforge.curate.columns import COLOUR, COLOUR_TYPE, CURATE_FIELDS, SCORE_FIELDS
-from pixelforge.curate.dedup import MAX_RADIUS, Duplicates, hashes_to_groups
+from pixelforge.curate.columns import (
+    COLOUR,
+    COLOUR_TYPE,
+    CURATE_FIELDS,
+    NEAR_THUMB,
+    NEAR_THUMB_SIDE,
+    NEAR_THUMB_TYPE,
+    SCORE_FIELDS,
+)
+from pixelforge.curate.dedup import MAX_RADIUS, Duplicates, hashes_to_groups, with_near_copies
 from pixelforge.curate.rules import EXAMPLES_PER_RULE, RuleOutcome, apply_rules, check_where
 from pixelforge.curate.shards import copy_shards
 from pixelforge.errors import UsageError
@@ -47,6 +55,7 @@ DEFAULT_COMBINED = 24
 # 10% crop), flat shapes that differ only in colour score 1.7-2.0 (tests/curate/test_colour.py)
 DEFAULT_COLOUR = 0.5
 ONLY = ("duplicates",)  # what --only may restrict the scoring to
+DEDUP = ("hash", "full")  # hash: phash/dhash only; full: also crops and rotations by alignment (curate.nearcopy)
 NEEDS_SCORES = (("min_side", "--min-side"), ("max_blur", "--max-blur"), ("max_watermark", "--max-watermark"))
 
 
@@ -68,6 +77,7 @@ class CurateConfig:
     watermark: bool = True  # run the watermark CNN (q_watermark null when off)
     only: str | None = None  # "duplicates": score only what duplicate groups need (other q_* null, no CNN)
     colour: float | None = DEFAULT_COLOUR  # colour distance over which a near pair is refused (None: no check)
+    dedup: str = "full"  # hash, or full: the hash pass and the near-copy pass (crops, rotations)
     min_words: int = 3
     max_words: int = 60
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
@@ -94,6 +104,8 @@ class CurateConfig:
             for name, flag in NEEDS_SCORES:
                 if getattr(self, name) is not None:
                     raise UsageError(f"{flag} needs the image scores that --only {self.only} skips: drop one of them")
+        if self.dedup not in DEDUP:
+            raise UsageError(f"--dedup {self.dedup!r}: choose full (also crops and rotations) or hash (phash, dhash)")
         if self.colour is not None and not 0 <= self.colour <= 2:
             raise UsageError(f"--colour {self.colour}: choose a colour distance from 0 to 2 (2: no colour check)")
         if not 0 <= self.min_words <= self.max_words:
@@ -236,17 +248,17 @@ class Chosen:
 def group_and_filter(table: pa.Table, config: CurateConfig) -> Chosen:
     """Check captions, group duplicates and apply the rules to the scored rows (both routes' middle)."""
     colour = table.column(COLOUR).combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
-    table = table.drop_columns([COLOUR])
+    thumbs = table.column(NEAR_THUMB).combine_chunks().flatten().to_numpy()
+    thumbs = thumbs.reshape(table.num_rows, NEAR_THUMB_SIDE, NEAR_THUMB_SIDE)
+    table = table.drop_columns([COLOUR, NEAR_THUMB])
     table = _add_captions(table, CaptionRules(config.min_words, config.max_words))
+    phash = table.column("phash").to_numpy(zero_copy_only=False).astype(np.uint64)
+    dhash = table.column("dhash").to_numpy(zero_copy_only=False).astype(np.uint64)
     dups = hashes_to_groups(
-        table.column("sha256").to_pylist(),
-        table.column("phash").to_numpy(zero_copy_only=False).astype(np.uint64),
-        table.column("dhash").to_numpy(zero_copy_only=False).astype(np.uint64),
-        config.hamming,
-        config.combined,
-        colour,
-        config.colour,
+        table.column("sha256").to_pylist(), phash, dhash, config.hamming, config.combined, colour, config.colour
     )
+    if config.dedup == "full":
+        dups = with_near_copies(dups, thumbs, phash, dhash, colour, threads=config.executor.processes)
     rank = quality_rank(table)
     table = _add_dup_columns(table, dups, rank)
     report_leak = leakage(table, dups.groups) if config.check_leakage else None
@@ -288,6 +300,10 @@ def finish(
             "near_pairs": int(len(dups.near)),
             "colour_vetoed_pairs": dups.colour_vetoed,
             "candidate_pairs": dups.candidates,
+            "dedup": config.dedup,
+            "aligned_pairs": int(len(dups.aligned)),
+            "aligned_candidates": dups.aligned_candidates,
+            "aligned_verified": dups.aligned_verified,
             "groups": int((sizes > 1).sum()),
             "rows_in_groups": int(sizes[sizes > 1].sum()),
             "rows_not_representative": int((sizes[sizes > 1] - 1).sum()),
@@ -447,7 +463,8 @@ def _empty_scored(index: pa.Table) -> pa.Table:
     index = index.slice(0, 0)
     for f in SCORE_FIELDS:
         index = index.append_column(f, pa.nulls(0, f.type))
-    return index.append_column(pa.field(COLOUR, COLOUR_TYPE), pa.nulls(0, COLOUR_TYPE))
+    index = index.append_column(pa.field(COLOUR, COLOUR_TYPE), pa.nulls(0, COLOUR_TYPE))
+    return index.append_column(pa.field(NEAR_THUMB, NEAR_THUMB_TYPE), pa.nulls(0, NEAR_THUMB_TYPE))
 
 
 def _add_captions(table: pa.Table, rules: CaptionRules) -> pa.Table:

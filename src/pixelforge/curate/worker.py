@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from pixelforge import media
-from pixelforge.curate.columns import COLOUR, COLOUR_TYPE, HUE_BINS, SCORE_FIELDS
+from pixelforge.alignment import thumbnail
+from pixelforge.curate.columns import COLOUR, COLOUR_TYPE, HUE_BINS, NEAR_THUMB, NEAR_THUMB_TYPE, SCORE_FIELDS
 from pixelforge.curate.quality import (
     colour_input,
     colour_signatures,
@@ -114,7 +115,13 @@ class ScoreBatch:
     def __init__(self, only: str | None, watermark: bool, weights: str | None):
         self.dup_only = only == ONLY_DUPLICATES
         self.det = _detector(weights) if watermark and not self.dup_only else None
-        self.out: dict[str, list] = {"key": [], "phash": [], **{f.name: [] for f in SCORE_FIELDS}, COLOUR: []}
+        self.out: dict[str, list] = {
+            "key": [],
+            "phash": [],
+            **{f.name: [] for f in SCORE_FIELDS},
+            COLOUR: [],
+            NEAR_THUMB: [],
+        }
         self.failures: list[dict[str, Any]] = []
         self._inputs: list[np.ndarray] = []
         self._to_hash: list[tuple[int, np.ndarray]] = []  # (row in out, phash_input) of rows without a phash
@@ -148,6 +155,7 @@ class ScoreBatch:
             self._dhash_inputs.append(dh)
         out["dhash"].append(None if self.dup_only else dh)
         out[COLOUR].append(colour)
+        out[NEAR_THUMB].append(thumbnail(img))
         if self.det is not None:
             # the thumbnail fits in 128 px already: letterboxing it is a paste, not a resize
             self._inputs.append(
@@ -169,11 +177,20 @@ class ScoreBatch:
         # signatures of the whole batch at once: per-image NumPy calls would cost more than the maths
         sig = colour_signatures(np.stack(out[COLOUR])) if out[COLOUR] else np.zeros((0, HUE_BINS), np.float32)
         out[COLOUR] = pa.FixedSizeListArray.from_arrays(pa.array(sig.reshape(-1), pa.float32()), HUE_BINS)
+        size = NEAR_THUMB_TYPE.list_size
+        thumbs = np.stack(out[NEAR_THUMB]).reshape(-1) if out[NEAR_THUMB] else np.zeros(0, np.uint8)
+        out[NEAR_THUMB] = pa.FixedSizeListArray.from_arrays(pa.array(thumbs, pa.uint8()), size)
         return pa.Table.from_pydict(out, schema=SCORE_SCHEMA)
 
 
 SCORE_SCHEMA = pa.schema(
-    [pa.field("key", pa.string()), pa.field("phash", pa.uint64()), *SCORE_FIELDS, pa.field(COLOUR, COLOUR_TYPE)]
+    [
+        pa.field("key", pa.string()),
+        pa.field("phash", pa.uint64()),
+        *SCORE_FIELDS,
+        pa.field(COLOUR, COLOUR_TYPE),
+        pa.field(NEAR_THUMB, NEAR_THUMB_TYPE),
+    ]
 )
 
 

@@ -210,6 +210,9 @@ def _memorization(
     neighbours: Annotated[int, typer.Option(help="n nearest training images the distance is compared with.")] = 50,
     pixel_size: Annotated[int, typer.Option(help="Side images are resized to for the pixel distance.")] = 32,
     top: Annotated[int, typer.Option(help="Closest pairs listed for the report.")] = 20,
+    aligned: Annotated[
+        bool, typer.Option(help="Also find crops, small rotations and rescales of training images by alignment.")
+    ] = True,
     n: N = None,
     batch_size: BatchSize = 64,
     workers: Workers = 2,
@@ -236,6 +239,7 @@ def _memorization(
         neighbours=neighbours,
         pixel_size=pixel_size,
         top=top,
+        aligned=aligned,
         n=n,
         batch_size=batch_size,
         workers=workers,

@@ -1,4 +1,5 @@
-"""`pixelforge evaluate memorization`: generated images that copy a training image, by pixels and by features."""
+"""`pixelforge evaluate memorization`: generated images that copy a training image, by pixels, by features and by
+alignment (a crop, small rotation or rescale of a training image, which pixel distance misses)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ class MemorizationConfig:
     n: int | None = None
     batch_size: int = 64
     workers: int = 2
+    aligned: bool = True  # criterion (c): crops and rotations of a training image (pixelforge.alignment)
+    aligned_candidates: int = 10  # training images aligned with each fake, per embedding
     dims: int = 2048
     fid_impl: str = "torch-fidelity"
     inception_weights: str | None = None
@@ -133,6 +136,54 @@ def relative_scores(dist: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
     return np.where(mean > 0, dist[:, 0] / np.maximum(alpha * mean, 1e-12), 0.0)
 
 
+def aligned_copies(
+    fake_pixels: np.ndarray, train_pixels: np.ndarray, size: int, k: int, alpha: float, nearest_by_pixels: np.ndarray
+) -> list[tuple[int, float, float]]:
+    """Criterion (c): for each fake, (its best-aligned training image, that alignment score, the relative score).
+
+    ``*_pixels``: PixelFeatures rows (RGB at ``size``^2 in [0, 1]). Each fake is aligned
+    (alignment.alignment_score) with its ``k`` nearest training images in each of alignment's two
+    embeddings and by pixels (``nearest_by_pixels``, (Q, >= k) row numbers); with d = 1 - score, the
+    relative score is Carlini's d(best) / (alpha * mean d of the k best): a generic image that
+    aligns with many training images (a red circle on white, shifted) is not a copy of any of them,
+    one that aligns with a single image far better than with the rest is. The pixel neighbours are
+    what finds the many: a shifted flat shape is far from its twins in the embeddings.
+    """
+    from pixelforge import alignment
+
+    fakes, train = (_thumbnails(x, size) for x in (fake_pixels, train_pixels))
+    hits = [
+        np.array(list(dict.fromkeys([*row.tolist(), *near[:k].tolist()])), np.int64)
+        for row, near in zip(alignment.nearest(fakes, train, k), nearest_by_pixels, strict=True)
+    ]
+    pairs = np.array([(q, t) for q, row in enumerate(hits) for t in row], np.int64).reshape(-1, 2)
+    scores = alignment.alignment_scores(fakes, train, pairs)
+    out = []
+    start = 0
+    for row in hits:
+        s = scores[start : start + len(row)]
+        start += len(row)
+        order = np.argsort(-s)
+        d = 1.0 - s[order][:k]
+        relative = float(relative_scores(d[None], alpha)[0]) if len(d) else float("inf")
+        out.append((int(row[order[0]]), float(s[order[0]]), relative) if len(row) else (-1, -1.0, float("inf")))
+    return out
+
+
+def _thumbnails(pixels: np.ndarray, size: int) -> np.ndarray:
+    """alignment's 32 px colour thumbnails, uint8 (N, 32, 32, 3), from PixelFeatures rows (N, 3 * size * size)
+    in [0, 1]. In colour: a generated blue circle is no copy of a training red one, however well they align."""
+    import cv2
+
+    from pixelforge.alignment import THUMB_SIDE
+
+    rgb = pixels.reshape(len(pixels), 3, size, size).transpose(0, 2, 3, 1) * 255.0
+    if size != THUMB_SIDE:
+        side = (THUMB_SIDE, THUMB_SIDE)
+        rgb = np.stack([cv2.resize(x.astype(np.float32), side, interpolation=cv2.INTER_AREA) for x in rgb])
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
 def find_memorized(
     train: str, fake: str, config: MemorizationConfig | None = None, model: FeatureModel | None = None
 ) -> MemorizationResult:
@@ -143,6 +194,9 @@ def find_memorized(
     (a) features (``config.features`` or ``model``): cosine distance of Inception/classifier
         features with the same relative score, flagged when <= ``feature_threshold``; relative,
         so one threshold holds for any extractor.
+    (c) alignment (``config.aligned``): a crop, small rotation or rescale of a training image
+        (aligned_copies), flagged when its best alignment reaches alignment.COPY_SCORE and its
+        relative score is <= ``threshold``.
     """
     config = config or MemorizationConfig()
     config.validate()
@@ -191,6 +245,18 @@ def find_memorized(
                     "cosine": float(1 - d),
                     "by": "features",
                 }
+    if config.aligned:
+        from pixelforge.alignment import COPY_SCORE
+
+        found = aligned_copies(
+            fake_px.features, train_px.features, config.pixel_size, config.aligned_candidates, config.alpha, idx
+        )
+        for f, (i, best, rel) in zip(fake_px.keys, found, strict=True):
+            if i < 0:
+                continue
+            by_fake[f].update(aligned_train=train_px.keys[i], aligned_score=best, aligned_relative=rel)
+            if best >= COPY_SCORE and rel <= config.threshold and f not in flagged:
+                flagged[f] = {"fake": f, "train": train_px.keys[i], "score": rel, "aligned": best, "by": "alignment"}
     flagged_list = sorted(flagged.values(), key=lambda p: p["score"])
     n_fake = len(fake_px.keys)
     return MemorizationResult(
@@ -206,6 +272,11 @@ def find_memorized(
             "features": None
             if model is None
             else f"cosine distance, same relative test <= {config.feature_threshold:g} ({model.name})",
+            "alignment": None
+            if not config.aligned
+            else "a crop, rotation (<= 6 degrees) or rescale of the training image: alignment score >= 0.95 and "
+            f"the same relative test on 1 - score <= {config.threshold:g} over the "
+            f"{config.aligned_candidates} best-aligned of its nearest training images (by pixels and by embedding)",
         },
         warnings=warnings,
     )

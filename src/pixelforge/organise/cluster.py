@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pixelforge import neighbours
 from pixelforge.curate.shards import copy_shards
 from pixelforge.errors import UsageError
 from pixelforge.extras import missing, require
-from pixelforge.organise import neighbours
 from pixelforge.run.settings import ExecutorSettings
 from pixelforge.store import Lineage, begin_run, config_to_dict, default_name, finalize, open_input, output_schema
 from pixelforge.store import embeddings as store_embeddings

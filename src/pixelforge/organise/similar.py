@@ -9,9 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pixelforge import media
+from pixelforge import media, neighbours
 from pixelforge.errors import UsageError
-from pixelforge.organise import neighbours
 from pixelforge.organise.models import ModelSpec, load
 from pixelforge.store import Dataset
 from pixelforge.store import fs as fsutil

@@ -173,6 +173,7 @@ def _memorization(path: str, doc: dict[str, Any]) -> Section:
             ("flagged", f"{fmt(r.get('n_flagged'))} ({pct(r.get('share'))})"),
             ("by pixels", crit.get("pixels")),
             ("by features", crit.get("features") or "not used"),
+            ("by alignment", crit.get("alignment") or "not used"),
         ],
         title="Memorisation (Carlini et al. 2023)",
     )
@@ -195,7 +196,8 @@ def _memorization(path: str, doc: dict[str, Any]) -> Section:
                 "left": {"uri": image(r.get("fake"), p["fake"]), "caption": f"generated {p['fake']}"},
                 "right": {"uri": image(r.get("train"), p["train"]), "caption": f"training {p['train']}"},
                 "text": f"score {fmt(p.get('score'))} by {p.get('by', 'pixels')}"
-                + (f", cosine {fmt(p['cosine'])}" if p.get("cosine") is not None else ""),
+                + (f", cosine {fmt(p['cosine'])}" if p.get("cosine") is not None else "")
+                + (f", aligned {fmt(p['aligned'])}" if p.get("aligned") is not None else ""),
             }
         )
     if pairs:

@@ -14,12 +14,12 @@ IVF_FROM = 1_000_000  # from this many vectors on, search an IVF index (approxim
 IVF_PROBE = 16  # inverted lists searched per query
 
 
-def build(vectors: np.ndarray):
-    """A faiss index over ``vectors`` (float32, unit length)."""
+def build(vectors: np.ndarray, ivf_from: int = IVF_FROM):
+    """A faiss index over ``vectors`` (float32, unit length): exact below ``ivf_from`` vectors, IVF above."""
     import faiss
 
     n, dim = vectors.shape
-    if n < IVF_FROM:
+    if n < max(ivf_from, 2):
         index = faiss.IndexFlatIP(dim)
     else:
         lists = int(4 * math.sqrt(n))
