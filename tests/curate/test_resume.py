@@ -142,3 +142,55 @@ def test_curate_resume_reuses_saved_scores(many_shards, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "score_shard", no_scoring)
     stage.curate(many_shards, str(stopped), config, resume=True)
     assert rows(stopped) == rows(whole)
+
+
+def test_scores_saved_in_another_layout_are_scored_again(many_shards, tmp_path, monkeypatch):
+    """A score table saved by an older pixelforge (no format mark, no near-copy thumbnails) is not
+    read back on --resume: that task is scored again, and the result equals an uninterrupted run."""
+    import pyarrow as pa
+
+    from pixelforge.curate.columns import NEAR_THUMB
+
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    config = stage.CurateConfig(watermark=False, executor=ExecutorSettings(processes=1))
+    stage.curate(many_shards, str(whole), config)
+    with monkeypatch.context() as m:
+        m.setattr(stage, "copy_shards", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            stage.curate(many_shards, str(stopped), config)
+    old = stopped / ".work" / "scores-000003-0-20.arrow"
+    table = pa.ipc.open_file(pa.BufferReader(old.read_bytes())).read_all()
+    meta = {k: v for k, v in table.schema.metadata.items() if k != b"format"}
+    table = table.drop_columns([NEAR_THUMB]).replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    old.write_bytes(sink.getvalue().to_pybytes())
+
+    import pixelforge.curate.worker as worker
+
+    scored = []
+    real = worker.score_shard
+    monkeypatch.setattr(worker, "score_shard", lambda task: scored.append(task.shard) or real(task))
+    stage.curate(many_shards, str(stopped), config, resume=True)
+    assert scored == ["000003.tar"]
+    assert rows(stopped) == rows(whole)
+
+
+def test_resume_of_a_run_begun_before_an_option_existed_is_refused(many_shards, tmp_path, capsys, monkeypatch):
+    """The run's plan has no `dedup` (an older pixelforge): what it did instead is unknown, so --resume
+    says so and names --overwrite, rather than asking for a value no flag can give."""
+    out = tmp_path / "old"
+    config = stage.CurateConfig(watermark=False, executor=ExecutorSettings(processes=1))
+    with monkeypatch.context() as m:
+        m.setattr(stage, "copy_shards", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            stage.curate(many_shards, str(out), config)
+    plan_file = out / ".work" / "plan.json"
+    plan = json.loads(plan_file.read_text())
+    del plan["config"]["dedup"]
+    plan_file.write_text(json.dumps(plan))
+    args = ["curate", many_shards, "--out", str(out), "--no-watermark", "--processes", "1", "--resume"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "started by an older pixelforge, without the option(s) dedup; use --overwrite" in err

@@ -135,8 +135,10 @@ def test_bad_arguments(planted, tmp_path):
     assert result.warnings == ["--neighbours 50 lowered to 5, the number of training images"]
 
 
-def test_crops_and_rotations_of_training_images_are_found_by_alignment(tmp_path):
-    """Pixel distance misses a 8% crop and a 4 degree rotation; alignment finds both and nothing else."""
+@pytest.mark.parametrize("pixel_size", [32, 16])
+def test_crops_and_rotations_of_training_images_are_found_by_alignment(tmp_path, pixel_size):
+    """Pixel distance misses a 8% crop and a 4 degree rotation; alignment finds both and nothing else
+    (on its own 32 px copies whatever --pixel-size)."""
     from tests.curate.conftest import photo
 
     train = np.stack([np.asarray(photo(s, 96)) for s in range(100, 130)])
@@ -144,9 +146,11 @@ def test_crops_and_rotations_of_training_images_are_found_by_alignment(tmp_path)
     fake_dir = write_folder(tmp_path / "fake", np.stack([np.asarray(photo(s, 96)) for s in range(200, 206)]))
     photo(103, 96).crop((7, 2, 95, 90)).resize((96, 96)).save(fake_dir / "crop.png")
     photo(107, 96).rotate(4, resample=Image.Resampling.BICUBIC).save(fake_dir / "rotated.png")
-    pixels_only = find_memorized(str(train_dir), str(fake_dir), MemorizationConfig(workers=0, aligned=False))
+    config = MemorizationConfig(workers=0, pixel_size=pixel_size, aligned=False)
+    pixels_only = find_memorized(str(train_dir), str(fake_dir), config)
     assert pixels_only.flagged == []
-    result = find_memorized(str(train_dir), str(fake_dir), MemorizationConfig(workers=0))
+    config.aligned = True
+    result = find_memorized(str(train_dir), str(fake_dir), config)
     assert {p["fake"]: (p["train"], p["by"]) for p in result.flagged} == {
         "crop.png": ("00003.png", "alignment"),
         "rotated.png": ("00007.png", "alignment"),

@@ -38,6 +38,7 @@ def test_session_queue_item_image(client, digits):
         "classes": [str(i) for i in range(10)],
         "dataset": "digits",
         "fields": ["label", "status", "tags"],
+        "max_body": 256 * 1024,
         "done": 0,
         "total": 1797,
     }

@@ -79,6 +79,7 @@ def test_tag_a_selection_then_label_only_it(client, project, clustered, tmp_path
         ({"keys": ["K"], "tag": "", "annotator": "ann"}, 400, "tag '': 1-64 letters"),
         ({"keys": ["K"], "tag": "x", "annotator": ""}, 400, "annotator ''"),
         ({"keys": ["K"], "tag": "x", "annotator": "ann", "colour": 1}, 400, "unknown fields ['colour']"),
+        ({"keys": ["K"], "tag": "x", "annotator": "ann", "remove": "false"}, 400, "remove: true or false"),
     ],
 )
 def test_bad_tag_requests_are_refused_and_nothing_is_written(client, project, body, status, error):
@@ -119,31 +120,35 @@ def test_map_hover_lasso_label_these_and_click(browser_page, clustered, tmp_path
         assert page.get_attribute("#maptip img", "src") == f"/api/image/{key}"
         page.wait_for_function("() => document.querySelector('#maptip img').naturalWidth === 24")
         # lasso: a rectangle around the left half of the map selects exactly the points inside it
-        mid = sorted(p[0] for p in pts)[30]
+        # split the map at the widest gap between dots near the middle: no dot within a pixel of the lasso
+        xs = sorted(p[0] for p in pts)
+        n_left = max(range(20, 41), key=lambda i: xs[i] - xs[i - 1])
+        mid, half = (xs[n_left] + xs[n_left - 1]) / 2, (xs[n_left] - xs[n_left - 1]) / 2
+        assert half > 1
         ys = [p[1] for p in pts]
-        x0, x1, y0, y1 = min(p[0] for p in pts) - 5, mid - 0.01, min(ys) - 5, max(ys) + 5
+        x0, x1, y0, y1 = min(p[0] for p in pts) - 5, mid, min(ys) - 5, max(ys) + 5
         page.mouse.move(box["x"] + x0, box["y"] + y0)
         page.mouse.down()
         for cx, cy in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
             page.mouse.move(box["x"] + cx, box["y"] + cy, steps=4)
         page.mouse.up()
         want = {k for px, py, k in pts if x0 < px < x1 and y0 < py < y1}
-        assert len(want) == 30
+        assert len(want) == n_left
         page.wait_for_selector("#mapsel:not([hidden])")
-        assert page.text_content("#mapcount") == "30 selected"
+        assert page.text_content("#mapcount") == f"{n_left} selected"
         page.fill("#annotator", "ann")
         page.dispatch_event("#annotator", "change")
         page.fill("#maptag", "left half")
         page.click("#maplabel")  # tags the selection and makes it the queue
         page.wait_for_selector("#stage:not([hidden])")
-        _wait_text(page, "#position", "1 of 30")
-        assert page.text_content("#queuetag") == 'queue: tagged "left half" (30)'
+        _wait_text(page, "#position", f"1 of {n_left}")
+        assert page.text_content("#queuetag") == f'queue: tagged "left half" ({n_left})'
         tags = AnnotationDB(db_path).current_values("tags")
-        assert {k for k, v in tags.items() if v == ["left half"]} == want and len(tags) == 30
+        assert {k for k, v in tags.items() if v == ["left half"]} == want and len(tags) == n_left
         queued = page.evaluate("state.queue")
         assert queued == [k for k in project.order if k in want]
         page.keyboard.press("1")  # labelling works as ever on the tagged queue
-        _wait_text(page, "#position", "2 of 30")
+        _wait_text(page, "#position", f"2 of {n_left}")
         # click a point outside the tag: the whole queue comes back and the sample opens
         page.keyboard.press("m")
         page.wait_for_selector("#mapview:not([hidden])")
@@ -153,4 +158,21 @@ def test_map_hover_lasso_label_these_and_click(browser_page, clustered, tmp_path
             "k => document.getElementById('position').textContent.endsWith(': ' + k)", arg=outside[2]
         )
         assert page.is_hidden("#queueinfo") and page.evaluate("state.queue.length") == 60
+        # a second selection, no name typed: a tag of its own, and the queue is that selection only
+        page.keyboard.press("m")
+        page.wait_for_selector("#mapview:not([hidden])")
+        x0, x1 = mid, max(p[0] for p in pts) + 5
+        page.mouse.move(box["x"] + x0, box["y"] + y0)
+        page.mouse.down()
+        for cx, cy in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
+            page.mouse.move(box["x"] + cx, box["y"] + cy, steps=4)
+        page.mouse.up()
+        page.wait_for_function(
+            "n => document.getElementById('mapcount').textContent === n + ' selected'", arg=60 - n_left
+        )
+        page.fill("#maptag", "")
+        page.click("#maplabel")
+        _wait_text(page, "#queuetag", 'queue: tagged "selection-')
+        assert page.text_content("#queuetag").endswith(f'" ({60 - n_left})')
+        assert set(page.evaluate("state.queue")) == {k for _, _, k in pts} - want
     assert page.console_errors == []

@@ -222,12 +222,24 @@ class Duplicates:
 
 
 def with_near_copies(
-    dups: Duplicates, thumbs: np.ndarray, phash: np.ndarray, dhash: np.ndarray, colour: np.ndarray, threads: int = 2
+    dups: Duplicates,
+    thumbs: np.ndarray,
+    phash: np.ndarray,
+    dhash: np.ndarray,
+    colour: np.ndarray,
+    max_colour: float | None = None,
+    threads: int = 2,
 ) -> Duplicates:
-    """``dups`` with the crops and rotations the hashes missed (curate.nearcopy) joined to the groups."""
+    """``dups`` with the crops and rotations the hashes missed (curate.nearcopy) joined to the groups.
+
+    ``max_colour``: curate's --colour; the pass's own bound (alignment compares grey) is never looser.
+    """
     from pixelforge.curate.nearcopy import NearCopyParams, find_near_copies
 
-    found = find_near_copies(thumbs, phash, dhash, colour, dups.groups, NearCopyParams(), threads=threads)
+    params = NearCopyParams()
+    if max_colour is not None and max_colour < params.max_colour:
+        params = replace(params, max_colour=max_colour)
+    found = find_near_copies(thumbs, phash, dhash, colour, dups.groups, params, threads=threads)
     groups = pairs_to_groups(len(dups.groups), dups.exact, dups.near, found.pairs)
     return replace(
         dups, groups=groups, aligned=found.pairs, aligned_candidates=found.candidates, aligned_verified=found.verified

@@ -258,7 +258,7 @@ def group_and_filter(table: pa.Table, config: CurateConfig) -> Chosen:
         table.column("sha256").to_pylist(), phash, dhash, config.hamming, config.combined, colour, config.colour
     )
     if config.dedup == "full":
-        dups = with_near_copies(dups, thumbs, phash, dhash, colour, threads=config.executor.processes)
+        dups = with_near_copies(dups, thumbs, phash, dhash, colour, config.colour, threads=config.executor.processes)
     rank = quality_rank(table)
     table = _add_dup_columns(table, dups, rank)
     report_leak = leakage(table, dups.groups) if config.check_leakage else None
@@ -367,20 +367,32 @@ def _cache_path(fs, root: str, task) -> str:
     return work_path(root, f"scores-{task.shard[:-4]}-{task.start}-{task.stop}.arrow", fs)
 
 
+# The layout of a saved score table: a table saved by a pixelforge whose scores differed (before the
+# near-copy thumbnails, say) is scored again on --resume, not read back
+SCORES_FORMAT = b"2"
+
+
 def _save_scores(fs, path: str, res) -> None:
     sink = pa.BufferOutputStream()
-    meta = {b"failures": json.dumps(res.failures).encode(), b"image_warnings": json.dumps(res.image_warnings).encode()}
+    meta = {
+        b"failures": json.dumps(res.failures).encode(),
+        b"image_warnings": json.dumps(res.image_warnings).encode(),
+        b"format": SCORES_FORMAT,
+    }
     with pa.ipc.new_file(sink, res.table.schema.with_metadata(meta)) as writer:
         writer.write_table(res.table)
     fsutil.atomic_write_bytes(fs, path, sink.getvalue().to_pybytes())
 
 
 def _load_scores(fs, path: str):
+    """The saved scores at ``path``, or None when they were saved in another layout (SCORES_FORMAT)."""
     from pixelforge.curate.worker import ShardScores
 
     with fs.open(path, "rb") as f:
         table = pa.ipc.open_file(pa.BufferReader(f.read())).read_all()
-    meta = table.schema.metadata
+    meta = table.schema.metadata or {}
+    if meta.get(b"format") != SCORES_FORMAT:
+        return None
     return ShardScores(
         "",
         table.replace_schema_metadata(None),
@@ -399,8 +411,8 @@ def run_saved(
     tables, failures, todo = [], [], []
     image_warnings: dict[str, int] = {}
     for task in tasks:
-        if fs.exists(path_of(task)):
-            res = _load_scores(fs, path_of(task))
+        res = _load_scores(fs, path_of(task)) if fs.exists(path_of(task)) else None
+        if res is not None:
             tables.append(res.table)
             failures.extend(res.failures)
             media.add_warnings(image_warnings, res.image_warnings)

@@ -171,16 +171,9 @@ def aligned_copies(
 
 
 def _thumbnails(pixels: np.ndarray, size: int) -> np.ndarray:
-    """alignment's 32 px colour thumbnails, uint8 (N, 32, 32, 3), from PixelFeatures rows (N, 3 * size * size)
+    """alignment's colour thumbnails, uint8 (N, size, size, 3), from PixelFeatures rows (N, 3 * size * size)
     in [0, 1]. In colour: a generated blue circle is no copy of a training red one, however well they align."""
-    import cv2
-
-    from pixelforge.alignment import THUMB_SIDE
-
     rgb = pixels.reshape(len(pixels), 3, size, size).transpose(0, 2, 3, 1) * 255.0
-    if size != THUMB_SIDE:
-        side = (THUMB_SIDE, THUMB_SIDE)
-        rgb = np.stack([cv2.resize(x.astype(np.float32), side, interpolation=cv2.INTER_AREA) for x in rgb])
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
@@ -246,10 +239,15 @@ def find_memorized(
                     "by": "features",
                 }
     if config.aligned:
-        from pixelforge.alignment import COPY_SCORE
+        from pixelforge.alignment import COPY_SCORE, THUMB_SIDE
 
+        fake_t, train_t = fake_px, train_px
+        if config.pixel_size != THUMB_SIDE:  # alignment works on its own 32 px copies, whatever --pixel-size
+            thumbs = PixelFeatures(THUMB_SIDE)
+            fake_t = extract(fake_set, thumbs, label="fake thumbnails", **opts)
+            train_t = extract(train_set, thumbs, label="train thumbnails", **opts)
         found = aligned_copies(
-            fake_px.features, train_px.features, config.pixel_size, config.aligned_candidates, config.alpha, idx
+            fake_t.features, train_t.features, THUMB_SIDE, config.aligned_candidates, config.alpha, idx
         )
         for f, (i, best, rel) in zip(fake_px.keys, found, strict=True):
             if i < 0:

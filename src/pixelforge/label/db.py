@@ -13,6 +13,7 @@ import json
 import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,23 +142,34 @@ class AnnotationDB:
                 raise
         return saved
 
-    def save_many(self, edits: list[tuple[str, str, Any]], annotator: str) -> int:
-        """Append one edit per (key, field, value) in one transaction (a bulk edit such as tagging a
-        selection): all are stored or none. Returns how many were stored."""
+    def update_many(self, keys: list[str], field: str, change: Callable[[Any], Any], annotator: str) -> int:
+        """Set ``field`` of every key to ``change(its current value or None)`` in one transaction (a
+        bulk edit such as tagging a selection): the values are read under the write lock, so an edit
+        made meanwhile by another process is built on, not lost. Keys whose value does not change get
+        no edit. All are stored or none; returns how many were."""
         check_annotator(annotator)
-        for key, _, _ in edits:
+        for key in keys:
             check_key(key)
+        changed = 0
         with self._write_lock:
             con = self._con()
             con.execute("BEGIN IMMEDIATE")
             try:
-                for key, field, value in edits:
-                    self._append(con, key, field, value, annotator, None, None)
+                for key in dict.fromkeys(keys):
+                    last = con.execute(
+                        "SELECT value FROM edits WHERE key = ? AND field = ? ORDER BY version DESC LIMIT 1",
+                        (key, field),
+                    ).fetchone()
+                    have = None if last is None else json.loads(last["value"])
+                    want = change(have)
+                    if want != have:
+                        self._append(con, key, field, want, annotator, None, None)
+                        changed += 1
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return len(edits)
+        return changed
 
     @staticmethod
     def _append(

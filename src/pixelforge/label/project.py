@@ -342,14 +342,14 @@ class Project:
         (tag,) = check_tags([tag])
         for key in keys:
             self.item(key)  # KeyError for a key not in the project
-        current = self.db.current_values("tags")
-        edits = []
-        for key in dict.fromkeys(keys):
-            have = current.get(key) or []
-            want = sorted(set(have) - {tag}) if remove else sorted(set(have) | {tag})
-            if want != have:
-                edits.append((key, "tags", want))
-        return self.db.save_many(edits, annotator)
+
+        def change(have: list[str] | None) -> list[str] | None:
+            names = set(have or ())
+            if (tag in names) != remove:  # already as asked: no edit
+                return have
+            return sorted(names - {tag}) if remove else sorted(names | {tag})
+
+        return self.db.update_many(keys, "tags", change, annotator)
 
     def tagged(self, tag: str) -> list[str]:
         """The queue's keys carrying ``tag``, in queue order."""

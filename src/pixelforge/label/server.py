@@ -216,6 +216,7 @@ def create_app(project: Project, config: ServerConfig | None = None):
             "classes": project.classes,
             "dataset": project.ds.name,
             "fields": list(TASK_FIELDS[project.task]),
+            "max_body": config.max_body,  # bulk requests (tagging a selection) are cut to fit
             **project.progress(),
         }
 
@@ -260,9 +261,12 @@ def create_app(project: Project, config: ServerConfig | None = None):
         keys = body.get("keys")
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
             return bad("keys: a non-empty list of sample keys")
+        remove = body.get("remove", False)
+        if not isinstance(remove, bool):
+            return bad("remove: true or false")
         try:
             annotator = check_annotator(body.get("annotator"))
-            changed = project.tag(keys, body.get("tag"), annotator, remove=bool(body.get("remove")))
+            changed = project.tag(keys, body.get("tag"), annotator, remove=remove)
         except KeyError as exc:
             return bad(f"no item {exc.args[0]!r}", 404)
         except ValueError as exc:

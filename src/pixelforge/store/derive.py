@@ -69,6 +69,12 @@ def begin_run(out: str, command: str, inp: str, config: Any, resume: bool) -> se
             f"--resume: {out} was started by `{saved.get('command')}` from {saved.get('input')}, "
             f"not `{command}` from {inp}; pass the same input or use --overwrite"
         )
+    newer = sorted(set(plan["config"]) - set(saved["config"]))
+    if newer:  # an option added since: what the old run did in its place is not known
+        raise UsageError(
+            f"--resume: {out} was started by an older pixelforge, without the option(s) {', '.join(newer)}; "
+            "use --overwrite to start again"
+        )
     changed = sorted(
         k for k in set(saved["config"]) | set(plan["config"]) if saved["config"].get(k) != plan["config"].get(k)
     )

@@ -22,23 +22,32 @@ async function openMap() {
   $("stage").hidden = true;
   $("mapview").hidden = false;
   if (!mapState.data) {
+    let data;
     try {
-      mapState.data = await api("/api/map");
+      data = await api("/api/map");
     } catch (err) {
       $("mapinfo").textContent = err.message;
       return;
     }
-    layoutMap();
+    if (mapState.data) return;  // a second open while this one loaded drew it already
+    mapState.data = data;
     renderLegend();
   }
+  if ($("mapview").hidden) return;  // closed while loading: laid out when next opened (the canvas has no size now)
+  const canvas = $("map");
+  if (!mapState.base || canvas.clientWidth !== mapState.width || canvas.clientHeight !== mapState.height) layoutMap();
   drawMap();
   document.body.dataset.map = "drawn";
   window.mapDrawnMs = performance.now();
 }
 
-function closeMap() {
+async function closeMap(reshow = true) {
   $("mapview").hidden = true;
   $("stage").hidden = false;
+  if (reshow === true && mapState.tagsChanged && state.item) {  // the shown sample's tags may have changed
+    mapState.tagsChanged = false;
+    await show(state.pos);
+  }
 }
 
 // screen positions of every point, and the grid of cells that holds them
@@ -177,29 +186,52 @@ async function openSample(i) {
     await loadQueue();
     at = state.queue.indexOf(key);
   }
-  closeMap();
+  mapState.tagsChanged = false;  // show() below brings the sample's tags
+  closeMap(false);
   await show(at);
 }
 
-async function tagSelection(remove) {
-  const tag = $("maptag").value.trim();
+// requests of at most --max-body bytes (the server says how many), keys cut in order
+function keyChunks(keys, tag) {
+  const room = (state.session.max_body || 262144) - JSON.stringify({ keys: [], tag, annotator: annotator(), remove: false }).length - 64;
+  const chunks = [];
+  let chunk = [], size = 0;
+  for (const k of keys) {
+    const cost = JSON.stringify(k).length + 1;
+    if (chunk.length && size + cost > room) { chunks.push(chunk); chunk = []; size = 0; }
+    chunk.push(k);
+    size += cost;
+  }
+  if (chunk.length) chunks.push(chunk);
+  return chunks;
+}
+
+async function tagSelection(remove, name) {
+  const tag = name || $("maptag").value.trim();
   if (!tag) { toast("give the selection a tag first"); return null; }
   const keys = [...mapState.selected].map((i) => mapState.data.keys[i]);
   let changed = 0;
-  for (let start = 0; start < keys.length; start += 2000) {  // chunks keep each request small
-    const r = await api("/api/tag", { keys: keys.slice(start, start + 2000), tag, annotator: annotator(), remove });
+  for (const chunk of keyChunks(keys, tag)) {
+    const r = await api("/api/tag", { keys: chunk, tag, annotator: annotator(), remove });
     changed += r.changed;
   }
+  mapState.tagsChanged = true;
   toast(`${remove ? "untagged" : "tagged"} ${changed} sample(s) ${remove ? "from" : "with"} "${tag}"`);
+  if (tag === state.tag) await loadQueue();  // the queue is this tag's samples: it changed
   return tag;
 }
 
+// "label these": the selection under a tag of its own (the name typed, else a new selection-... one),
+// and that tag's samples as the queue
 async function labelSelection() {
-  const tag = await tagSelection(false);
+  const typed = $("maptag").value.trim();
+  const stamp = new Date().toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-");
+  const tag = await tagSelection(false, typed || `selection-${stamp}`);
   if (!tag) return;
   setQueueTag(tag);
   await loadQueue();
-  closeMap();
+  mapState.tagsChanged = false;
+  closeMap(false);
   const firstTodo = state.done.indexOf(false);
   await show(firstTodo >= 0 ? firstTodo : 0);
 }
@@ -207,7 +239,7 @@ async function labelSelection() {
 function initMap() {
   const canvas = $("map");
   $("mapbutton").addEventListener("click", () => ($("mapview").hidden ? openMap() : closeMap()));
-  $("mapclose").addEventListener("click", closeMap);
+  $("mapclose").addEventListener("click", () => closeMap());
   $("mapclear").addEventListener("click", () => setSelection([]));
   $("maptagbutton").addEventListener("click", () => tagSelection(false).catch((e) => toast(e.message)));
   $("mapuntag").addEventListener("click", () => tagSelection(true).catch((e) => toast(e.message)));
