@@ -24,6 +24,7 @@ from pixelforge.inspect import commands as inspect_commands
 from pixelforge.label import commands as label_commands
 from pixelforge.options import PANELS
 from pixelforge.organise import commands as organise_commands
+from pixelforge.people import commands as people_commands
 from pixelforge.prepare import commands as prepare_commands
 from pixelforge.report import commands as report_commands
 from pixelforge.sources import commands as sources_commands
@@ -35,6 +36,7 @@ REGISTRARS = (
     collect_commands.register,  # collect urls|crawl, serve-site
     curate_commands.register,  # curate, split
     organise_commands.register,  # embed, cluster, similar
+    people_commands.register,  # takedown
     prepare_commands.register,  # prepare
     audit_commands.register,  # audit, attribution
     inspect_commands.register,  # info, query, export

@@ -230,6 +230,7 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         "dataset": {
             "path": cfg.data,
             "name": ds.name,
+            "created_at": ds.info.get("created_at"),  # with the name, tells the dataset apart wherever it moves
             "num_samples": ds.num_samples,
             "train": len(data.train),
             "val": len(data.val),

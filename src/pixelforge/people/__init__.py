@@ -1,0 +1,1 @@
+"""People in the data: takedown requests (faces and consent are to come)."""

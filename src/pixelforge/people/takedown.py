@@ -1,0 +1,352 @@
+"""`pixelforge takedown`: a new dataset without the samples a takedown request names, and what was built on the old one.
+
+A person asking for their photo to be removed rarely knows the sample's key. The request file
+(``--match FILE``) names samples any way they can be known, one entry per line (``#`` starts a
+comment), each with its kind:
+
+    key:000123                      a sample key
+    url:https://example.org/me.jpg  the URL a sample was collected from, or the page it was found on (exact)
+    url-prefix:https://example.org/albums/me/   every such URL under it
+    sha256:<64 hex>                 the stored file's hash
+    phash:<16 hex>                  a 64-bit perceptual hash, within --radius bits (default 8)
+    image:me.jpg                    a copy of the photo (relative to the request file): its sha256,
+                                    its phash within --radius, and - unless --no-aligned - a crop,
+                                    small rotation or rescale of it (pixelforge.alignment, in colour)
+
+The samples are removed with their bytes: their shards are written again without them; unchanged
+shards are carried over. Embeddings are carried without the removed rows. ``takedown.json`` in the
+new dataset and its lineage list each removed key with the entries (file line numbers) that matched
+it. With ``--find-derived DIR``, every dataset, training run and generated set under DIR that was
+made from the old dataset (directly or through other datasets, by their lineage) is listed: what to
+rebuild or retrain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pixelforge.errors import UsageError
+from pixelforge.store import Dataset, Lineage, begin_run, config_to_dict, default_name, finalize, open_input
+from pixelforge.store import embeddings as store_embeddings
+from pixelforge.store import fs as fsutil
+
+KINDS = ("key", "url", "url-prefix", "sha256", "phash", "image")
+TAKEDOWN_JSON = "takedown.json"
+ALIGN_BITS = 24  # an image entry is aligned with the samples whose phash is within this many bits
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+@dataclass
+class Entry:
+    kind: str
+    value: str
+    line: int
+
+
+@dataclass
+class TakedownConfig:
+    match: str  # the request file
+    radius: int = 8  # phash bits within which a phash or image entry matches (curate's near-duplicate radius)
+    aligned: bool = True  # image entries also match crops, rotations and rescales
+    find_derived: str | None = None  # a folder searched for datasets, runs and generated sets made from the input
+
+    def validate(self) -> None:
+        if not 0 <= self.radius <= 16:
+            raise UsageError(f"--radius {self.radius}: choose 0..16 bits")
+        if self.find_derived is not None and not Path(self.find_derived).is_dir():
+            raise UsageError(f"--find-derived {self.find_derived}: no such folder")
+
+
+@dataclass
+class TakedownResult:
+    out: str
+    input_samples: int
+    removed: int
+    samples: int
+    by_kind: dict[str, int]  # entries' kinds -> samples they matched
+    unmatched_lines: list[int]  # request lines that matched no sample
+    derived: dict[str, list[str]] = field(default_factory=dict)  # datasets, runs, generated: paths
+    seconds: float = 0.0
+
+
+def parse_request(path: str) -> list[Entry]:
+    """The entries of request file ``path``; UsageError naming the line of a malformed one."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--match {path}: no such file")
+    entries = []
+    for n, raw in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        text = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith(("url:", "url-prefix:")) else raw.strip()
+        if not text:
+            continue
+        kind, sep, value = text.partition(":")
+        kind, value = kind.strip().lower(), value.strip()
+        low = value.lower()
+        ok = sep and kind in KINDS and value
+        if ok and kind == "sha256":
+            ok = len(low) == 64 and bool(_HEX.match(low))
+        elif ok and kind == "phash":
+            ok = len(low) == 16 and bool(_HEX.match(low))
+        elif ok and kind in ("url", "url-prefix"):
+            ok = low.startswith(("http://", "https://"))
+        elif ok and kind == "image":
+            image = (p.parent / value) if not Path(value).is_absolute() else Path(value)
+            if not image.is_file():
+                raise UsageError(
+                    f"--match {path} line {n}: image {value!r}: no such file (paths are relative to {p.parent})"
+                )
+            value = str(image)
+        if not ok:
+            raise UsageError(
+                f"--match {path} line {n}: {text[:80]!r}: write KIND:VALUE with KIND one of {', '.join(KINDS)} "
+                "(sha256: 64 hex digits, phash: 16, url: http(s)://...)"
+            )
+        entries.append(Entry(kind, low if kind in ("sha256", "phash") else value, n))
+    if not entries:
+        raise UsageError(f"--match {path}: no entries (write one KIND:VALUE per line)")
+    return entries
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+
+
+def match_rows(ds: Dataset, entries: list[Entry], config: TakedownConfig) -> dict[str, list[int]]:
+    """{sample key: request lines that match it}."""
+    from pixelforge import media
+
+    names = ds.schema.names
+    cols = [c for c in ("key", "source", "page_url", "sha256", "phash") if c in names]
+    index = ds.index(columns=cols).to_pydict()
+    keys = index["key"]
+    row_of = {k: i for i, k in enumerate(keys)}
+    matched: dict[str, list[int]] = {}
+
+    def add(rows, line: int) -> None:
+        for i in rows:
+            matched.setdefault(keys[int(i)], []).append(line)
+
+    # a sample's URLs: where its image came from (source) and the page it was found on
+    urls = [
+        tuple(u for u in pair if u)
+        for pair in zip(
+            index.get("source") or [None] * len(keys), index.get("page_url") or [None] * len(keys), strict=True
+        )
+    ]
+    shas = index.get("sha256") or [None] * len(keys)
+    phash = np.array([0 if p is None else p for p in index.get("phash") or [None] * len(keys)], dtype=np.uint64)
+    has_phash = np.array([p is not None for p in index.get("phash") or [None] * len(keys)], bool)
+    images = []
+    for e in entries:
+        if e.kind == "key":
+            add([row_of[e.value]] if e.value in row_of else [], e.line)
+        elif e.kind == "url":
+            add([i for i, us in enumerate(urls) if e.value in us], e.line)
+        elif e.kind == "url-prefix":
+            add([i for i, us in enumerate(urls) if any(u.startswith(e.value) for u in us)], e.line)
+        elif e.kind == "sha256":
+            add([i for i, s in enumerate(shas) if s == e.value], e.line)
+        elif e.kind == "phash":
+            bits = _popcount(phash ^ np.uint64(int(e.value, 16)))
+            add(np.flatnonzero(has_phash & (bits <= config.radius)), e.line)
+        else:
+            data = Path(e.value).read_bytes()
+            img = media.decode(data)
+            sha = hashlib.sha256(data).hexdigest()
+            ph = np.uint64(media.phash64(img))
+            bits = _popcount(phash ^ ph)
+            add([i for i, s in enumerate(shas) if s == sha], e.line)
+            add(np.flatnonzero(has_phash & (bits <= config.radius)), e.line)
+            images.append((e, img, bits))
+    if config.aligned and images:
+        _match_aligned(ds, keys, has_phash, images, add)
+    for k in matched:
+        matched[k] = sorted(set(matched[k]))
+    return matched
+
+
+def _match_aligned(ds: Dataset, keys: list[str], has_phash: np.ndarray, images, add) -> None:
+    """Image entries against the samples whose phash is within ALIGN_BITS: decoded, and a match when
+    alignment.alignment_score of the two colour thumbnails reaches alignment.COPY_SCORE."""
+    from pixelforge import alignment
+
+    wanted: dict[str, list[tuple[Entry, np.ndarray]]] = {}
+    for e, img, bits in images:
+        thumb = _colour_thumb(img)
+        for i in np.flatnonzero(has_phash & (bits <= ALIGN_BITS)):
+            wanted.setdefault(keys[int(i)], []).append((e, thumb))
+    if not wanted:
+        return
+    row = {k: i for i, k in enumerate(keys)}
+    for sample in ds.iter_samples():
+        key = sample.row["key"]
+        if key not in wanted:
+            continue
+        try:
+            mine = _colour_thumb(sample.decode())
+        except Exception:  # an undecodable stored image cannot be compared; the hashes still matched what they could
+            continue
+        for e, thumb in wanted[key]:
+            if (
+                max(alignment.alignment_score(mine, thumb), alignment.alignment_score(thumb, mine))
+                >= alignment.COPY_SCORE
+            ):
+                add([row[key]], e.line)
+
+
+def _colour_thumb(img) -> np.ndarray:
+    from PIL import Image
+
+    from pixelforge.alignment import THUMB_SIDE
+
+    return np.asarray(img.convert("RGB").resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR))
+
+
+def find_derived(root: str, ds: Dataset) -> dict[str, list[str]]:
+    """Datasets, training runs and generated sets under ``root`` made from ``ds``, by their lineage
+    (directly or through other datasets). An input is ``ds`` when its path resolves to ``ds``'s or
+    when it carries ``ds``'s name and creation time (paths recorded relative to another folder)."""
+    me = _identity(ds.path, ds.name, ds.info.get("created_at"))
+    datasets: dict[str, dict[str, Any]] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if "dataset.json" in files:
+            try:
+                datasets[folder] = json.loads(Path(folder, "dataset.json").read_text())
+            except (OSError, ValueError):
+                pass
+        elif "config.json" in files:
+            try:
+                cfg = json.loads(Path(folder, "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(cfg, dict) and isinstance(cfg.get("dataset"), dict) and "family" in cfg:
+                runs[folder] = cfg
+    tainted = [me]
+    derived: set[str] = set()
+    changed = True
+    while changed:  # datasets made from a tainted one are tainted: to a fixed point
+        changed = False
+        for folder, info in datasets.items():
+            if folder in derived or _same(folder, info, me):
+                continue
+            inputs = (info.get("lineage") or {}).get("inputs") or []
+            if any(_input_is(i, t) for i in inputs for t in tainted):
+                derived.add(folder)
+                tainted.append(_identity(folder, info.get("name"), info.get("created_at")))
+                changed = True
+    affected_runs = sorted(folder for folder, cfg in runs.items() if any(_input_is(cfg["dataset"], t) for t in tainted))
+    run_ids = [os.path.realpath(r) for r in affected_runs]
+    generated = sorted(
+        folder
+        for folder, info in datasets.items()
+        if (info.get("lineage") or {}).get("command") == "generate"
+        and os.path.realpath(str(((info.get("lineage") or {}).get("config") or {}).get("run", ""))) in run_ids
+    )
+    return {
+        "datasets": sorted(derived - set(generated)),
+        "runs": affected_runs,
+        "generated": generated,
+    }
+
+
+def _identity(path: str, name: Any, created_at: Any) -> tuple[str, Any, Any]:
+    return (os.path.realpath(path), name, created_at)
+
+
+def _same(folder: str, info: dict[str, Any], me: tuple[str, Any, Any]) -> bool:
+    return os.path.realpath(folder) == me[0]
+
+
+def _input_is(entry: Any, ident: tuple[str, Any, Any]) -> bool:
+    """Whether a lineage input (or a run's dataset record) is the dataset of ``ident``."""
+    if isinstance(entry, str):
+        entry = {"path": entry}
+    if not isinstance(entry, dict):
+        return False
+    if entry.get("path") and os.path.realpath(str(entry["path"])) == ident[0]:
+        return True
+    return entry.get("created_at") is not None and (entry.get("name"), entry.get("created_at")) == ident[1:]
+
+
+def takedown(inp: str, out: str, config: TakedownConfig, *, overwrite: bool = False) -> TakedownResult:
+    """Write ``out``: ``inp`` without the samples ``config.match`` names (see the module docstring)."""
+    from pixelforge.curate.shards import copy_shards
+
+    config.validate()
+    start = time.monotonic()
+    entries = parse_request(config.match)
+    ds, _, _ = open_input(inp, out, overwrite, False)
+    matched = match_rows(ds, entries, config)
+    begin_run(out, "takedown", inp, config, False)
+    index = ds.index()
+    keep = np.array([k not in matched for k in index.column("key").to_pylist()], bool)
+    kept = index.filter(pa.array(keep))
+    copy_shards(ds, out, kept, [], index.schema, _InThisProcess(), label="takedown write")
+    lines_of = {e.line: e for e in entries}
+    by_kind: dict[str, int] = {}
+    for lines in matched.values():
+        for kind in {lines_of[n].kind for n in lines}:
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+    used = {n for lines in matched.values() for n in lines}
+    removed = [{"key": k, "lines": lines} for k, lines in sorted(matched.items())]
+    fs, root = fsutil.resolve(out)
+    carried = {}
+    for name, info in (ds.info.get("embeddings") or {}).items():  # without the removed samples' vectors
+        emb = ds.embeddings(name)
+        rows = [i for i, k in enumerate(emb.keys) if k not in matched]
+        carried[name] = store_embeddings.write(
+            root,
+            name,
+            [emb.keys[i] for i in rows],
+            np.asarray(emb.vectors[rows]),
+            {k: v for k, v in info.items() if k != "count"},
+        )
+    derived = find_derived(config.find_derived, ds) if config.find_derived else {}
+    report = {
+        "input": inp,
+        "request": config.match,
+        "removed": removed,
+        "unmatched_lines": sorted(set(lines_of) - used),
+        "derived": derived,
+    }
+    fsutil.atomic_write_bytes(fs, fsutil.join(root, TAKEDOWN_JSON), json.dumps(report, indent=2).encode())
+    settings = dict(config_to_dict(config), removed=[r["key"] for r in removed])
+    finalize(
+        out,
+        name=default_name(out),
+        lineage=Lineage(command="takedown", config=settings, inputs=[inp]),
+        schema=index.schema,
+        stats={"takedown": {"removed": len(removed), "by_kind": by_kind}},
+        embeddings=carried or None,
+    )
+    return TakedownResult(
+        out=out,
+        input_samples=ds.num_samples,
+        removed=len(removed),
+        samples=int(keep.sum()),
+        by_kind=by_kind,
+        unmatched_lines=report["unmatched_lines"],
+        derived=derived,
+        seconds=round(time.monotonic() - start, 3),
+    )
+
+
+class _InThisProcess:
+    """What copy_shards needs of a config: the executor (here: this process)."""
+
+    def __init__(self):
+        from pixelforge.run.settings import ExecutorSettings
+
+        self.executor = ExecutorSettings(processes=1)
