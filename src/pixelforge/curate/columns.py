@@ -16,6 +16,11 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "q_jpeg_quality": (pa.int32(), "estimated JPEG quality 1-100 from the quantisation tables; null if not JPEG"),
     "q_watermark": (pa.float32(), "probability of a visible watermark from the shipped CNN, in [0, 1]"),
     "dhash": (pa.uint64(), "64-bit difference hash (the second vote for near duplicates)"),
+    "face_bboxes": (
+        pa.list_(pa.list_(pa.float32(), 4)),
+        "faces found (--faces): [x0, y0, x1, y1] as fractions of the image, DataComp's convention; null when not run",
+    ),
+    "n_faces": (pa.int32(), "number of faces found (--faces); null when not run"),
     "c_words": (pa.int32(), "number of words in the caption (0 when none)"),
     "c_flags": (pa.list_(pa.string()), "caption problems from a closed set (see caption flags)"),
     "dup_group": (pa.string(), "duplicate group id: the key of the group's best row in the input"),
@@ -49,6 +54,8 @@ SCORE_NAMES = (
     "q_jpeg_quality",
     "q_watermark",
     "dhash",
+    "face_bboxes",
+    "n_faces",
 )
 SCORE_FIELDS: tuple[pa.Field, ...] = tuple(field(n) for n in SCORE_NAMES)  # computed per image in workers
 CURATE_FIELDS: tuple[pa.Field, ...] = tuple(field(n) for n in COLUMNS)

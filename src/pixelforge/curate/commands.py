@@ -60,6 +60,13 @@ def curate_command(
             "with its nearest neighbours; hash: phash and dhash only."
         ),
     ] = "full",
+    faces: Annotated[
+        bool, typer.Option(help="Find faces: face_bboxes ([x0, y0, x1, y1] fractions) and n_faces columns.")
+    ] = False,
+    face_weights: Annotated[
+        str | None,
+        typer.Option(help="A YuNet ONNX model file for OpenCV's FaceDetectorYN (default: OpenCV's Haar cascade)."),
+    ] = None,
     only: Annotated[
         str | None,
         typer.Option(
@@ -117,6 +124,8 @@ def curate_command(
             combined=combined,
             colour=colour,
             dedup=dedup,
+            faces=faces,
+            face_weights=face_weights,
             only=only,
             check_leakage=check_leakage,
             watermark=watermark,

@@ -26,6 +26,7 @@ import pyarrow as pa
 from pixelforge import media
 from pixelforge.curate.worker import ScoreBatch
 from pixelforge.errors import ItemError, UsageError
+from pixelforge.faces import FaceSettings
 from pixelforge.sources.base import Failure, ImportOptions, import_row, store_image, store_image_decoded
 from pixelforge.sources.folders import FolderSource, folder_record
 from pixelforge.store import (
@@ -128,7 +129,7 @@ def score_folder(
         return work_path(root, f"scores-folder-{task.first}-{listing}.arrow", fs)
 
     tasks = [
-        FolderTask(first, paths[first : first + WINDOW], config.only, config.watermark)
+        FolderTask(first, paths[first : first + WINDOW], config.only, config.watermark, faces=config.face_settings)
         for first in range(0, len(paths), WINDOW)
     ]
     tables, failures, image_warnings = run_saved(score_window, tasks, cache, fs, config, "curate import", len(paths))
@@ -199,6 +200,7 @@ class FolderTask:
     only: str | None = None
     watermark: bool = True
     weights: str | None = None
+    faces: FaceSettings | None = None
 
 
 # Column of a window's table beside the row and its scores: true for an image not stored as read
@@ -225,7 +227,7 @@ def score_window(task: FolderTask) -> FolderScores:
     """Each image of the window as `import folder` stores it, then scored as `curate` scores it."""
     start = time.monotonic()
     media.take_warnings()  # counts left by earlier work in this process are not this window's
-    batch = ScoreBatch(task.only, task.watermark, task.weights)
+    batch = ScoreBatch(task.only, task.watermark, task.weights, task.faces)
     rows: list[dict[str, Any]] = []
     reencoded: list[bool] = []
     for i, path in enumerate(task.paths):

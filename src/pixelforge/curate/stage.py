@@ -6,6 +6,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from pixelforge.curate.rules import EXAMPLES_PER_RULE, RuleOutcome, apply_rules,
 from pixelforge.curate.shards import copy_shards
 from pixelforge.errors import UsageError
 from pixelforge.extras import require
+from pixelforge.faces import FaceSettings
 from pixelforge.progress import track
 from pixelforge.run.local import PRELOAD
 from pixelforge.run.settings import ExecutorSettings
@@ -78,9 +80,15 @@ class CurateConfig:
     only: str | None = None  # "duplicates": score only what duplicate groups need (other q_* null, no CNN)
     colour: float | None = DEFAULT_COLOUR  # colour distance over which a near pair is refused (None: no check)
     dedup: str = "full"  # hash, or full: the hash pass and the near-copy pass (crops, rotations)
+    faces: bool = False  # find faces: face_bboxes, n_faces (pixelforge.faces)
+    face_weights: str | None = None  # a YuNet ONNX file for OpenCV's FaceDetectorYN; None: the Haar cascade
     min_words: int = 3
     max_words: int = 60
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
+
+    @property
+    def face_settings(self) -> FaceSettings | None:
+        return FaceSettings(weights=self.face_weights) if self.faces else None
 
     def validate(self) -> None:
         """Raise UsageError naming the bad flag and its allowed values, before any work."""
@@ -104,6 +112,11 @@ class CurateConfig:
             for name, flag in NEEDS_SCORES:
                 if getattr(self, name) is not None:
                     raise UsageError(f"{flag} needs the image scores that --only {self.only} skips: drop one of them")
+        if self.face_weights is not None:
+            if not self.faces:
+                raise UsageError("--face-weights needs --faces")
+            if not Path(self.face_weights).is_file():
+                raise UsageError(f"--face-weights {self.face_weights}: no such file (a YuNet .onnx model)")
         if self.dedup not in DEDUP:
             raise UsageError(f"--dedup {self.dedup!r}: choose full (also crops and rotations) or hash (phash, dhash)")
         if self.colour is not None and not 0 <= self.colour <= 2:
@@ -356,7 +369,15 @@ def score_tasks(ds: Dataset, config: CurateConfig) -> list:
     counts = Counter(ds.index(columns=["shard"]).column("shard").to_pylist())
     size = max(MIN_TASK_ROWS, -(-ds.num_samples // (TASKS_PER_PROCESS * config.executor.processes)))
     return [
-        ScoreTask(ds.path, shard, start, min(start + size, counts[shard]), watermark=config.watermark, only=config.only)
+        ScoreTask(
+            ds.path,
+            shard,
+            start,
+            min(start + size, counts[shard]),
+            watermark=config.watermark,
+            only=config.only,
+            faces=config.face_settings,
+        )
         for shard in ds.shards()
         for start in range(0, counts.get(shard, 0), size)
     ]

@@ -28,6 +28,7 @@ from pixelforge.curate.quality import (
     phashes,
 )
 from pixelforge.errors import ItemError
+from pixelforge.faces import DETECT_SIDE, FaceSettings
 from pixelforge.store import Dataset, ShardWriter, split_member
 
 # A stored image is trusted more than a download, but still bounded: a damaged shard must not
@@ -43,6 +44,7 @@ DRAFT_SIDE = 256  # = quality.BLUR_SIDE, and above the detector's 128 px input
 # 32 px gave precision 1.000 / recall 0.841 against 1.000 / 0.838 at 64 px, for ~15% less CPU
 # in this worker, which the one-pass folder route more than wins back.)
 DUP_DRAFT = media.PHASH_DRAFT
+FACE_COLUMNS = ("face_bboxes", "n_faces")  # filled by ScoreBatch.add itself (null without --faces)
 ONLY_DUPLICATES = "duplicates"
 
 
@@ -84,7 +86,7 @@ def score_shard(task: ScoreTask) -> ShardScores:
     rows = rows[task.start : task.stop]
     wanted = {r["key"]: r for r in rows}
     last = rows[-1]["key"] if rows else None
-    batch = ScoreBatch(task.only, task.watermark, task.weights)
+    batch = ScoreBatch(task.only, task.watermark, task.weights, task.faces)
     seen: set[str] = set()
     for key, files in ds.read_shard(task.shard, keys=wanted):
         row = wanted.get(key)
@@ -112,9 +114,10 @@ class ScoreBatch:
     missing phashes and the colour signatures are computed for the whole batch at once.
     """
 
-    def __init__(self, only: str | None, watermark: bool, weights: str | None):
+    def __init__(self, only: str | None, watermark: bool, weights: str | None, faces: FaceSettings | None = None):
         self.dup_only = only == ONLY_DUPLICATES
         self.det = _detector(weights) if watermark and not self.dup_only else None
+        self.faces = _face_detector(faces) if faces is not None else None
         self.out: dict[str, list] = {
             "key": [],
             "phash": [],
@@ -156,6 +159,9 @@ class ScoreBatch:
         out["dhash"].append(None if self.dup_only else dh)
         out[COLOUR].append(colour)
         out[NEAR_THUMB].append(thumbnail(img))
+        found = self.faces.detect(_face_copy(data, img)) if self.faces is not None else None
+        out["face_bboxes"].append(found)
+        out["n_faces"].append(None if found is None else len(found))
         if self.det is not None:
             # the thumbnail fits in 128 px already: letterboxing it is a paste, not a resize
             self._inputs.append(
@@ -203,7 +209,7 @@ def _score_one(data: bytes):
     return scores, dh, colour, thumb, img
 
 
-_NO_SCORES = {f.name: None for f in SCORE_FIELDS if f.name not in ("dhash", "q_watermark")}
+_NO_SCORES = {f.name: None for f in SCORE_FIELDS if f.name not in ("dhash", "q_watermark", *FACE_COLUMNS)}
 
 
 def _hash_one(data: bytes, img=None):
@@ -217,6 +223,26 @@ def _hash_one(data: bytes, img=None):
     # q_jpeg_quality reads the header only, and picks a group's representative (lossless first)
     scores = dict(_NO_SCORES, q_jpeg_quality=jpeg_quality(data))
     return scores, dhash_input(img), colour_input(img), None, img  # dhash: of the whole batch (ScoreBatch)
+
+
+def _face_copy(data: bytes, img):
+    """The copy faces are looked for in: the scoring decode when it is large enough, else a larger decode."""
+    info = media.probe(data, LIMITS)
+    if max(img.size) >= DETECT_SIDE // 2 or img.size == (info.width, info.height):
+        return img
+    return media.decode(data, LIMITS, draft_size=(DETECT_SIDE, DETECT_SIDE))
+
+
+_FACE_DETECTORS: dict[FaceSettings, Any] = {}
+
+
+def _face_detector(settings: FaceSettings):
+    """One face detector per process and settings (OpenCV loads the cascade or network once)."""
+    from pixelforge.faces import FaceDetector
+
+    if settings not in _FACE_DETECTORS:
+        _FACE_DETECTORS[settings] = FaceDetector(settings)
+    return _FACE_DETECTORS[settings]
 
 
 def _detector(weights: str | None):

@@ -26,6 +26,14 @@ def prepare_command(
     encoding: Annotated[str, typer.Option(help="Stored encoding: png, jpg or webp.")] = "png",
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
     seed: Annotated[int, typer.Option(help="Seed of the augmented copies.")] = 0,
+    blur_faces: Annotated[
+        bool,
+        typer.Option(help="Blur every face (face_bboxes from `curate --faces`, else found here), after resizing."),
+    ] = False,
+    face_weights: Annotated[
+        str | None,
+        typer.Option(help="A YuNet ONNX model file for OpenCV's FaceDetectorYN (default: OpenCV's Haar cascade)."),
+    ] = None,
     processes: Processes = EXECUTOR.processes,
     backend: Backend = EXECUTOR.backend,
     ray_address: RayAddress = EXECUTOR.ray_address,
@@ -57,6 +65,8 @@ def prepare_command(
             encoding=encoding,
             quality=quality,
             seed=seed,
+            blur_faces=blur_faces,
+            face_weights=face_weights,
             processes=processes,
             backend=backend,
             ray_address=ray_address,

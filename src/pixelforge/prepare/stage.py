@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -45,6 +46,8 @@ class PrepareConfig:
     encoding: str = "png"
     quality: int = 95
     seed: int = 0
+    blur_faces: bool = False  # blur every face (the face_bboxes column, else found here) after resizing
+    face_weights: str | None = None  # a YuNet ONNX file for OpenCV's FaceDetectorYN; None: the Haar cascade
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
 
     def validate(self) -> None:
@@ -66,6 +69,11 @@ class PrepareConfig:
                 raise UsageError(
                     "--augment needs --copies K (augmented copies per training sample), such as --copies 2"
                 )
+        if self.face_weights is not None:
+            if not self.blur_faces:
+                raise UsageError("--face-weights needs --blur-faces")
+            if not Path(self.face_weights).is_file():
+                raise UsageError(f"--face-weights {self.face_weights}: no such file (a YuNet .onnx model)")
         self.executor.validate()
 
 

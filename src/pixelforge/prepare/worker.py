@@ -13,6 +13,7 @@ from PIL import Image
 
 from pixelforge import media
 from pixelforge.errors import ItemError
+from pixelforge.faces import DETECT_SIDE, blur_faces
 from pixelforge.prepare.augment import parse_spec
 from pixelforge.prepare.denoise import get_denoiser
 from pixelforge.store import MASK_EXT, Dataset, ShardWriter, split_member
@@ -89,6 +90,7 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
     ds = Dataset.open(task.dataset)
     rows = {r["key"]: r for r in ds.index(filters=[("shard", "=", task.shard)]).to_pylist()}
     denoise = get_denoiser(cfg.denoise)
+    faces = _face_detector(cfg.face_weights) if cfg.blur_faces else None
     augment = parse_spec(cfg.augment) if cfg.augment and cfg.copies else None
     target = None if cfg.resize_mode == "none" else cfg.size
     fails = 0
@@ -104,19 +106,50 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
                 out = media.resize(denoise(img), cfg.size, cfg.resize_mode)
                 mask = files.get(MASK_EXT) if row.get("mask") else None
                 mask = move_mask(mask, geo) if mask is not None else None
+                if faces is not None:  # blurred after resizing: cheaper, as img2dataset does
+                    found = output_faces(row, data, img, geo, faces)
+                    out = blur_faces(out, found)
             except ItemError as exc:
                 writer.fail(reason=exc.reason, detail=f"sample {key}: {exc.detail}", source=row["source"])
                 fails += 1
                 continue
             base = dict(row, boxes=move_boxes(row.get("boxes"), geo), aug_of=None, aug_index=None)
+            if faces is not None and "face_bboxes" in task.schema.names:
+                base.update(face_bboxes=found, n_faces=len(found))
             _write(writer, base, out, mask, cfg)
             if augment is not None and (row.get("split") in (None, "train")):
                 for k in range(1, cfg.copies + 1):
                     torch.manual_seed(_seed(cfg.seed, key, k))
                     # geometric ops move content, so copies carry no boxes or masks (docs/curate.md)
                     copy = dict(base, key=f"{key}_aug{k}", boxes=[], aug_of=key, aug_index=k)
+                    if "face_bboxes" in copy:  # moved by the augmentation: not known (the faces stay blurred)
+                        copy.update(face_bboxes=None, n_faces=None)
                     _write(writer, copy, augment(out), None, cfg)
     return len(writer.rows), fails, media.take_warnings()
+
+
+def output_faces(row: dict[str, Any], data: bytes, img: Image.Image, geo, detector) -> list[list[float]]:
+    """The sample's faces as fractions of the output image: its face_bboxes (from `curate --faces`) when
+    it has them, else found on a copy decoded large enough to find them; moved as its boxes are."""
+    boxes = row.get("face_bboxes")
+    if boxes is None:
+        boxes = detector.detect(media.decode(data, draft_size=(DETECT_SIDE, DETECT_SIDE)))
+    w, h = img.width, img.height  # the frame geometry() measured (fractions do not depend on the decode's scale)
+    pixels = [{"x0": b[0] * w, "y0": b[1] * h, "x1": b[2] * w, "y1": b[3] * h, "label": None} for b in boxes]
+    cw, ch = geo[2]
+    return [[m["x0"] / cw, m["y0"] / ch, m["x1"] / cw, m["y1"] / ch] for m in move_boxes(pixels, geo)]
+
+
+_FACE_DETECTORS: dict[str | None, Any] = {}
+
+
+def _face_detector(weights: str | None):
+    """One face detector per process (OpenCV loads the cascade or network once)."""
+    from pixelforge.faces import FaceDetector, FaceSettings
+
+    if weights not in _FACE_DETECTORS:
+        _FACE_DETECTORS[weights] = FaceDetector(FaceSettings(weights=weights))
+    return _FACE_DETECTORS[weights]
 
 
 def _write(writer: ShardWriter, row: dict[str, Any], img: Image.Image, mask: bytes | None, cfg: Any) -> None:
