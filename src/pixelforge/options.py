@@ -106,3 +106,9 @@ def build_config(ctx: typer.Context, cls: type, table: str, config_file: str | N
     use = f"use [{table}] (the same file may hold [{'], ['.join(DATASET_TABLES)}])"
     doc = read_tables(config_file, DATASET_TABLES, use)
     return fill_config(cls, cls(), doc.get(table, {}), given_flags(ctx, flags), f"--config {config_file} [{table}]")
+
+
+FaceWeights = Annotated[
+    str | None,
+    typer.Option(help="A YuNet ONNX model file for OpenCV's FaceDetectorYN (default: OpenCV's Haar cascade)."),
+]

@@ -70,6 +70,11 @@ def test_curate_faces_fills_the_columns_and_prepare_blurs_them(tmp_path, astrona
     assert rows["wide.jpg"]["n_faces"] == 1
     (x0, y0, x1, y1) = rows["wide.jpg"]["face_bboxes"][0]
     assert (x0 * 512, y0 * 400) == pytest.approx((176, 66), abs=10)
+    imported, curated = tmp_path / "imported", tmp_path / "curated"  # the dataset route finds the same faces
+    assert main(["import", "folder", str(folder), "--out", str(imported)]) == 0
+    assert main(["curate", str(imported), "--out", str(curated), "--only", "duplicates", "--faces"]) == 0
+    again = {r["source"].rsplit("/", 1)[-1]: r for r in pq.read_table(curated / "index.parquet").to_pylist()}
+    assert {k: r["face_bboxes"] for k, r in again.items()} == {k: r["face_bboxes"] for k, r in rows.items()}
     nulls = pq.read_table(plain / "index.parquet", columns=["face_bboxes", "n_faces"]).to_pylist()
     assert nulls == [{"face_bboxes": None, "n_faces": None}] * 2  # not looked for: unknown, not zero
     prepared = tmp_path / "prepared"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pixelforge.console import print_result, print_warnings
-from pixelforge.options import CURATE, AsJson, ConfigFile, DerivedOut, In, Overwrite, Resume, build_config
+from pixelforge.options import CURATE, AsJson, ConfigFile, DerivedOut, FaceWeights, In, Overwrite, Resume, build_config
 from pixelforge.run.options import EXECUTOR, Backend, Processes, RayAddress, RayTaskCpus
 
 CurateIn = Annotated[
@@ -63,10 +63,7 @@ def curate_command(
     faces: Annotated[
         bool, typer.Option(help="Find faces: face_bboxes ([x0, y0, x1, y1] fractions) and n_faces columns.")
     ] = False,
-    face_weights: Annotated[
-        str | None,
-        typer.Option(help="A YuNet ONNX model file for OpenCV's FaceDetectorYN (default: OpenCV's Haar cascade)."),
-    ] = None,
+    face_weights: FaceWeights = None,
     only: Annotated[
         str | None,
         typer.Option(

@@ -59,6 +59,7 @@ class ScoreTask:
     watermark: bool = True
     weights: str | None = None  # None: the shipped detector
     only: str | None = None  # "duplicates": hashes, colour and q_jpeg_quality only (other q_* null)
+    faces: FaceSettings | None = None  # find faces (face_bboxes, n_faces) with these settings
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pixelforge.console import print_result
-from pixelforge.options import CURATE, AsJson, ConfigFile, DerivedOut, In, Overwrite, Resume, build_config
+from pixelforge.options import CURATE, AsJson, ConfigFile, DerivedOut, FaceWeights, In, Overwrite, Resume, build_config
 from pixelforge.run.options import EXECUTOR, Backend, Processes, RayAddress, RayTaskCpus
 
 
@@ -30,10 +30,7 @@ def prepare_command(
         bool,
         typer.Option(help="Blur every face (face_bboxes from `curate --faces`, else found here), after resizing."),
     ] = False,
-    face_weights: Annotated[
-        str | None,
-        typer.Option(help="A YuNet ONNX model file for OpenCV's FaceDetectorYN (default: OpenCV's Haar cascade)."),
-    ] = None,
+    face_weights: FaceWeights = None,
     processes: Processes = EXECUTOR.processes,
     backend: Backend = EXECUTOR.backend,
     ray_address: RayAddress = EXECUTOR.ray_address,
