@@ -182,7 +182,7 @@ def test_embeddings_are_carried_without_the_removed_rows(web, tmp_path):
 
 
 def test_the_page_a_photo_was_found_on_names_its_samples(web, tmp_path):
-    req = request(tmp_path, "url:https://example.org/gallery/2.html", "url-prefix:https://example.org/p/1")
+    req = request(tmp_path, "url:https://example.org/gallery/2.html   # the page", "url-prefix:https://example.org/p/1")
     result = takedown(web, str(tmp_path / "out"), TakedownConfig(match=req))
     report = json.loads((tmp_path / "out" / "takedown.json").read_text())
     # the page holds samples 8-11; the prefix .../p/1 is p/1.jpg, p/10.jpg and p/11.jpg

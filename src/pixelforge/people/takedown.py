@@ -2,7 +2,7 @@
 
 A person asking for their photo to be removed rarely knows the sample's key. The request file
 (``--match FILE``) names samples any way they can be known, one entry per line (``#`` starts a
-comment), each with its kind:
+comment, as does a ``#`` after whitespace; a URL's own ``#fragment`` stays), each with its kind:
 
     key:000123                      a sample key
     url:https://example.org/me.jpg  the URL a sample was collected from, or the page it was found on (exact)
@@ -86,7 +86,8 @@ def parse_request(path: str) -> list[Entry]:
         raise UsageError(f"--match {path}: no such file")
     entries = []
     for n, raw in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        text = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith(("url:", "url-prefix:")) else raw.strip()
+        # a comment starts a line or follows whitespace: a URL's own #fragment (no space before it) stays
+        text = "" if raw.lstrip().startswith("#") else re.split(r"\s#", raw, maxsplit=1)[0].strip()
         if not text:
             continue
         kind, sep, value = text.partition(":")
