@@ -52,7 +52,8 @@ against 10.19 s, 3.63x). The two commands: 5.53 s (1.61x), the same groups.
 
 Then the alignment pass for crops and rotations (`--dedup full`, the default), 3 rounds alone:
 pixelforge precision 0.996, recall 0.993 (crop 0.981, rotate 0.974, the rest 1.000) in 2.98 s;
-`--dedup hash` 1.000 / 0.841 in 2.59 s; imagededup 0.971 / 0.832 in 8.71 s: 2.92x. The study of
+`--dedup hash` 1.000 / 0.841 in 2.59 s; imagededup 0.971 / 0.832 in 8.71 s: 2.92x (OpenCV 5.1);
+again on OpenCV 4.14 (the pinned one): the same pairs, 2.95 s against 8.12 s, 2.75x. The study of
 what finds the missed copies (second_stage) and the 1M estimate (near_copy_scale): docs/benchmarks.md.
 """
 

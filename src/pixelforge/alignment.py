@@ -13,8 +13,8 @@ share. Every image is reduced to a 32 px grey thumbnail (THUMB_SIDE):
 Why alignment and not local features: on benchmarks/dedup_vs_imagededup.py's 3,000 images, ORB
 keypoints with RANSAC (OpenCV) found too few keypoints on smooth images (75 per 128 px image) and
 matched shared objects of different images (a star at the same place): recall 0.944 at precision
-0.966, against alignment's 0.986 at 0.997 on the same candidates, in a thirteenth of the time
-(1.6 s against 20.6 s; docs/benchmarks.md, "Duplicates").
+0.966, against alignment's 0.986 at 0.997 on the same candidates, in a twentieth of the time
+(0.9 s against 17.7 s; docs/benchmarks.md, "Duplicates").
 """
 
 from __future__ import annotations
