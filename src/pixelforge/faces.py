@@ -72,6 +72,9 @@ class FaceDetector:
         import cv2
 
         rgb = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img)
+        if rgb.ndim == 2:  # a grey array
+            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+        rgb = np.ascontiguousarray(rgb[:, :, :3]).astype(np.uint8, copy=False)  # RGBA: the alpha dropped
         h, w = rgb.shape[:2]
         if not h or not w:
             return []

@@ -77,6 +77,10 @@ def test_curate_faces_fills_the_columns_and_prepare_blurs_them(tmp_path, astrona
     assert {k: r["face_bboxes"] for k, r in again.items()} == {k: r["face_bboxes"] for k, r in rows.items()}
     nulls = pq.read_table(plain / "index.parquet", columns=["face_bboxes", "n_faces"]).to_pylist()
     assert nulls == [{"face_bboxes": None, "n_faces": None}] * 2  # not looked for: unknown, not zero
+    moved = tmp_path / "moved"  # without --blur-faces the boxes still follow the crop
+    assert main(["prepare", str(found), "--out", str(moved), "--size", "200"]) == 0
+    boxes = {s.row["source"].rsplit("/", 1)[-1]: s.row["face_bboxes"] for s in Dataset.open(str(moved)).iter_samples()}
+    assert boxes["wide.jpg"][0][0] * 400 + 56 == pytest.approx(x0 * 512, abs=1) and boxes["coffee.jpg"] == []
     prepared = tmp_path / "prepared"
     assert main(["prepare", str(found), "--out", str(prepared), "--size", "200", "--blur-faces"]) == 0
     detector = FaceDetector()

@@ -160,9 +160,11 @@ def test_derived_datasets_runs_and_generated_sets_are_listed(web, tmp_path):
         ("phash:zz00000000000000", "line 1: 'phash:zz00000000000000'"),
         ("url:example.org/x.jpg", "line 1: 'url:example.org/x.jpg'"),
         ("image:missing.jpg", "line 1: image 'missing.jpg': no such file (paths are relative to"),
+        ("image:notes.txt", "line 1: "),  # a file that is no image
     ],
 )
 def test_a_bad_request_line_is_a_usage_error_naming_it(web, tmp_path, capsys, line, message):
+    (tmp_path / "notes.txt").write_text("not an image")
     req = request(tmp_path, line)
     assert main(["takedown", web, "--out", str(tmp_path / "o"), "--match", req]) == 2
     assert message in capsys.readouterr().err
@@ -194,3 +196,19 @@ def test_the_page_a_photo_was_found_on_names_its_samples(web, tmp_path):
         "000011": [1, 2],
     }
     assert result.by_kind == {"url": 4, "url-prefix": 3}
+
+
+def test_out_may_not_be_or_hold_the_input(web, tmp_path, capsys):
+    req = request(tmp_path, "key:000001")
+    link = tmp_path / "link"
+    link.symlink_to(web)
+    for out in (str(link), str(tmp_path)):  # a link to the input; the folder holding it
+        assert main(["takedown", web, "--out", out, "--match", req, "--overwrite"]) == 2
+        assert "is or holds the input dataset: inputs are never modified" in capsys.readouterr().err
+    assert Dataset.open(web).num_samples == N
+
+
+def test_a_request_saved_with_a_byte_order_mark_reads(web, tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("key:000002\n".encode("utf-8-sig"))
+    assert takedown(web, str(tmp_path / "out"), TakedownConfig(match=str(path))).removed == 1

@@ -142,6 +142,7 @@ class ScoreBatch:
         """
         try:
             scores, dh, colour, thumb, img = _hash_one(data, decoded) if self.dup_only else _score_one(data)
+            found = self.faces.detect(_face_copy(data, img)) if self.faces is not None else None
         except ItemError as exc:
             self.fail(key, source, exc.reason, exc.detail)
             return False
@@ -160,7 +161,6 @@ class ScoreBatch:
         out["dhash"].append(None if self.dup_only else dh)
         out[COLOUR].append(colour)
         out[NEAR_THUMB].append(thumbnail(img))
-        found = self.faces.detect(_face_copy(data, img)) if self.faces is not None else None
         out["face_bboxes"].append(found)
         out["n_faces"].append(None if found is None else len(found))
         if self.det is not None:

@@ -13,12 +13,12 @@ comment, as does a ``#`` after whitespace; a URL's own ``#fragment`` stays), eac
                                     its phash within --radius, and - unless --no-aligned - a crop,
                                     small rotation or rescale of it (pixelforge.alignment, in colour)
 
-The samples are removed with their bytes: their shards are written again without them; unchanged
-shards are carried over. Embeddings are carried without the removed rows. ``takedown.json`` in the
-new dataset and its lineage list each removed key with the entries (file line numbers) that matched
-it. With ``--find-derived DIR``, every dataset, training run and generated set under DIR that was
-made from the old dataset (directly or through other datasets, by their lineage) is listed: what to
-rebuild or retrain.
+The samples are removed with their bytes: every shard is written again without them (the input's
+failure rows, which have no sample, are not carried). Embeddings are carried without the removed
+rows. ``takedown.json`` in the new dataset and its lineage list each removed key with the entries
+(file line numbers) that matched it. With ``--find-derived DIR``, every dataset, training run and
+generated set under DIR that was made from the old dataset (directly or through other datasets, by
+their lineage) is listed: what to rebuild or retrain.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ class Entry:
     kind: str
     value: str
     line: int
+    # image entries: the photo's sha256, phash and colour thumbnail (read when the request is)
+    sha256: str | None = None
+    phash: int | None = None
+    thumb: np.ndarray | None = None
 
 
 @dataclass
@@ -85,7 +89,7 @@ def parse_request(path: str) -> list[Entry]:
     if not p.is_file():
         raise UsageError(f"--match {path}: no such file")
     entries = []
-    for n, raw in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for n, raw in enumerate(p.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
         # a comment starts a line or follows whitespace: a URL's own #fragment (no space before it) stays
         text = "" if raw.lstrip().startswith("#") else re.split(r"\s#", raw, maxsplit=1)[0].strip()
         if not text:
@@ -112,10 +116,27 @@ def parse_request(path: str) -> list[Entry]:
                 f"--match {path} line {n}: {text[:80]!r}: write KIND:VALUE with KIND one of {', '.join(KINDS)} "
                 "(sha256: 64 hex digits, phash: 16, url: http(s)://...)"
             )
-        entries.append(Entry(kind, low if kind in ("sha256", "phash") else value, n))
+        entry = Entry(kind, low if kind in ("sha256", "phash") else value, n)
+        if kind == "image":
+            _read_image(entry, path)
+        entries.append(entry)
     if not entries:
         raise UsageError(f"--match {path}: no entries (write one KIND:VALUE per line)")
     return entries
+
+
+def _read_image(entry: Entry, path: str) -> None:
+    """The sha256, phash and colour thumbnail of an image entry's photo; UsageError when it is no image."""
+    from pixelforge import media
+
+    data = Path(entry.value).read_bytes()
+    try:
+        img = media.decode(data)
+    except media.MediaError as exc:
+        raise UsageError(f"--match {path} line {entry.line}: {entry.value}: not a readable image ({exc})") from None
+    entry.sha256 = hashlib.sha256(data).hexdigest()
+    entry.phash = media.phash64(img)
+    entry.thumb = _colour_thumb(img)
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -124,8 +145,6 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 
 def match_rows(ds: Dataset, entries: list[Entry], config: TakedownConfig) -> dict[str, list[int]]:
     """{sample key: request lines that match it}."""
-    from pixelforge import media
-
     names = ds.schema.names
     cols = [c for c in ("key", "source", "page_url", "sha256", "phash") if c in names]
     index = ds.index(columns=cols).to_pydict()
@@ -161,48 +180,48 @@ def match_rows(ds: Dataset, entries: list[Entry], config: TakedownConfig) -> dic
             bits = _popcount(phash ^ np.uint64(int(e.value, 16)))
             add(np.flatnonzero(has_phash & (bits <= config.radius)), e.line)
         else:
-            data = Path(e.value).read_bytes()
-            img = media.decode(data)
-            sha = hashlib.sha256(data).hexdigest()
-            ph = np.uint64(media.phash64(img))
-            bits = _popcount(phash ^ ph)
-            add([i for i, s in enumerate(shas) if s == sha], e.line)
+            bits = _popcount(phash ^ np.uint64(e.phash))
+            add([i for i, s in enumerate(shas) if s == e.sha256], e.line)
             add(np.flatnonzero(has_phash & (bits <= config.radius)), e.line)
-            images.append((e, img, bits))
+            images.append((e, bits))
     if config.aligned and images:
-        _match_aligned(ds, keys, has_phash, images, add)
+        _match_aligned(ds, keys, has_phash, images, set(matched), add)
     for k in matched:
         matched[k] = sorted(set(matched[k]))
     return matched
 
 
-def _match_aligned(ds: Dataset, keys: list[str], has_phash: np.ndarray, images, add) -> None:
-    """Image entries against the samples whose phash is within ALIGN_BITS: decoded, and a match when
+def _match_aligned(ds: Dataset, keys: list[str], has_phash: np.ndarray, images, matched: set[str], add) -> None:
+    """Image entries against the samples not matched yet whose phash is within ALIGN_BITS: those are
+    read (only their bytes, shard by shard), decoded at about the detector's size, and match when
     alignment.alignment_score of the two colour thumbnails reaches alignment.COPY_SCORE."""
-    from pixelforge import alignment
+    from pixelforge import alignment, media
+    from pixelforge.store import split_member
 
-    wanted: dict[str, list[tuple[Entry, np.ndarray]]] = {}
-    for e, img, bits in images:
-        thumb = _colour_thumb(img)
+    wanted: dict[str, list[Entry]] = {}
+    for e, bits in images:
         for i in np.flatnonzero(has_phash & (bits <= ALIGN_BITS)):
-            wanted.setdefault(keys[int(i)], []).append((e, thumb))
+            if keys[int(i)] not in matched:
+                wanted.setdefault(keys[int(i)], []).append(e)
     if not wanted:
         return
     row = {k: i for i, k in enumerate(keys)}
-    for sample in ds.iter_samples():
-        key = sample.row["key"]
-        if key not in wanted:
-            continue
-        try:
-            mine = _colour_thumb(sample.decode())
-        except Exception:  # an undecodable stored image cannot be compared; the hashes still matched what they could
-            continue
-        for e, thumb in wanted[key]:
-            if (
-                max(alignment.alignment_score(mine, thumb), alignment.alignment_score(thumb, mine))
-                >= alignment.COPY_SCORE
-            ):
-                add([row[key]], e.line)
+    index = ds.index(columns=["key", "shard", "member"]).to_pylist()
+    by_shard: dict[str, dict[str, str]] = {}
+    for r in index:
+        if r["key"] in wanted:
+            by_shard.setdefault(r["shard"], {})[r["key"]] = split_member(r["member"])[1]
+    for shard, members in by_shard.items():
+        for key, files in ds.read_shard(shard, keys=members):
+            try:
+                img = media.decode(files[members[key]], draft_size=(128, 128))
+            except (KeyError, media.MediaError):  # a damaged sample cannot be compared; its hashes were
+                continue
+            mine = _colour_thumb(img)
+            for e in wanted[key]:
+                score = max(alignment.alignment_score(mine, e.thumb), alignment.alignment_score(e.thumb, mine))
+                if score >= alignment.COPY_SCORE:
+                    add([row[key]], e.line)
 
 
 def _colour_thumb(img) -> np.ndarray:

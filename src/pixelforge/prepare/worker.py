@@ -106,15 +106,15 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
                 out = media.resize(denoise(img), cfg.size, cfg.resize_mode)
                 mask = files.get(MASK_EXT) if row.get("mask") else None
                 mask = move_mask(mask, geo) if mask is not None else None
+                found = output_faces(row, data, img, geo, faces)  # None: not known
                 if faces is not None:  # blurred after resizing: cheaper, as img2dataset does
-                    found = output_faces(row, data, img, geo, faces)
                     out = blur_faces(out, found)
             except ItemError as exc:
                 writer.fail(reason=exc.reason, detail=f"sample {key}: {exc.detail}", source=row["source"])
                 fails += 1
                 continue
             base = dict(row, boxes=move_boxes(row.get("boxes"), geo), aug_of=None, aug_index=None)
-            if faces is not None and "face_bboxes" in task.schema.names:
+            if found is not None and "face_bboxes" in task.schema.names:  # they follow the crop and scale
                 base.update(face_bboxes=found, n_faces=len(found))
             _write(writer, base, out, mask, cfg)
             if augment is not None and (row.get("split") in (None, "train")):
@@ -128,11 +128,14 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
     return len(writer.rows), fails, media.take_warnings()
 
 
-def output_faces(row: dict[str, Any], data: bytes, img: Image.Image, geo, detector) -> list[list[float]]:
+def output_faces(row: dict[str, Any], data: bytes, img: Image.Image, geo, detector) -> list[list[float]] | None:
     """The sample's faces as fractions of the output image: its face_bboxes (from `curate --faces`) when
-    it has them, else found on a copy decoded large enough to find them; moved as its boxes are."""
+    it has them, else (with a ``detector``) found on a copy decoded large enough to find them, else None
+    (not known); moved as its boxes are."""
     boxes = row.get("face_bboxes")
     if boxes is None:
+        if detector is None:
+            return None
         boxes = detector.detect(media.decode(data, draft_size=(DETECT_SIDE, DETECT_SIDE)))
     w, h = img.width, img.height  # the frame geometry() measured (fractions do not depend on the decode's scale)
     pixels = [{"x0": b[0] * w, "y0": b[1] * h, "x1": b[2] * w, "y1": b[3] * h, "label": None} for b in boxes]

@@ -36,6 +36,14 @@ def open_input(inp: str, out: str, overwrite: bool, resume: bool = False) -> tup
     in_fs, in_root = fsutil.resolve(inp)
     if type(fs) is type(in_fs) and fs.unstrip_protocol(root) == in_fs.unstrip_protocol(in_root):
         raise UsageError(f"--out {out} is the input dataset: inputs are never modified; choose another --out")
+    if fsutil.is_local(fs) and fsutil.is_local(in_fs):  # a link to the input, or a folder holding it
+        import os
+
+        real_out, real_in = os.path.realpath(root), os.path.realpath(in_root)
+        if real_out == real_in or real_in.startswith(real_out.rstrip(os.sep) + os.sep):
+            raise UsageError(
+                f"--out {out} is or holds the input dataset: inputs are never modified; choose another --out"
+            )
     fs, root = prepare_output(out, overwrite=overwrite, resume=resume)
     return ds, fs, root
 
