@@ -87,6 +87,8 @@ def test_every_kind_of_entry_removes_its_sample_and_its_bytes(web, tmp_path):
     assert result.by_kind == {"key": 1, "url": 1, "sha256": 1, "phash": 1, "image": 2}
     new = Dataset.open(out)
     assert sorted(new.index(columns=["key"]).column("key").to_pylist()) == sorted(set(rows) - set(gone))
+    # 000000-000003 sit in shard 0, 000004-000007 in 1, 000008-000011 in 2: each lost a sample, so
+    # each was written again; a takedown that spares a shard carries it (next test)
     stored = b"".join(Path(p).read_bytes() for p in Path(out, "shards").glob("*.tar"))
     for key in gone:  # the bytes are gone, not just the rows
         data = Dataset.open(web).read_member(*_member(ds, key))
@@ -212,3 +214,15 @@ def test_a_request_saved_with_a_byte_order_mark_reads(web, tmp_path):
     path = tmp_path / "bom.txt"
     path.write_bytes("key:000002\n".encode("utf-8-sig"))
     assert takedown(web, str(tmp_path / "out"), TakedownConfig(match=str(path))).removed == 1
+
+
+def test_shards_that_lose_nothing_are_carried_unchanged(web, tmp_path):
+    req = request(tmp_path, "key:000005")
+    out = tmp_path / "out"
+    takedown(web, str(out), TakedownConfig(match=req))
+    for shard in ("000000.tar", "000002.tar"):  # hard links to the input's files: the same bytes, no copy
+        assert (out / "shards" / shard).stat().st_ino == (Path(web) / "shards" / shard).stat().st_ino
+    assert (out / "shards" / "000001.tar").stat().st_ino != (Path(web) / "shards" / "000001.tar").stat().st_ino
+    new = Dataset.open(str(out))
+    assert new.num_samples == N - 1 and "000005" not in new.index(columns=["key"]).column("key").to_pylist()
+    assert sorted(s.row["key"] for s in new.iter_samples()) == [f"{i:06d}" for i in range(N) if i != 5]

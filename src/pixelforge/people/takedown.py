@@ -13,8 +13,9 @@ comment, as does a ``#`` after whitespace; a URL's own ``#fragment`` stays), eac
                                     its phash within --radius, and - unless --no-aligned - a crop,
                                     small rotation or rescale of it (pixelforge.alignment, in colour)
 
-The samples are removed with their bytes: every shard is written again without them (the input's
-failure rows, which have no sample, are not carried). Embeddings are carried without the removed
+The samples are removed with their bytes: their shards are written again without them, the others
+are carried unchanged (hard links when local; the input's failure rows, which have no sample, are
+not carried). Embeddings are carried without the removed
 rows. ``takedown.json`` in the new dataset and its lineage list each removed key with the entries
 (file line numbers) that matched it. With ``--find-derived DIR``, every dataset, training run and
 generated set under DIR that was made from the old dataset (directly or through other datasets, by
@@ -34,11 +35,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pixelforge.errors import UsageError
 from pixelforge.store import Dataset, Lineage, begin_run, config_to_dict, default_name, finalize, open_input
 from pixelforge.store import embeddings as store_embeddings
 from pixelforge.store import fs as fsutil
+from pixelforge.store.shards import SHARDS_DIR, carry_shard
 
 KINDS = ("key", "url", "url-prefix", "sha256", "phash", "image")
 TAKEDOWN_JSON = "takedown.json"
@@ -313,7 +316,13 @@ def takedown(inp: str, out: str, config: TakedownConfig, *, overwrite: bool = Fa
     index = ds.index()
     keep = np.array([k not in matched for k in index.column("key").to_pylist()], bool)
     kept = index.filter(pa.array(keep))
-    copy_shards(ds, out, kept, [], index.schema, _InThisProcess(), label="takedown write")
+    # shards that lose no sample are carried unchanged (hard links when local); the others are written again
+    touched = set(index.filter(pa.array(~keep)).column("shard").to_pylist())
+    unchanged = [shard for shard in ds.shards() if shard not in touched]
+    for shard in unchanged:
+        rows = index.filter(pc.equal(index.column("shard"), shard))
+        carry_shard(ds.fs, ds.file(f"{SHARDS_DIR}/{shard}"), out, shard, rows, [])
+    copy_shards(ds, out, kept, [], index.schema, _InThisProcess(), label="takedown write", done=set(unchanged))
     lines_of = {e.line: e for e in entries}
     by_kind: dict[str, int] = {}
     for lines in matched.values():
