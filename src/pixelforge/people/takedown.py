@@ -35,13 +35,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from pixelforge.errors import UsageError
-from pixelforge.store import Dataset, Lineage, begin_run, config_to_dict, default_name, finalize, open_input
+from pixelforge.errors import DatasetError, UsageError
+from pixelforge.store import Dataset, Lineage, begin_run, config_to_dict, default_name, finalize, is_dataset, open_input
 from pixelforge.store import embeddings as store_embeddings
 from pixelforge.store import fs as fsutil
-from pixelforge.store.shards import SHARDS_DIR, carry_shard
+from pixelforge.store.derive import carry_shards
 
 KINDS = ("key", "url", "url-prefix", "sha256", "phash", "image")
 TAKEDOWN_JSON = "takedown.json"
@@ -244,10 +243,10 @@ def find_derived(root: str, ds: Dataset) -> dict[str, list[str]]:
     runs: dict[str, dict[str, Any]] = {}
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if "dataset.json" in files:
+        if is_dataset(folder):
             try:
-                datasets[folder] = json.loads(Path(folder, "dataset.json").read_text())
-            except (OSError, ValueError):
+                datasets[folder] = Dataset.open(folder).info
+            except (OSError, ValueError, DatasetError):  # an unreadable dataset.json: nothing to list
                 pass
         elif "config.json" in files:
             try:
@@ -318,10 +317,8 @@ def takedown(inp: str, out: str, config: TakedownConfig, *, overwrite: bool = Fa
     kept = index.filter(pa.array(keep))
     # shards that lose no sample are carried unchanged (hard links when local); the others are written again
     touched = set(index.filter(pa.array(~keep)).column("shard").to_pylist())
+    carry_shards(ds, out, done=touched)
     unchanged = [shard for shard in ds.shards() if shard not in touched]
-    for shard in unchanged:
-        rows = index.filter(pc.equal(index.column("shard"), shard))
-        carry_shard(ds.fs, ds.file(f"{SHARDS_DIR}/{shard}"), out, shard, rows, [])
     copy_shards(ds, out, kept, [], index.schema, _InThisProcess(), label="takedown write", done=set(unchanged))
     lines_of = {e.line: e for e in entries}
     by_kind: dict[str, int] = {}
