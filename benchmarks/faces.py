@@ -12,6 +12,11 @@
    detector on the output: detections left inside a blurred box (expected 0).
 3. Throughput: `pixelforge curate FOLDER --only duplicates` on --n synthetic 256 px photos with and
    without `--faces` (2 processes), images/s of each and the ratio.
+4. Collection: `pixelforge collect urls` of --n 512 px photographs served from 127.0.0.1 (nginx when
+   installed), half of them the LFW face scenes of 1. scaled up, half synthetic photos without a face,
+   three ways: no --faces, --faces detect, --faces blur (256 px centre crop, 2 processes, best of two
+   alternating rounds); images/s of each and the ratios to no --faces. Then the detector on what
+   --faces blur stored: detections left inside a blurred box (goal 0).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import StaticServer  # noqa: E402
 
 from pixelforge.cli import main as cli  # noqa: E402
 from pixelforge.curate import synth  # noqa: E402
@@ -144,9 +151,72 @@ def throughput(work: Path, n: int) -> dict:
     return {"images": n, "images_per_second": times}
 
 
+def collection(work: Path, faces: list[tuple[Image.Image, list[float]]], n: int) -> dict:
+    folder = work / "www"
+    folder.mkdir()
+    for d in (work, folder):  # nginx's worker runs as another user: the temporary folder must be readable
+        d.chmod(0o755)
+    rng = np.random.default_rng(4)
+    names = []
+    for i in range(n):
+        if i % 2 == 0:  # a face scene, 2x: the collection's 256 px crop brings the face back to 72 px
+            img = faces[(i // 2) % len(faces)][0].resize((512, 512), Image.Resampling.BICUBIC)
+        else:
+            img = synth.clean_photo(rng).resize((512, 512))
+        names.append(f"{i:05d}.jpg")
+        img.save(folder / names[-1], quality=90)
+    modes = {"none": [], "detect": ["--faces", "detect"], "blur": ["--faces", "blur"]}  # --faces
+    best = dict.fromkeys(modes, 1e9)
+    with StaticServer(folder) as server:
+        urls = work / "urls.txt"
+        urls.write_text("".join(server.url(name) + "\n" for name in names))
+        for r in range(2):  # alternating rounds: a slow moment of the machine falls on every mode alike
+            for mode, extra in modes.items():
+                out = work / f"collect-{mode}-{r}"
+                start = time.perf_counter()
+                run(
+                    "collect",
+                    "urls",
+                    str(urls),
+                    "--out",
+                    str(out),
+                    "--processes",
+                    "2",
+                    "--allow-private-networks",
+                    *extra,
+                )
+                best[mode] = min(best[mode], time.perf_counter() - start)
+    speeds = {mode: round(n / seconds, 1) for mode, seconds in best.items()}
+    ratios = {mode: round(speeds[mode] / speeds["none"], 3) for mode in ("detect", "blur")}
+    blurred_ds = Dataset.open(str(work / "collect-blur-0"))
+    if blurred_ds.num_samples != n:
+        raise SystemExit(
+            f"collect urls stored {blurred_ds.num_samples} of {n} photos: {blurred_ds.stats()['failure_reasons']}"
+        )
+    det = FaceDetector()
+    with_faces = blurred = left = 0
+    for s in blurred_ds.iter_samples():
+        boxes = s.row["face_bboxes"] or []
+        with_faces += bool(boxes)
+        blurred += len(boxes)
+        left += sum(any(iou(b, f) >= 0.3 for f in boxes) for b in det.detect(s.decode()))
+    return {
+        "images": n,
+        "images_per_second (--faces none, detect, blur)": speeds,
+        "ratio_to_none": ratios,
+        "server": server.kind,
+        "blur": {
+            "face_scenes": (n + 1) // 2,
+            "samples_with_faces": with_faces,
+            "faces_blurred": blurred,
+            "detections_left_inside_blurred_boxes": left,
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1000, help="photos of the throughput run")
+    ap.add_argument("--n", type=int, default=1000, help="photos of the throughput and collection runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pf-bench-faces-") as tmp:
         work = Path(tmp)
@@ -154,6 +224,7 @@ def main() -> None:
         print("1. detection:", found)
         print("2. blur:", blur(work, faces))
         print("3. throughput:", throughput(work, args.n))
+        print("4. collection:", collection(work, faces, args.n))
 
 
 if __name__ == "__main__":

@@ -56,8 +56,9 @@ class FaceDetector:
             try:
                 self._yunet = cv2.FaceDetectorYN.create(self.settings.weights, "", (320, 320), self.settings.score)
             except cv2.error as exc:
+                why = " ".join(exc.msg.split())  # OpenCV's message ends in a newline: the error stays one line
                 raise UsageError(
-                    f"--face-weights {self.settings.weights}: not a YuNet ONNX model OpenCV can load ({exc.msg})"
+                    f"--face-weights {self.settings.weights}: not a YuNet ONNX model OpenCV can load ({why})"
                 ) from None
             self._haar = None
         else:

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -374,26 +375,62 @@ def resize(img: Image.Image, size: int | tuple[int, int], mode: str) -> Image.Im
     mode = check_resize_mode(mode)
     if mode == "none":
         return img
-    tw, th = _target_size(size)
     w, h = img.size
+    box, resized, canvas_size, offset = resize_geometry(w, h, size, mode)
     if mode == "center_crop":
-        if (w, h) == (tw, th):
+        if (w, h) == resized:
             return img
         # crop box in source pixels, so only the kept part is resampled (no separate crop copy)
+        return img.resize(resized, _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)
+    fitted = img if resized == (w, h) else img.resize(resized, _RESAMPLE, reducing_gap=_REDUCING_GAP)
+    if canvas_size == resized:  # keep_ratio, or pad with nothing to pad
+        return fitted
+    canvas = Image.new(fitted.mode, canvas_size)  # zeros: black (and transparent, for RGBA)
+    canvas.paste(fitted, offset)
+    return canvas
+
+
+def resize_geometry(
+    w: int, h: int, size: int | tuple[int, int], mode: str
+) -> tuple[tuple[float, float, float, float], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Where :func:`resize` puts a ``w`` x ``h`` source: (source crop box, resized size, canvas size, paste offset).
+
+    The same arithmetic as ``resize``, so boxes moved with it land on the image's pixels.
+    """
+    mode = check_resize_mode(mode)
+    if mode == "none":
+        return (0.0, 0.0, float(w), float(h)), (w, h), (w, h), (0, 0)
+    tw, th = _target_size(size)
+    if mode == "center_crop":
         if w * th > h * tw:
             cw = h * tw / th
             box = ((w - cw) / 2, 0.0, (w + cw) / 2, float(h))
         else:
             ch = w * th / tw
             box = (0.0, (h - ch) / 2, float(w), (h + ch) / 2)
-        return img.resize((tw, th), _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)
+        return box, (tw, th), (tw, th), (0, 0)
     fw, fh = _scaled_size(w, h, tw, th, cover=False)
-    fitted = img if (fw, fh) == (w, h) else img.resize((fw, fh), _RESAMPLE, reducing_gap=_REDUCING_GAP)
     if mode == "keep_ratio" or (fw, fh) == (tw, th):
-        return fitted
-    canvas = Image.new(fitted.mode, (tw, th))  # zeros: black (and transparent, for RGBA)
-    canvas.paste(fitted, ((tw - fw) // 2, (th - fh) // 2))
-    return canvas
+        return (0.0, 0.0, float(w), float(h)), (fw, fh), (fw, fh), (0, 0)
+    return (0.0, 0.0, float(w), float(h)), (fw, fh), (tw, th), ((tw - fw) // 2, (th - fh) // 2)
+
+
+def boxes_after_resize(
+    boxes: list[list[float]], w: int, h: int, size: int | tuple[int, int], mode: str
+) -> list[list[float]]:
+    """Boxes ``[x0, y0, x1, y1]`` as fractions of a ``w`` x ``h`` image, as fractions of ``resize``'s output.
+
+    Clipped to the output; a box the crop cuts away entirely is dropped (it is not in the image).
+    """
+    (cx0, cy0, cx1, cy1), (rw, rh), (cw, ch), (ox, oy) = resize_geometry(w, h, size, mode)
+    sx, sy = rw / (cx1 - cx0), rh / (cy1 - cy0)  # resized pixels per source pixel
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        nx0, nx1 = (min(max(((v * w - cx0) * sx + ox) / cw, 0.0), 1.0) for v in (x0, x1))
+        ny0, ny1 = (min(max(((v * h - cy0) * sy + oy) / ch, 0.0), 1.0) for v in (y0, y1))
+        if nx1 > nx0 and ny1 > ny0:
+            out.append([nx0, ny0, nx1, ny1])
+    return out
 
 
 def encode(img: Image.Image, ext: str = "jpg", quality: int = 95) -> bytes:
@@ -508,6 +545,31 @@ def process_decoded(
         sha256=hashlib.sha256(data).hexdigest(),
         phash=phash64(out),
     ), out
+
+
+# PLUS's model release status (the XMP property plus:ModelReleaseStatus, which IPTC's photo metadata
+# standard adopts), read from the raw bytes: XMP is plain text in a JPEG's APP1 segment and a PNG's or
+# WebP's XMP chunk, so a byte search finds it without decoding (Pillow's getxmp() would parse the whole
+# packet with defusedxml, an extra dependency, for one value). Code -> consent state:
+MODEL_RELEASE_CONSENT = {
+    "UMR": "granted",  # unlimited model releases: everyone shown signed one
+    "NAP": "granted",  # not applicable: no person is shown
+    "LMR": "unknown",  # limited or incomplete releases: the terms decide, not a flag
+    "NON": "denied",  # none: the people shown signed no release
+}
+_XMP_KEY = b"ModelReleaseStatus"
+_XMP_CODE = re.compile(rb"MR-(UMR|NAP|LMR|NON)")
+
+
+def model_release(data: bytes) -> str | None:
+    """The image's PLUS model release code (UMR, NAP, LMR or NON) from its XMP, or None when it has none."""
+    at = data.find(_XMP_KEY)
+    while at >= 0:
+        found = _XMP_CODE.search(data, at, at + 300)  # the value follows the property name closely
+        if found:
+            return found.group(1).decode()
+        at = data.find(_XMP_KEY, at + len(_XMP_KEY))
+    return None
 
 
 def _from_array(arr: np.ndarray, what: str) -> Image.Image:

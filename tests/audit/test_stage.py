@@ -44,6 +44,8 @@ def test_top_level_keys(report):
         "policy",
         "opt_outs",
         "predictions",
+        "people",
+        "takedowns",
     }
     assert set(SECTIONS) < set(rep)
     assert rep["dataset"] == {"path": rep["dataset"]["path"], "name": "skewed", "samples": 20, "failures": 0}

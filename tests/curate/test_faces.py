@@ -102,7 +102,30 @@ def test_prepare_finds_faces_itself_without_the_column(tmp_path, astronaut):
     assert main(["prepare", str(ds), "--out", str(out), "--size", "128", "--blur-faces"]) == 0
     (sample,) = Dataset.open(str(out)).iter_samples()
     assert FaceDetector().detect(sample.decode().resize((512, 512))) == []
-    assert "face_bboxes" not in Dataset.open(str(out)).schema.names  # the input had no such column
+    # blurring states what it did, whether or not the input had the people columns
+    assert (sample.row["n_faces"], sample.row["faces_blurred"]) == (1, True)
+    assert len(sample.row["face_bboxes"]) == 1
+
+
+def test_faces_found_once_are_kept_by_later_stages_that_do_not_look(tmp_path, astronaut):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    astronaut.save(folder / "a.png")
+    Image.fromarray(skimage_data.coffee()).save(folder / "coffee.png")
+    found, again, prepared = tmp_path / "found", tmp_path / "again", tmp_path / "prepared"
+    assert main(["curate", str(folder), "--out", str(found), "--only", "duplicates", "--faces"]) == 0
+    # curate without --faces keeps what an earlier step found (not looked for here is not none found)
+    assert main(["curate", str(found), "--out", str(again), "--only", "duplicates"]) == 0
+    before = {r["key"]: (r["face_bboxes"], r["n_faces"]) for r in Dataset.open(str(found)).index().to_pylist()}
+    after = {r["key"]: (r["face_bboxes"], r["n_faces"]) for r in Dataset.open(str(again)).index().to_pylist()}
+    assert after == before and sorted(n for _, n in after.values()) == [0, 1]
+    args = ["prepare", str(again), "--out", str(prepared), "--size", "64", "--blur-faces"]
+    assert main([*args, "--augment", "hflip", "--copies", "1"]) == 0
+    rows = {r["key"]: r for r in Dataset.open(str(prepared)).index().to_pylist()}
+    for key, (_, n) in before.items():
+        assert (rows[key]["n_faces"], rows[key]["faces_blurred"], len(rows[key]["face_bboxes"])) == (n, True, n)
+        copy = rows[f"{key}_aug1"]  # moved by the augmentation: boxes unknown, the faces and their blur stay
+        assert (copy["face_bboxes"], copy["n_faces"], copy["faces_blurred"]) == (None, n, True)
 
 
 @pytest.mark.parametrize(

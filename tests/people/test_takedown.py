@@ -144,8 +144,19 @@ def test_derived_datasets_runs_and_generated_sets_are_listed(web, tmp_path):
     b = DatasetBuilder(str(gen))
     b.add({"key": "g0", "source_kind": "generated", "width": 16, "height": 16}, jpeg(photo(1, 16)), "jpg")
     b.finish(name="generated", lineage=Lineage(command="generate", config={"run": str(run)}, inputs=[str(split)]))
+    reports = root / "reports"
+    reports.mkdir()
+    assert main(["report", str(curated), "--out", str(reports / "curated.html")]) == 0
+    assert main(["report", str(gen), "--out", str(reports / "generated.html")]) == 0
+    assert main(["report", str(other), "--out", str(reports / "other.html")]) == 0
+    (reports / "notes.html").write_text("<html><head></head><body>not a report</body></html>")
     found = find_derived(str(root), Dataset.open(web))
-    expected = {"datasets": [str(curated), str(split)], "runs": [str(run), str(moved)], "generated": [str(gen)]}
+    expected = {
+        "datasets": [str(curated), str(split)],
+        "runs": [str(run), str(moved)],
+        "generated": [str(gen)],
+        "reports": [str(reports / "curated.html"), str(reports / "generated.html")],
+    }
     assert found == expected
     # the CLI lists them too, and keeps them in takedown.json
     req = request(tmp_path, "key:000000")

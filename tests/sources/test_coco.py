@@ -311,7 +311,14 @@ def test_lineage_records_the_flags_not_the_parsed_json(tmp_path):
         "captions": str(caps),
         "masks": False,
     }
-    assert ds.info["extra_columns"] == ["coco_id:int64"]
+    assert ds.info["extra_columns"] == [
+        "face_bboxes:list<item: fixed_size_list<item: float>[4]>",
+        "n_faces:int32",
+        "faces_blurred:bool",
+        "consent:string",
+        "consent_source:string",
+        "coco_id:int64",
+    ]
 
 
 def test_validate_names_the_bad_path_and_flag(tmp_path):

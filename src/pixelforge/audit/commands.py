@@ -54,17 +54,25 @@ def audit_command(
         ),
     ] = True,
     processes: Annotated[int, typer.Option(help="Worker processes for that decoding.")] = 2,
+    runs: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder of training runs: flag those trained on samples a takedown (under it, or in DIR's "
+            "lineage) later removed, and the sets they generated."
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Audit a dataset for bias, representation, licences and opt-outs.
+    """Audit a dataset for bias, representation, licences, opt-outs and the people in it.
 
     Reports labels, caption groups and their associations, sources, image properties, licences
-    against a policy, opt-outs, and (with --predictions) a classifier's accuracy per group.
+    against a policy, opt-outs, consent and faces, (with --predictions) a classifier's accuracy per
+    group and (with --runs) the training runs that learnt from samples later taken down.
     Writes OUT/audit.json and OUT/violations.parquet and prints a summary (--json: the whole audit).
 
     Example:
 
-        pixelforge audit data/web --out audits/web --policy commercial --lexicon my_terms.toml
+        pixelforge audit data/web --out audits/web --policy commercial --lexicon my_terms.toml --runs runs
     """
     from pixelforge.audit.stage import AuditConfig, audit
 
@@ -77,6 +85,7 @@ def audit_command(
         max_violations=max_violations,
         pixels=pixels,
         processes=processes,
+        runs=runs,
     )
     from pixelforge.audit.summary import summary
 

@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pixelforge import __version__
@@ -28,6 +29,8 @@ SECTIONS = (
     "policy",
     "opt_outs",
     "predictions",
+    "people",
+    "takedowns",
 )
 
 
@@ -44,6 +47,7 @@ class AuditConfig:
     max_violations: int = 10_000  # violations listed in audit.json (all are in violations.parquet)
     pixels: bool = True  # decode images for brightness when curate's q_brightness is absent
     processes: int = 2  # worker processes for that decoding
+    runs: str | None = None  # a folder of training runs: flag those trained on samples later taken down
 
     def validate(self) -> None:
         for name in ("min_count", "top_terms"):
@@ -53,6 +57,8 @@ class AuditConfig:
             raise UsageError(f"--processes {self.processes}: must be at least 1")
         if self.max_violations < 0:
             raise UsageError(f"--max-violations {self.max_violations}: must be 0 or more")
+        if self.runs is not None and not Path(self.runs).is_dir():
+            raise UsageError(f"--runs {self.runs}: no such folder; pass the folder that holds the training runs")
 
 
 @dataclass
@@ -67,9 +73,10 @@ class AuditResult:
 
 def policy_section(con, policy: Policy, out_fs, out_root: str, max_listed: int) -> dict[str, Any]:
     """Samples the policy forbids, by reason and licence; all of them go to violations.parquet."""
+    columns = [d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description]
     con.execute(f"""CREATE OR REPLACE TEMP TABLE audit_violations AS
         SELECT * FROM (SELECT key, {LICENSE_OR_UNKNOWN_SQL} AS license, source, opt_out,
-                              {policy.violation_reason_sql()} AS reason FROM samples)
+                              {policy.violation_reason_sql(columns)} AS reason FROM samples)
         WHERE reason IS NOT NULL""")
     by_reason = dict(con.execute("SELECT reason, count(*) FROM audit_violations GROUP BY 1 ORDER BY 1").fetchall())
     by_license = {
@@ -103,7 +110,7 @@ def policy_section(con, policy: Policy, out_fs, out_root: str, max_listed: int) 
 
 def audit(path: str, out: str, config: AuditConfig | None = None) -> AuditResult:
     """Audit the dataset at ``path``: write ``out``/audit.json and ``out``/violations.parquet."""
-    from pixelforge.audit import captions, predictions, sections
+    from pixelforge.audit import captions, consent, predictions, sections
     from pixelforge.store.sql import connect
 
     config = config or AuditConfig()
@@ -156,6 +163,8 @@ def audit(path: str, out: str, config: AuditConfig | None = None) -> AuditResult
             "predictions": predictions.predictions_section(con, config.predictions, True, config.min_count)
             if config.predictions
             else None,
+            "people": consent.people_section(con, columns),
+            "takedowns": consent.takedowns_section(config.runs, ds.path),
         }
     finally:
         con.close()

@@ -74,6 +74,7 @@ def summary(report: dict[str, Any], out_dir: str) -> Group:
         f" -> {pol['violations_file']}"
     )
     t.add_row(f"policy {pol['name']}", verdict)
+    t.add_row("people", _people(report["people"]))
     width = report["image_properties"]["width"]
     if width:
         h = report["image_properties"]["height"]
@@ -83,6 +84,7 @@ def summary(report: dict[str, Any], out_dir: str) -> Group:
             f"height {h['min']}-{h['max']} (median {h['quantiles']['p50']})",
         )
     parts.append(t)
+    parts.extend(_takedowns(report["takedowns"]))
 
     cg = report["caption_groups"]
     if not any(info["captions"] for info in cg["groups"].values()):
@@ -123,3 +125,44 @@ def summary(report: dict[str, Any], out_dir: str) -> Group:
             + (_names(pred["flagged"]) or "none")
         )
     return Group(*parts)
+
+
+def _people(people: dict[str, Any]) -> str:
+    """One line: consent over every sample, then the samples with faces and how many were never checked."""
+
+    def states(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v:,}" for k, v in counts.items())
+
+    faces = people["with_faces"]
+    text = f"consent {states(people['consent'])}; {faces['samples']:,} with faces"
+    if faces["samples"]:
+        text += f" ({faces['blurred']:,} blurred; consent {states(faces['consent'])})"
+    text += f", {people['faces_not_checked']:,} not checked for faces"
+    if people["columns_absent"]:
+        text += f" [yellow](no {', '.join(people['columns_absent'])} column)[/yellow]"
+    return text
+
+
+def _takedowns(section: dict[str, Any]) -> list[RenderableType]:
+    """The runs trained on samples a takedown removed, one row each; nothing when --runs was not given."""
+    if not section["asked"]:
+        return []
+    takedowns = section["takedowns"]
+    flagged = section["flagged_runs"]
+    verdict = (
+        f"[red]{len(flagged)} trained on samples later taken down[/red]"
+        if flagged
+        else "[green]none trained on samples later taken down[/green]"
+    )
+    runs = f"{section['runs_checked']:,} runs under {section['runs_folder']}"
+    head = f"takedowns: {len(takedowns)} found; of {runs}, {verdict}"
+    if not flagged:
+        return [head]
+    t = Table()
+    for col in ("run", "takedown", "removed samples it read", "generated sets"):
+        t.add_column(col)
+    for td in takedowns:
+        for run in td["runs"]:
+            read = f"{run['removed_keys']:,} of {td['removed']:,}" if run["found_by"] == "keys" else "by lineage"
+            t.add_row(run["run"], td["path"], read, _names(run["generated"]) or "-")
+    return [head, t]

@@ -10,6 +10,7 @@ import typer
 from pixelforge.collect.options import (
     CONCURRENCY,
     ENCODE,
+    FACES,
     IMAGE_SIZE,
     MIN_SIDE,
     PER_HOST,
@@ -19,8 +20,12 @@ from pixelforge.collect.options import (
     RETRIES,
     TIMEOUT,
     AllowPrivate,
+    BboxCol,
     Concurrency,
+    Consent,
+    ConsentCol,
     Encode,
+    Faces,
     IgnoreOptOuts,
     ImageSize,
     MinSide,
@@ -44,6 +49,7 @@ from pixelforge.options import (
     RUN,
     SAMPLES_PER_SHARD,
     AsJson,
+    FaceWeights,
     License,
     MaxBytes,
     MaxPixels,
@@ -65,6 +71,8 @@ def urls_command(
     url_col: Annotated[str, typer.Option(help="Column holding the image URL.")] = "url",
     caption_col: Annotated[str, typer.Option(help="Column holding the caption ('' for none).")] = "caption",
     keep_cols: Annotated[str, typer.Option(help="Comma-separated columns kept in the JSON meta field.")] = "",
+    consent_col: ConsentCol = None,
+    bbox_col: BboxCol = None,
     image_size: ImageSize = IMAGE_SIZE,
     resize_mode: ResizeMode = RESIZE_MODE,
     encode: Encode = ENCODE,
@@ -86,6 +94,9 @@ def urls_command(
     opt_out_list: OptOutListFile = None,
     allow_private_networks: AllowPrivate = False,
     license: License = "unknown",
+    faces: Faces = FACES,
+    face_weights: FaceWeights = None,
+    consent: Consent = None,
     backend: Backend = EXECUTOR.backend,
     ray_address: RayAddress = EXECUTOR.ray_address,
     ray_task_cpus: RayTaskCpus = EXECUTOR.ray_task_cpus,
@@ -98,6 +109,8 @@ def urls_command(
     Example:
 
         pixelforge collect urls laion_part.parquet --url-col URL --caption-col TEXT --out data/laion
+
+        pixelforge collect urls people.csv --faces blur --consent-col consent --out data/people
     """
     from pixelforge.collect.urls import collect_urls
 
@@ -106,6 +119,8 @@ def urls_command(
         url_col=url_col,
         caption_col=caption_col or None,
         keep_cols=tuple(c.strip() for c in keep_cols.split(",") if c.strip()),
+        consent_col=consent_col or None,
+        bbox_col=bbox_col or None,
     )
     print_result(collect_urls(list_path, out, config, resume=resume, overwrite=overwrite), as_json)
 
@@ -164,6 +179,9 @@ def crawl_command(
     opt_out_list: OptOutListFile = None,
     allow_private_networks: AllowPrivate = False,
     license: License = "unknown",
+    faces: Faces = FACES,
+    face_weights: FaceWeights = None,
+    consent: Consent = None,
     backend: Backend = EXECUTOR.backend,
     ray_address: RayAddress = EXECUTOR.ray_address,
     ray_task_cpus: RayTaskCpus = EXECUTOR.ray_task_cpus,

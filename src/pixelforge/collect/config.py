@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pixelforge import media
 from pixelforge.collect.fetch import DEFAULT_USER_AGENT, FetchConfig
 from pixelforge.collect.optout import load_opt_out_list
+from pixelforge.collect.people import FACE_MODES
 from pixelforge.collect.throttle import HostLimits
 from pixelforge.errors import UsageError
 from pixelforge.run.settings import ExecutorSettings
+from pixelforge.store.schema import CONSENT_STATES
 
 
 @dataclass
@@ -37,6 +40,12 @@ class CollectConfig:
     opt_out_list: str | None = None  # a file of domains, URL prefixes, sha256 and phash values never collected
     allow_private_networks: bool = False
     license: str = "unknown"
+    # people (collect.people): consent from the list, else the file's XMP model release, else --consent
+    consent_col: str | None = None  # the list's column of consent values (urls only)
+    consent: str | None = None  # granted | denied | unknown for every sample nothing else speaks for
+    faces: str = "none"  # none | detect (face_bboxes, n_faces) | blur (and blur them in the stored image)
+    face_weights: str | None = None  # a YuNet ONNX file for OpenCV's FaceDetectorYN; None: the Haar cascade
+    bbox_col: str | None = None  # the list's column of face boxes, blurred unless --faces detect (urls only)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where the per-shard work runs
 
     def validate(self) -> None:
@@ -63,7 +72,24 @@ class CollectConfig:
             raise UsageError(f"--timeout {self.timeout}: must be more than 0 seconds")
         if self.opt_out_list:
             load_opt_out_list(self.opt_out_list)  # a missing file or a bad line: one error before any work
+        self._validate_people()
         self.executor.validate()
+
+    def _validate_people(self) -> None:
+        if self.consent is not None and self.consent not in CONSENT_STATES:
+            raise UsageError(f"--consent {self.consent!r}: choose one of {', '.join(CONSENT_STATES)}")
+        if self.faces not in FACE_MODES:
+            raise UsageError(f"--faces {self.faces!r}: choose one of {', '.join(FACE_MODES)}")
+        if self.face_weights is not None:
+            if self.faces == "none":
+                raise UsageError(
+                    "--face-weights needs --faces detect or --faces blur (--bbox-col boxes need no detector)"
+                )
+            if not Path(self.face_weights).is_file():
+                raise UsageError(f"--face-weights {self.face_weights}: no such file (a YuNet .onnx model)")
+            from pixelforge.faces import FaceDetector, FaceSettings
+
+            FaceDetector(FaceSettings(weights=self.face_weights))  # a file OpenCV cannot load: one error now
 
     def fetch_config(self) -> FetchConfig:
         return FetchConfig(

@@ -10,6 +10,7 @@ from typing import Any
 
 import fsspec
 
+from pixelforge.collect.people import boxes_from_cell, consent_from_cell
 from pixelforge.errors import UsageError
 
 LIST_FORMATS = ("txt", "csv", "tsv", "jsonl", "parquet")
@@ -27,6 +28,11 @@ class InputRow:
     license_url: str | None = None
     attribution: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # the list's consent (--consent-col) and face boxes (--bbox-col; fractions of the original image);
+    # None: the list says nothing (collect.people decides)
+    consent: str | None = None
+    consent_source: str | None = None
+    face_boxes: list[list[float]] | None = None
     # set by the crawler (a URL list leaves the defaults)
     source_kind: str = "url"
     page_url: str | None = None
@@ -58,6 +64,8 @@ class ListReader:
     url_col: str = "url"
     caption_col: str | None = "caption"
     keep_cols: tuple[str, ...] = ()
+    consent_col: str | None = None
+    bbox_col: str | None = None
 
     def __post_init__(self) -> None:
         self.format = list_format(self.path)
@@ -97,10 +105,19 @@ class ListReader:
         return max(0, lines - (self.format in ("csv", "tsv")))
 
     def validate(self) -> None:
+        named = [("--consent-col", self.consent_col), ("--bbox-col", self.bbox_col)]
+        if self.format == "txt":
+            for flag, col in named:
+                if col:
+                    raise UsageError(
+                        f"{flag} {col!r}: {self.path} is a .txt list (URLs only, no columns); "
+                        "give a .csv, .tsv, .jsonl or .parquet list with that column"
+                    )
         cols = self.columns()
         if cols is None:
             return
         wanted = [("--url-col", self.url_col)] + [("--keep-cols", c) for c in self.keep_cols]
+        wanted += [(flag, col) for flag, col in named if col]
         for flag, col in wanted:
             if col not in cols:
                 raise UsageError(f"{flag} {col!r} is not a column of {self.path}; its columns are: {', '.join(cols)}")
@@ -159,6 +176,12 @@ class ListReader:
             return v or None
 
         meta = {c: doc.get(c) for c in self.keep_cols if c in doc}
+        consent = consent_from_cell(doc.get(self.consent_col), self.consent_col) if self.consent_col else None
+        boxes = None
+        if self.bbox_col:
+            boxes, why = boxes_from_cell(doc.get(self.bbox_col))
+            if why:  # the row is still collected, its boxes ignored
+                meta["bbox_error"] = f"--bbox-col {self.bbox_col}: {why}"
         return InputRow(
             n,
             text(self.url_col),
@@ -167,4 +190,7 @@ class ListReader:
             license_url=text("license_url"),
             attribution=text("attribution"),
             meta=meta,
+            consent=consent[0] if consent else None,
+            consent_source=consent[1] if consent else None,
+            face_boxes=boxes,
         )

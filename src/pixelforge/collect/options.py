@@ -26,6 +26,7 @@ RETRIES = 2
 CONCURRENCY = 64
 PER_HOST = 8
 PER_HOST_RPS = 0.0
+FACES = "none"
 
 ImageSize = Annotated[int, typer.Option(help="Side of the stored image in pixels.")]
 ResizeMode = Annotated[str, typer.Option(help="center_crop, keep_ratio, pad or none.")]
@@ -68,6 +69,35 @@ OptOutListFile = Annotated[
     ),
 ]
 AllowPrivate = Annotated[bool, typer.Option(help="Allow loopback/private addresses (local tests and the demo).")]
+Faces = Annotated[
+    str,
+    typer.Option(
+        help="none; detect: face_bboxes (x0, y0, x1, y1 as fractions) and n_faces of the stored image; "
+        "blur: detect, then blur every face in the stored image (after the resize; sha256 stays the download's).",
+    ),
+]
+Consent = Annotated[
+    str | None,
+    typer.Option(
+        help="granted, denied or unknown: the consent column of every sample that neither the list "
+        "(--consent-col) nor the image's XMP model release speaks for (source 'option'; default unknown).",
+    ),
+]
+ConsentCol = Annotated[
+    str | None,
+    typer.Option(
+        help="The list's column of consent (granted/denied/unknown, yes/no, true/false, 1/0): wins over the "
+        "image's XMP model release and --consent; a blank cell says nothing, an unreadable one is unknown.",
+    ),
+]
+BboxCol = Annotated[
+    str | None,
+    typer.Option(
+        help="The list's column of face boxes: a JSON list of boxes, each x0, y0, x1, y1 as fractions of the "
+        "original image (img2dataset's bbox_col); blurred in the stored image unless --faces detect. A bad cell "
+        "is ignored and named in meta's bbox_error.",
+    ),
+]
 
 # the flags above, and the shared ones of pixelforge.options and run.options, by CollectConfig field name
 DOWNLOAD_FLAGS = (
@@ -89,6 +119,9 @@ DOWNLOAD_FLAGS = (
     "opt_out_list",
     "allow_private_networks",
     "license",
+    "faces",
+    "face_weights",
+    "consent",
     "processes",
     "backend",
     "ray_address",

@@ -118,7 +118,8 @@ def collect_retry(
         raise UsageError(
             f"collect retry: {', '.join(unknown)} cannot change (the image options stay the earlier run's)"
         )
-    lineage = Dataset.open(inp).info.get("lineage") or {}
+    earlier = Dataset.open(inp)
+    lineage = earlier.info.get("lineage") or {}
     if lineage.get("command") not in RETRYABLE_COMMANDS:
         raise UsageError(
             f"collect retry: {inp} was made by `{lineage.get('command')}`, not `collect urls`; "
@@ -131,6 +132,8 @@ def collect_retry(
         url_col=config.url_col,
         caption_col=config.caption_col,
         keep_cols=tuple(config.keep_cols),
+        consent_col=config.consent_col,
+        bbox_col=config.bbox_col,
     )
     ds, _, _ = open_input(inp, out, overwrite=overwrite, resume=resume)  # the list is there: now make --out
     failures = ds.failures().to_pylist()

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 from pixelforge.collect.config import CollectConfig
 from pixelforge.collect.lists import InputRow, ListReader
-from pixelforge.collect.worker import ShardTask, collect_shard
+from pixelforge.collect.worker import ShardTask, collect_schema, collect_shard
 from pixelforge.errors import UsageError
 from pixelforge.progress import track
-from pixelforge.store import Lineage, completed_shards, config_to_dict, finalize, index_schema
+from pixelforge.store import Lineage, completed_shards, config_to_dict, finalize
 from pixelforge.store.dataset import prepare_output, read_plan, remove_partial, write_plan
 from pixelforge.store.shards import shard_id_of, shard_name
 
@@ -134,7 +134,12 @@ def collect_urls(
     """
     config.validate()
     reader = ListReader(
-        list_path, url_col=config.url_col, caption_col=config.caption_col, keep_cols=tuple(config.keep_cols)
+        list_path,
+        url_col=config.url_col,
+        caption_col=config.caption_col,
+        keep_cols=tuple(config.keep_cols),
+        consent_col=config.consent_col,
+        bbox_col=config.bbox_col,
     )
     reader.validate()
     return download_rows(
@@ -208,7 +213,7 @@ def download_rows(
     ds = finalize(
         out,
         name=out.rstrip("/").rsplit("/", 1)[-1],
-        schema=index_schema(),
+        schema=collect_schema(),
         lineage=Lineage(command=command, config=lineage_config, inputs=list(inputs)),
         stats={
             "seconds": round(seconds, 3),

@@ -11,13 +11,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from pixelforge import media
 from pixelforge.collect.config import CollectConfig
 from pixelforge.collect.fetch import Fetcher, make_session
 from pixelforge.collect.lists import InputRow
+from pixelforge.collect.people import face_detector, people_columns
 from pixelforge.errors import ItemError
-from pixelforge.store.schema import encode_meta, index_schema
+from pixelforge.store.schema import PEOPLE_FIELDS, encode_meta, index_schema
 from pixelforge.store.shards import ShardWriter
+
+
+def collect_schema() -> pa.Schema:
+    """The index schema of every collected dataset (`collect urls`, `crawl`, `retry`): the people columns added."""
+    return index_schema(PEOPLE_FIELDS)
 
 
 @dataclass
@@ -51,6 +59,7 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
     cfg = task.config
     fetch_cfg = cfg.fetch_config()
     limits = media.MediaLimits(max_bytes=cfg.max_bytes, max_pixels=cfg.max_pixels, min_side=cfg.min_side)
+    detector = face_detector(cfg.faces, cfg.face_weights)  # one per process, kept between shards
     start = time.monotonic()
     downloaded = 0
 
@@ -65,7 +74,7 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
                 # slower (collect benchmark, 2 processes: 227 images/s inline, 207 with one thread,
                 # 181 with two) because of GIL hand-offs; sockets keep filling their kernel buffers
                 # meanwhile, and one process per core supplies the parallelism.
-                processed = media.process(
+                processed, img = media.process_decoded(
                     got.data,
                     size=cfg.image_size,
                     resize_mode=cfg.resize_mode,
@@ -77,8 +86,10 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
                     why = fetcher.opt_outs.refuses_image(processed.sha256, processed.phash)
                     if why:
                         return ("fail", "opt_out_list", why)
+                # consent and faces; blurring re-encodes (the opt-out list's phash was of the unblurred image)
+                processed, people = people_columns(row, got.data, processed, img, cfg, detector)
                 # keep the status and final URL, not the original body: a shard's outcomes stay small
-                return ("ok", (got.status, got.url), processed, fetched_at)
+                return ("ok", (got.status, got.url), processed, fetched_at, people)
         except ItemError as exc:  # FetchError or a media error
             return ("fail", exc.reason, exc.detail)
 
@@ -92,7 +103,7 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
         "hosts_down": sorted(fetcher.throttle.hosts_down),
     }
 
-    writer = ShardWriter(task.out, task.shard_id, index_schema())
+    writer = ShardWriter(task.out, task.shard_id, collect_schema())
     reasons: dict[str, int] = {}
     try:
         for (row, _, _), outcome in zip(task.rows, outcomes):
@@ -101,8 +112,9 @@ async def _collect_shard(task: ShardTask) -> ShardStats:
                 reasons[reason] = reasons.get(reason, 0) + 1
                 writer.fail(row=row.row, source=row.url, url=row.url, reason=reason, detail=detail)
                 continue
-            _, got, processed, fetched_at = outcome
-            writer.write(_sample_row(row, got, processed, fetched_at, cfg), processed.data, processed.ext)
+            _, got, processed, fetched_at, people = outcome
+            sample = _sample_row(row, got, processed, fetched_at, cfg) | people
+            writer.write(sample, processed.data, processed.ext)
         result = writer.commit()
     except BaseException:
         writer.abort()

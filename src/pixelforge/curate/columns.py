@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pixelforge.store.schema import FACE_BOXES_TYPE
+
 # name -> (Arrow type, meaning). docs/curate.md repeats the meanings for users.
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "q_min_side": (pa.int32(), "shorter side of the stored image in pixels"),
@@ -17,7 +19,7 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "q_watermark": (pa.float32(), "probability of a visible watermark from the shipped CNN, in [0, 1]"),
     "dhash": (pa.uint64(), "64-bit difference hash (the second vote for near duplicates)"),
     "face_bboxes": (
-        pa.list_(pa.list_(pa.float32(), 4)),
+        FACE_BOXES_TYPE,
         "faces found (--faces): [x0, y0, x1, y1] as fractions of the image, DataComp's convention; null when not run",
     ),
     "n_faces": (pa.int32(), "number of faces found (--faces); null when not run"),
@@ -34,12 +36,15 @@ def field(name: str) -> pa.Field:
     return pa.field(name, COLUMNS[name][0])
 
 
+# found by ScoreBatch.add itself; kept from the input when this run does not look (store.schema PEOPLE_FIELDS)
+FACE_COLUMNS = ("face_bboxes", "n_faces")
+
 # Not an output column: the colour signature (quality.colour_signature) travels from the scoring
 # workers to the duplicate check in the score table only.
 COLOUR = "__colour_signature"  # an input may have a column "colour" (the shapes set does)
 HUE_BINS = 12  # saturation mass per 30-degree hue sector
 COLOUR_TYPE = pa.list_(pa.float32(), HUE_BINS)
-NEAR_THUMB_SIDE = 32  # = alignment.THUMB_SIDE (columns stays free of imports)
+NEAR_THUMB_SIDE = 32  # = alignment.THUMB_SIDE (columns imports no code module: only pyarrow and the store schema)
 NEAR_THUMB = "__near_copy_thumbnail"  # the 32 px grey copy the near-copy pass aligns (curate.nearcopy); never written
 NEAR_THUMB_TYPE = pa.list_(pa.uint8(), NEAR_THUMB_SIDE * NEAR_THUMB_SIDE)
 

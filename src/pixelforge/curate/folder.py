@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from pixelforge import media
+from pixelforge.curate.columns import FACE_COLUMNS
 from pixelforge.curate.worker import ScoreBatch
 from pixelforge.errors import ItemError, UsageError
 from pixelforge.faces import FaceSettings
@@ -40,6 +41,7 @@ from pixelforge.store import (
     work_path,
 )
 from pixelforge.store import fs as fsutil
+from pixelforge.store.schema import PEOPLE_FIELDS
 
 if TYPE_CHECKING:
     from pixelforge.curate.stage import CurateConfig, CurateResult
@@ -49,8 +51,11 @@ WINDOW = 256  # images per scoring task: large enough that a task's fixed cost i
 SAMPLES_PER_SHARD = ImportOptions.samples_per_shard  # the layout `import folder` would give
 IMPORT_OPTIONS = ImportOptions(out="")  # licence "unknown", the default size limits
 LIMITS = media.MediaLimits(max_bytes=IMPORT_OPTIONS.max_bytes, max_pixels=IMPORT_OPTIONS.max_pixels)
+# The people columns `import folder` adds (store.schema) that curate does not compute: they come before
+# curate's own, in the order curate on the imported dataset gives them.
+CARRIED_PEOPLE = tuple(f for f in PEOPLE_FIELDS if f.name not in FACE_COLUMNS)
 # The columns an imported row has before it is written (shard, member and mask are the writer's).
-ROW_SCHEMA = pa.schema([f for f in index_schema(()) if f.name not in ("shard", "member", "mask")])
+ROW_SCHEMA = pa.schema([f for f in index_schema(CARRIED_PEOPLE) if f.name not in ("shard", "member", "mask")])
 
 
 def is_image_folder(path: str) -> bool:
@@ -67,7 +72,7 @@ def curate_folder(
     from pixelforge.curate.rules import check_where
     from pixelforge.curate.stage import finish, group_and_filter, import_while_scoring
 
-    schema = index_schema(list(CURATE_FIELDS))
+    schema = index_schema([*CARRIED_PEOPLE, *CURATE_FIELDS])
     if config.max_outlier is not None:
         raise UsageError(f"--max-outlier needs the outlier column: import {inp}, then embed and cluster it")
     if config.where:  # before any output exists: a bad condition leaves nothing behind

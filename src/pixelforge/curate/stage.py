@@ -20,6 +20,7 @@ from pixelforge.curate.columns import (
     COLOUR,
     COLOUR_TYPE,
     CURATE_FIELDS,
+    FACE_COLUMNS,
     NEAR_THUMB,
     NEAR_THUMB_SIDE,
     NEAR_THUMB_TYPE,
@@ -476,19 +477,25 @@ def _scores_into_index(index: pa.Table, tables: list[pa.Table]) -> pa.Table:
     """The index rows that scored, each with its scores (the tables' rows are placed by key)."""
     scores = pa.concat_tables(tables) if tables else None  # task order does not matter: rows are placed by key
     drop = [c.name for c in CURATE_FIELDS if c.name in index.column_names]
+    # faces found before (collect --faces, an earlier curate --faces) stay when this run does not look
+    earlier_faces = {n: index.column(n) for n in FACE_COLUMNS if n in index.column_names}
     index = index.drop_columns(drop)  # re-curating a curated dataset recomputes its columns
     if scores is None or not scores.num_rows:
         return _empty_scored(index)
     pos = {k: i for i, k in enumerate(scores.column("key").to_pylist())}
     at = [pos.get(k, -1) for k in index.column("key").to_pylist()]
     ok = np.array(at) >= 0
-    index = index.filter(pa.array(ok))
+    kept = pa.array(ok)
+    index = index.filter(kept)
     scores = scores.take(pa.array(np.array(at)[ok]))
     phash = pc.coalesce(index.column("phash"), scores.column("phash"))
     index = index.set_column(index.schema.get_field_index("phash"), "phash", phash)
     for name in scores.column_names:
         if name not in ("key", "phash"):
-            index = index.append_column(name, scores.column(name))
+            column = scores.column(name)
+            if name in earlier_faces:  # null where faces were not looked for in this run
+                column = pc.coalesce(column, earlier_faces[name].filter(kept).cast(column.type))
+            index = index.append_column(name, column)
     return index
 
 

@@ -15,7 +15,15 @@ import pyarrow as pa
 
 from pixelforge import media
 from pixelforge.alignment import thumbnail
-from pixelforge.curate.columns import COLOUR, COLOUR_TYPE, HUE_BINS, NEAR_THUMB, NEAR_THUMB_TYPE, SCORE_FIELDS
+from pixelforge.curate.columns import (
+    COLOUR,
+    COLOUR_TYPE,
+    FACE_COLUMNS,
+    HUE_BINS,
+    NEAR_THUMB,
+    NEAR_THUMB_TYPE,
+    SCORE_FIELDS,
+)
 from pixelforge.curate.quality import (
     colour_input,
     colour_signatures,
@@ -44,7 +52,6 @@ DRAFT_SIDE = 256  # = quality.BLUR_SIDE, and above the detector's 128 px input
 # 32 px gave precision 1.000 / recall 0.841 against 1.000 / 0.838 at 64 px, for ~15% less CPU
 # in this worker, which the one-pass folder route more than wins back.)
 DUP_DRAFT = media.PHASH_DRAFT
-FACE_COLUMNS = ("face_bboxes", "n_faces")  # filled by ScoreBatch.add itself (null without --faces)
 ONLY_DUPLICATES = "duplicates"
 
 

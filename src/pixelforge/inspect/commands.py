@@ -126,6 +126,20 @@ def export(
     path: Dir,
     format: Annotated[str, typer.Option("--format", "-f", help="imagefolder, coco, yolo or labelstudio.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Folder to write.")],
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Refuse samples a use policy forbids (licences, opt-outs, faces, consent): research, "
+            "commercial, open or a TOML file; the decision goes to OUT/.pixelforge-export.json."
+        ),
+    ] = None,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            help="Export anyway samples breaking these policy rules, comma-separated: opt_out, license, faces, "
+            "consent (recorded)."
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
 ) -> None:
@@ -134,11 +148,19 @@ def export(
 
     Example:
 
-        pixelforge export data/digits --format imagefolder --out exported/digits
+        pixelforge export data/web --format coco --out exported/web --policy release.toml
     """
+    from pixelforge.store.export import check_export
     from pixelforge.store.export import export as run_export
 
-    print_result(run_export(_open(path), out, format, overwrite=overwrite), as_json)
+    ds = _open(path)
+    record = None
+    if policy is not None or override is not None:
+        from pixelforge.audit.policy import check_use
+
+        check_export(out, format, overwrite)  # bad arguments before the policy's queries
+        record = {"use": check_use(ds, policy=policy, override=override, use="export").describe()}
+    print_result(run_export(ds, out, format, overwrite=overwrite, record=record), as_json)
 
 
 def register(app: typer.Typer) -> None:

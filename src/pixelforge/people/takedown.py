@@ -25,6 +25,7 @@ their lineage) is listed: what to rebuild or retrain.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -238,7 +239,70 @@ def find_derived(root: str, ds: Dataset) -> dict[str, list[str]]:
     """Datasets, training runs and generated sets under ``root`` made from ``ds``, by their lineage
     (directly or through other datasets). An input is ``ds`` when its path resolves to ``ds``'s or
     when it carries ``ds``'s name and creation time (paths recorded relative to another folder)."""
-    me = _identity(ds.path, ds.name, ds.info.get("created_at"))
+    me = identity(ds.path, ds.name, ds.info.get("created_at"))
+    datasets, runs = scan_folder(root)
+    tainted = [me]
+    derived: set[str] = set()
+    changed = True
+    while changed:  # datasets made from a tainted one are tainted: to a fixed point
+        changed = False
+        for folder, info in datasets.items():
+            if folder in derived or _same(folder, info, me):
+                continue
+            inputs = (info.get("lineage") or {}).get("inputs") or []
+            if any(input_is(i, t) for i in inputs for t in tainted):
+                derived.add(folder)
+                tainted.append(identity(folder, info.get("name"), info.get("created_at")))
+                changed = True
+    affected_runs = sorted(folder for folder, cfg in runs.items() if any(input_is(cfg["dataset"], t) for t in tainted))
+    generated = generated_by(datasets, affected_runs)
+    made = {os.path.realpath(f) for f in [*affected_runs, *generated]}
+    reports = sorted(
+        path
+        for path, records in scan_reports(root).items()
+        if any(
+            any(input_is(r, t) for t in tainted)
+            or r.get("path") in made
+            or (r.get("dataset") and any(input_is(r["dataset"], t) for t in tainted))
+            for r in records
+        )
+    )
+    return {
+        "datasets": sorted(derived - set(generated)),
+        "runs": affected_runs,
+        "generated": generated,
+        "reports": reports,
+    }
+
+
+# `pixelforge report` names its inputs in the page's head (report.render.input_records)
+_REPORT_INPUTS = re.compile(rb'<meta name="pixelforge-inputs" content="([^"]*)">')
+
+
+def scan_reports(root: str) -> dict[str, list[dict[str, Any]]]:
+    """{file: its inputs} of every pixelforge report (an .html file naming its inputs) under ``root``."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.endswith(".html"):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(8192)  # the meta tag is in the head, before any section
+                match = _REPORT_INPUTS.search(head)
+                records = json.loads(html.unescape(match.group(1).decode())) if match else None
+            except (OSError, ValueError):
+                continue
+            if isinstance(records, list):
+                found[path] = [r for r in records if isinstance(r, dict)]
+    return found
+
+
+def scan_folder(root: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """({folder: dataset.json} of every dataset under ``root``, {folder: config.json} of every training
+    run: a folder whose config.json has a "dataset" record and a "family"); hidden folders are skipped."""
     datasets: dict[str, dict[str, Any]] = {}
     runs: dict[str, dict[str, Any]] = {}
     for folder, dirs, files in os.walk(root):
@@ -255,35 +319,22 @@ def find_derived(root: str, ds: Dataset) -> dict[str, list[str]]:
                 continue
             if isinstance(cfg, dict) and isinstance(cfg.get("dataset"), dict) and "family" in cfg:
                 runs[folder] = cfg
-    tainted = [me]
-    derived: set[str] = set()
-    changed = True
-    while changed:  # datasets made from a tainted one are tainted: to a fixed point
-        changed = False
-        for folder, info in datasets.items():
-            if folder in derived or _same(folder, info, me):
-                continue
-            inputs = (info.get("lineage") or {}).get("inputs") or []
-            if any(_input_is(i, t) for i in inputs for t in tainted):
-                derived.add(folder)
-                tainted.append(_identity(folder, info.get("name"), info.get("created_at")))
-                changed = True
-    affected_runs = sorted(folder for folder, cfg in runs.items() if any(_input_is(cfg["dataset"], t) for t in tainted))
-    run_ids = [os.path.realpath(r) for r in affected_runs]
-    generated = sorted(
+    return datasets, runs
+
+
+def generated_by(datasets: dict[str, dict[str, Any]], runs: list[str]) -> list[str]:
+    """The folders of ``datasets`` (folder -> dataset.json) that `pixelforge generate` made from one of ``runs``."""
+    run_ids = {os.path.realpath(r) for r in runs}
+    return sorted(
         folder
         for folder, info in datasets.items()
         if (info.get("lineage") or {}).get("command") == "generate"
         and os.path.realpath(str(((info.get("lineage") or {}).get("config") or {}).get("run", ""))) in run_ids
     )
-    return {
-        "datasets": sorted(derived - set(generated)),
-        "runs": affected_runs,
-        "generated": generated,
-    }
 
 
-def _identity(path: str, name: Any, created_at: Any) -> tuple[str, Any, Any]:
+def identity(path: str, name: Any, created_at: Any) -> tuple[str, Any, Any]:
+    """What tells a dataset apart: its real path, and its name with its creation time wherever it moves."""
     return (os.path.realpath(path), name, created_at)
 
 
@@ -291,7 +342,7 @@ def _same(folder: str, info: dict[str, Any], me: tuple[str, Any, Any]) -> bool:
     return os.path.realpath(folder) == me[0]
 
 
-def _input_is(entry: Any, ident: tuple[str, Any, Any]) -> bool:
+def input_is(entry: Any, ident: tuple[str, Any, Any]) -> bool:
     """Whether a lineage input (or a run's dataset record) is the dataset of ``ident``."""
     if isinstance(entry, str):
         entry = {"path": entry}

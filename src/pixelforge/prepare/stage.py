@@ -25,6 +25,7 @@ from pixelforge.store import (
     shard_id_of,
     shard_name,
 )
+from pixelforge.store.schema import PEOPLE_FIELDS
 
 # Columns prepare adds: which sample an augmented copy was made from, and which copy it is.
 PREPARE_FIELDS: tuple[pa.Field, ...] = (
@@ -32,6 +33,7 @@ PREPARE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("aug_index", pa.int32()),
 )
 MAX_COPIES = 100
+FACE_FIELDS = ("face_bboxes", "n_faces", "faces_blurred")
 
 
 @dataclass
@@ -102,7 +104,9 @@ def prepare(
     config.executor.check_output(out)  # memory:// is private to one process
     ds, _, _ = open_input(inp, out, overwrite, resume)
     done = begin_run(out, "prepare", inp, config, resume)
-    schema = output_schema(ds, PREPARE_FIELDS)
+    # blurring states its faces: the people columns (of store.schema) are written even if the input lacks them
+    faces = tuple(f for f in PEOPLE_FIELDS if f.name in FACE_FIELDS) if config.blur_faces else ()
+    schema = output_schema(ds, faces + PREPARE_FIELDS)
     from pixelforge.prepare.worker import PrepareTask, prepare_shard
 
     start = time.monotonic()

@@ -116,14 +116,16 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
             base = dict(row, boxes=move_boxes(row.get("boxes"), geo), aug_of=None, aug_index=None)
             if found is not None and "face_bboxes" in task.schema.names:  # they follow the crop and scale
                 base.update(face_bboxes=found, n_faces=len(found))
+            if faces is not None:
+                base["faces_blurred"] = True
             _write(writer, base, out, mask, cfg)
             if augment is not None and (row.get("split") in (None, "train")):
                 for k in range(1, cfg.copies + 1):
                     torch.manual_seed(_seed(cfg.seed, key, k))
                     # geometric ops move content, so copies carry no boxes or masks (docs/curate.md)
                     copy = dict(base, key=f"{key}_aug{k}", boxes=[], aug_of=key, aug_index=k)
-                    if "face_bboxes" in copy:  # moved by the augmentation: not known (the faces stay blurred)
-                        copy.update(face_bboxes=None, n_faces=None)
+                    if "face_bboxes" in copy:  # moved by the augmentation: not known; their number and blur stay
+                        copy["face_bboxes"] = None
                     _write(writer, copy, augment(out), None, cfg)
     return len(writer.rows), fails, media.take_warnings()
 

@@ -1,4 +1,4 @@
-"""Audit sections: representation (labels, caption groups), associations, licences, policy violations."""
+"""Audit sections: representation (labels, caption groups), associations, licences, policy violations, people."""
 
 from __future__ import annotations
 
@@ -133,6 +133,8 @@ def audit_section(path: str) -> Section:
     else:
         sec.note(f"No sample violates the {policy.get('name')} policy.")
 
+    _people(sec, doc.get("people"), doc.get("takedowns"))
+
     props = doc.get("image_properties") or {}
     dists = [
         ("width", "stored width (px)"),
@@ -156,6 +158,48 @@ def audit_section(path: str) -> Section:
             title=f"Model accuracy per label (overall {fmt(preds.get('accuracy'))})",
         )
     return sec
+
+
+def _people(sec: Section, people: dict[str, Any] | None, takedowns: dict[str, Any] | None) -> None:
+    """Consent over all samples and those with faces (a small table); the runs trained on taken-down samples."""
+    if not people:  # an audit made before the people section
+        sec.missing("People: this audit predates consent and faces; audit the dataset again.")
+        return
+    consent, faces = people.get("consent") or {}, people.get("with_faces") or {}
+    sec.table(
+        ["samples", "count", *consent],
+        [
+            ["all", sum(consent.values()), *consent.values()],
+            ["with faces", faces.get("samples"), *((faces.get("consent") or {}).get(s) for s in consent)],
+        ],
+        title="People: consent",
+        note=f"{fmt(people.get('faces_not_checked'))} samples not checked for faces; "
+        f"{fmt(faces.get('blurred'))} of those with faces blurred. With faces, by consent source: "
+        f"{fmt(faces.get('consent_sources') or {})}; by licence: {fmt(faces.get('licenses') or {})}.",
+    )
+    if people.get("note"):
+        sec.note(f"People: {people['note']}.")
+    if not (takedowns or {}).get("asked"):
+        return
+    rows = [[r["run"], t["path"], _read(r, t), r["generated"]] for t in takedowns["takedowns"] for r in t["runs"]]
+    if rows:
+        sec.table(
+            ["run", "takedown", "removed samples it read", "generated sets"],
+            rows,
+            title=f"Runs trained on samples later taken down ({len(takedowns['flagged_runs'])})",
+        )
+    else:
+        sec.note(
+            f"No run of the {fmt(takedowns.get('runs_checked'))} under {takedowns.get('runs_folder')} trained on "
+            f"samples one of the {len(takedowns.get('takedowns') or [])} takedowns removed."
+        )
+
+
+def _read(run: dict[str, Any], takedown: dict[str, Any]) -> str:
+    """How many of the removed samples a flagged run read: 'N of M', or 'by lineage' when its data is gone."""
+    if run["found_by"] == "keys":
+        return f"{fmt(run['removed_keys'])} of {fmt(takedown['removed'])}"
+    return "by lineage"
 
 
 def _caption_group_counts(groups: dict[str, Any]) -> dict[str, dict[str, int]]:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pixelforge import __version__
-from pixelforge.errors import UsageError
+from pixelforge.errors import PixelforgeError, UsageError
 from pixelforge.report.blocks import Section
 from pixelforge.report.detect import Input, detect
+from pixelforge.store import Dataset
 
 # sections appear in pipeline order whatever order the PATHs were given in
 ORDER = ("dataset", "audit", "run", "generated", "evaluation")
@@ -81,9 +85,29 @@ def render_html(sections: list[Section], title: str, inputs: list[Input]) -> str
         title=title,
         sections=sections,
         inputs=inputs,
+        inputs_record=json.dumps(input_records(inputs), separators=(",", ":")),
         version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def input_records(inputs: list[Input]) -> list[dict[str, Any]]:
+    """What the report was made from, for tools that trace lineage (`takedown --find-derived`): each
+    input's kind and real path; a dataset's name and creation time; an audit's audited dataset."""
+    records = []
+    for inp in inputs:
+        rec: dict[str, Any] = {"kind": inp.kind, "path": os.path.realpath(inp.path)}
+        try:
+            if inp.kind in ("dataset", "generated"):
+                info = Dataset.open(inp.path).info
+                rec.update(name=info.get("name"), created_at=info.get("created_at"))
+            elif inp.kind == "audit":
+                audited = json.loads((Path(inp.path) / "audit.json").read_text()).get("dataset") or {}
+                rec["dataset"] = os.path.realpath(audited["path"]) if audited.get("path") else None
+        except (OSError, ValueError, PixelforgeError):  # the section says what is wrong with it
+            pass
+        records.append(rec)
+    return records
 
 
 def build_report(paths: list[str], out: str, config: ReportConfig | None = None) -> ReportResult:

@@ -16,7 +16,7 @@ from pixelforge import media
 from pixelforge.errors import ItemError, UsageError
 from pixelforge.progress import track
 from pixelforge.store import Dataset, DatasetBuilder, Lineage, config_to_dict, default_name
-from pixelforge.store.schema import encode_meta
+from pixelforge.store.schema import CONSENT_STATES, PEOPLE_FIELDS, encode_meta, people_defaults
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -29,6 +29,8 @@ class Record:
     ``image`` is either encoded bytes (kept unchanged when they are JPEG, PNG or WebP) or a uint8
     array HxW / HxWx3 (stored as lossless PNG). Licence fields left at None take the command's
     ``--license/--license-url/--attribution``; what the source itself says wins over the flags.
+    ``consent`` left at None is read from the image's XMP model release, else the command's
+    ``--consent`` (item_consent).
     """
 
     source: str
@@ -43,6 +45,8 @@ class Record:
     license: str | None = None
     license_url: str | None = None
     attribution: str | None = None
+    consent: str | None = None  # granted | denied | unknown, when the item's own record states it
+    consent_source: str | None = None  # where that came from (pixelforge.store.schema.PEOPLE_FIELDS)
     meta: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # values of the importer's extra_fields
 
@@ -80,6 +84,7 @@ class ImportOptions:
     license: str = "unknown"
     license_url: str | None = None
     attribution: str | None = None
+    consent: str | None = None  # granted | denied | unknown for items whose record and image state none
     samples_per_shard: int = 1000
     overwrite: bool = False
     max_pixels: int = media.MediaLimits.max_pixels
@@ -200,11 +205,13 @@ def run_import(source: Source, options: ImportOptions) -> ImportResult:
         raise UsageError("--license must not be empty: pass an SPDX-like id or leave the default 'unknown'")
     if options.processes < 1:
         raise UsageError(f"--processes {options.processes}: must be at least 1")
+    if options.consent is not None and options.consent not in CONSENT_STATES:
+        raise UsageError(f"--consent {options.consent!r}: choose one of {', '.join(CONSENT_STATES)}")
     limits = media.MediaLimits(max_bytes=options.max_bytes, max_pixels=options.max_pixels)
     builder = DatasetBuilder(
         options.out,
         samples_per_shard=options.samples_per_shard,
-        extra_fields=source.extra_fields,
+        extra_fields=(*PEOPLE_FIELDS, *source.extra_fields),  # the importer's own columns last
         overwrite=options.overwrite,
     )
     start = time.monotonic()
@@ -271,7 +278,22 @@ def import_row(n: int, item: Record, stored: media.Processed, kind: str, options
         "meta": encode_meta(item.meta),
     }
     row.update(item.extra)
+    row.update(people_defaults(*item_consent(item, options)))
     return row
+
+
+def item_consent(item: Record, options: ImportOptions) -> tuple[str, str | None]:
+    """(consent, consent_source) of an item: what its own record states, else its image's XMP model
+    release (media.MODEL_RELEASE_CONSENT, source ``xmp:MR-CODE``), else ``--consent`` (source
+    ``option``), else unknown with no source."""
+    if item.consent is not None:
+        return item.consent, item.consent_source
+    code = media.model_release(item.image) if isinstance(item.image, bytes) else None
+    if code is not None:
+        return media.MODEL_RELEASE_CONSENT[code], f"xmp:MR-{code}"
+    if options.consent is not None:
+        return options.consent, "option"
+    return "unknown", None
 
 
 def _result(ds: Dataset, kind: str, seconds: float) -> ImportResult:

@@ -26,6 +26,14 @@ from pixelforge.sources import make_source
 
 LicenseUrl = Annotated[str | None, typer.Option(help="Licence URL for samples whose source states none.")]
 Attribution = Annotated[str | None, typer.Option(help="Attribution for samples whose source states none.")]
+Consent = Annotated[
+    str | None,
+    typer.Option(
+        help="granted, denied or unknown: whether the people shown agreed to this use, for samples whose "
+        "own record (a sidecar's consent) and image (its XMP model release) state none.",
+        show_default="unknown",
+    ),
+]
 Processes = Annotated[
     int,
     typer.Option(help="Worker processes decoding and hashing the images (imports of fewer than 512 items run in one)."),
@@ -63,6 +71,7 @@ def import_imagefolder(
     license: License = "unknown",
     license_url: LicenseUrl = None,
     attribution: Attribution = None,
+    consent: Consent = None,
     samples_per_shard: PerShard = SAMPLES_PER_SHARD,
     overwrite: Overwrite = False,
     max_pixels: MaxPixels = MAX_PIXELS,
@@ -81,6 +90,7 @@ def import_folder(
     license: License = "unknown",
     license_url: LicenseUrl = None,
     attribution: Attribution = None,
+    consent: Consent = None,
     samples_per_shard: PerShard = SAMPLES_PER_SHARD,
     overwrite: Overwrite = False,
     max_pixels: MaxPixels = MAX_PIXELS,
@@ -106,6 +116,7 @@ def import_coco(
     license: License = "unknown",
     license_url: LicenseUrl = None,
     attribution: Attribution = None,
+    consent: Consent = None,
     samples_per_shard: PerShard = SAMPLES_PER_SHARD,
     overwrite: Overwrite = False,
     max_pixels: MaxPixels = MAX_PIXELS,
@@ -125,6 +136,7 @@ def import_cifar10(
     license: License = "unknown",
     license_url: LicenseUrl = None,
     attribution: Attribution = None,
+    consent: Consent = None,
     samples_per_shard: PerShard = SAMPLES_PER_SHARD,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
@@ -141,6 +153,7 @@ def import_cifar100(
     license: License = "unknown",
     license_url: LicenseUrl = None,
     attribution: Attribution = None,
+    consent: Consent = None,
     samples_per_shard: PerShard = SAMPLES_PER_SHARD,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
@@ -158,6 +171,7 @@ def import_mnist(
     license: License = "unknown",
     license_url: LicenseUrl = None,
     attribution: Attribution = None,
+    consent: Consent = None,
     samples_per_shard: PerShard = SAMPLES_PER_SHARD,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
@@ -171,6 +185,7 @@ def import_mnist(
 def import_digits(
     out: Out,
     size: Annotated[int, typer.Option(help="Upscale the 8x8 digits to SIZE x SIZE.")] = 8,
+    consent: Consent = None,
     samples_per_shard: PerShard = SAMPLES_PER_SHARD,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
@@ -187,6 +202,7 @@ def import_shapes(
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
     max_shapes: Annotated[int, typer.Option(help="Shapes per image: 1 or 2.")] = 1,
+    consent: Consent = None,
     samples_per_shard: PerShard = SAMPLES_PER_SHARD,
     overwrite: Overwrite = False,
     as_json: AsJson = False,

@@ -13,8 +13,13 @@ import pyarrow as pa
 from pixelforge.errors import UsageError
 from pixelforge.media import images_under
 from pixelforge.sources.base import Failure, Record
+from pixelforge.store.schema import consent_value
 
 SIDECAR_LICENCE_KEYS = ("license", "license_url", "attribution", "source_url")
+# A sidecar's "consent" fills the consent column (source "sidecar"); like the licence keys it is
+# not kept in meta. Where the consent came from stays a closed vocabulary the audit counts by, so a
+# sidecar's own notes on it (a release form's id, a "consent_source") are kept in meta, not there.
+SIDECAR_CONSENT_KEY = "consent"
 
 
 def _check_dir(path: str, flag: str) -> Path:
@@ -73,7 +78,8 @@ class FolderSource:
     """A folder of images, each with an optional same-name ``.txt`` caption and ``.json`` sidecar.
 
     The sidecar's ``license``, ``license_url``, ``attribution`` and ``source_url`` fill those
-    columns; its other keys are kept in ``meta``. The usual layout of fine-tuning sets.
+    columns, its ``consent`` (granted, denied, unknown, or yes/no/true/false) the consent column;
+    its other keys are kept in ``meta``. The usual layout of fine-tuning sets.
     """
 
     root: str
@@ -100,9 +106,10 @@ def folder_record(path: Path) -> Record | Failure:
     sidecar = _sidecar(path)
     if isinstance(sidecar, Failure):
         return sidecar
-    meta = {k: v for k, v in sidecar.items() if k not in SIDECAR_LICENCE_KEYS}
+    meta = {k: v for k, v in sidecar.items() if k not in (*SIDECAR_LICENCE_KEYS, SIDECAR_CONSENT_KEY)}
     if sidecar.get("source_url"):
         meta["source_url"] = sidecar["source_url"]
+    consent, consent_source = sidecar_consent(sidecar)
     return Record(
         source=str(path),
         image=data,
@@ -111,8 +118,24 @@ def folder_record(path: Path) -> Record | Failure:
         license=_text(sidecar.get("license")),
         license_url=_text(sidecar.get("license_url")),
         attribution=_text(sidecar.get("attribution")),
+        consent=consent,
+        consent_source=consent_source,
         meta=meta or None,
     )
+
+
+def sidecar_consent(sidecar: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(consent, consent_source) a sidecar states: (None, None) when it has no "consent" or it is null
+    (the image's XMP or --consent decide); a value that reads as none of the states is unknown, with
+    the value in its source, ``sidecar (unreadable 'maybe')``: the sample is kept, the doubt recorded."""
+    raw = sidecar.get(SIDECAR_CONSENT_KEY)
+    if raw is None:
+        return None, None
+    state = consent_value(raw)
+    if state is None:
+        text = raw if isinstance(raw, str) else json.dumps(raw)
+        return "unknown", f"sidecar (unreadable {text[:40]!r})"
+    return state, "sidecar"
 
 
 def _text(value: Any) -> str | None:

@@ -279,6 +279,9 @@ class ShapesSource:
                 ],
                 license="cc0-1.0",
                 attribution="pixelforge synthetic shapes",
+                # drawn shapes show no person, so no one's consent is missing (as XMP's MR-NAP says)
+                consent="granted",
+                consent_source="synthetic",
                 meta={"shapes": [asdict(sp) for sp in specs], "background": background, "seed": self.seed, "index": i},
                 extra={
                     "shape": first.shape,

@@ -21,6 +21,7 @@ from pixelforge.store.embeddings import Embeddings
 from pixelforge.store.embeddings import read as read_embeddings
 from pixelforge.store.schema import (
     FAILURE_SCHEMA,
+    PEOPLE_NAMES,
     SCHEMA_VERSION,
     extra_fields_of,
     index_schema,
@@ -182,6 +183,17 @@ def remove_partial(path: str) -> None:
                     fs.rm(p)
 
 
+def _with_people_columns(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` with the people columns ``schema`` has and they lack added as nulls (rows carried from a
+    dataset made before those columns: they read as not looked for, consent unknown), in schema order."""
+    missing = [f for f in schema if f.name in PEOPLE_NAMES and f.name not in rows.column_names]
+    if not missing:
+        return rows
+    for f in missing:
+        rows = rows.append_column(f, pa.nulls(rows.num_rows, f.type))
+    return rows.select(schema.names)
+
+
 def finalize(
     path: str,
     *,
@@ -210,7 +222,8 @@ def finalize(
         fw = pq.ParquetWriter(ff, FAILURE_SCHEMA)
         for shard in shards:
             stem = shard[:-4]
-            rows = _read_parquet(fs, fsutil.join(work, f"{stem}.rows.parquet")).cast(schema)
+            rows = _read_parquet(fs, fsutil.join(work, f"{stem}.rows.parquet"))
+            rows = _with_people_columns(rows, schema).cast(schema)
             fails = _read_parquet(fs, fsutil.join(work, f"{stem}.failures.parquet"))
             if rows.num_rows:
                 iw.write_table(rows)

@@ -16,6 +16,7 @@ from pixelforge.progress import track
 from pixelforge.store.dataset import Dataset
 
 EXPORT_FORMATS = ("imagefolder", "coco", "yolo", "labelstudio")
+EXPORT_RECORD = ".pixelforge-export.json"
 
 
 @dataclass
@@ -32,14 +33,27 @@ def _safe_dir_name(name: str) -> str:
     return cleaned or "_"
 
 
-def export(ds: Dataset, out: str, fmt: str, overwrite: bool = False) -> ExportResult:
-    """Export ``ds`` to ``out`` as ``fmt`` (see EXPORT_FORMATS); image bytes are copied unchanged."""
+def check_export(out: str, fmt: str, overwrite: bool = False) -> None:
+    """Raise UsageError for an unknown format or an --out that holds files (unless ``overwrite``)."""
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
     root = Path(out)
     if root.exists() and any(root.iterdir()) and not overwrite:
         raise UsageError(f"--out {out} is not empty: choose another --out or pass --overwrite")
+
+
+def export(ds: Dataset, out: str, fmt: str, overwrite: bool = False, record: dict | None = None) -> ExportResult:
+    """Export ``ds`` to ``out`` as ``fmt`` (see EXPORT_FORMATS); image bytes are copied unchanged.
+
+    ``record`` (what the export was checked against, say) is written beside as EXPORT_RECORD, a hidden
+    file the formats' readers skip (they list folders or named files), with the dataset it came from.
+    """
+    check_export(out, fmt, overwrite)
+    root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    if record is not None:
+        doc = {"dataset": {"path": ds.path, "name": ds.name, "created_at": ds.info.get("created_at")}, "format": fmt}
+        (root / EXPORT_RECORD).write_text(json.dumps({**doc, **record}, indent=2))
     writers = {
         "imagefolder": _export_imagefolder,
         "coco": _export_coco,

@@ -53,6 +53,55 @@ CORE_FIELDS: tuple[pa.Field, ...] = (
 )
 CORE_NAMES = frozenset(f.name for f in CORE_FIELDS)
 
+# Columns about the people in a sample, the same in every dataset that has them: collectors and
+# importers write all five (consent always, faces null unless asked for), curate --faces and
+# prepare --blur-faces fill the face ones; a dataset made before them reads as if they were null.
+FACE_BOXES_TYPE = pa.list_(pa.list_(pa.float32(), 4))  # [x0, y0, x1, y1] fractions of the image (DataComp's)
+PEOPLE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("face_bboxes", FACE_BOXES_TYPE),  # null: faces not looked for
+    pa.field("n_faces", pa.int32()),  # null: faces not looked for
+    pa.field("faces_blurred", pa.bool_()),  # true: every face found was blurred in the stored image
+    pa.field("consent", pa.string()),  # granted | denied | unknown (the people shown agreed to this use)
+    pa.field(
+        "consent_source", pa.string()
+    ),  # where consent came from: sidecar, list:COLUMN, xmp:MR-..., option, synthetic
+)
+PEOPLE_NAMES = tuple(f.name for f in PEOPLE_FIELDS)
+CONSENT_STATES = ("granted", "denied", "unknown")
+_CONSENT_WORDS = {
+    **{w: "granted" for w in ("granted", "grant", "yes", "y", "true", "1", "consented", "released")},
+    **{w: "denied" for w in ("denied", "deny", "no", "n", "false", "0", "refused", "withdrawn")},
+    **{w: "unknown" for w in ("unknown", "", "none", "null", "n/a", "na")},
+}
+
+
+def consent_value(value: Any) -> str | None:
+    """``value`` (a list cell, a sidecar's "consent") as granted / denied / unknown; None when unreadable.
+
+    Booleans and yes/no/true/false/1/0 words are read too; a missing value (None) is unknown.
+    """
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "granted" if value else "denied"
+    if isinstance(value, int | float) and value in (0, 1):
+        return "granted" if value else "denied"
+    if isinstance(value, str):
+        return _CONSENT_WORDS.get(value.strip().lower())
+    return None
+
+
+def people_defaults(consent: str = "unknown", consent_source: str | None = None) -> dict[str, Any]:
+    """The people columns of a new sample whose faces were not looked for."""
+    return {
+        "face_bboxes": None,
+        "n_faces": None,
+        "faces_blurred": None,
+        "consent": consent,
+        "consent_source": consent_source,
+    }
+
+
 SOURCE_KINDS = (
     "url",
     "crawl",

@@ -44,7 +44,19 @@ TRAIN_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
     ("sample_steps", int, "Sampling steps of the grid saved at each evaluation (diffusion).", ()),
     ("val_batches", int, "Validation batches per evaluation.", ()),
     ("val_fraction", float, "Share held out for validation when the dataset has no val split.", ()),
-    ("policy", str, "Refuse samples a licence policy forbids: research, commercial, open or a TOML file.", ()),
+    (
+        "policy",
+        str,
+        "Refuse samples a use policy forbids (licences, faces, consent): research, commercial, open or a TOML file.",
+        (),
+    ),
+    (
+        "override",
+        str,
+        "Train anyway on samples breaking these policy rules, comma-separated: opt_out, license, faces, consent "
+        "(recorded in the run's config.json).",
+        (),
+    ),
     (
         "stream",
         bool,

@@ -46,7 +46,8 @@ class TrainConfig:
     allow_opt_out: bool = False
     stream: bool | None = None  # stream the training images from the shards; None: when over memory_gb decoded
     memory_gb: float = 8.0  # decoded training data up to this size is held in memory
-    policy: str | None = None  # a licence policy (research, commercial, open, or a TOML file) the data must meet
+    policy: str | None = None  # a use policy (research, commercial, open, or a TOML file) the data must meet
+    override: str | None = None  # policy rules knowingly broken, comma-separated: opt_out, license, faces, consent
     nproc: int = 1  # processes training together under DDP (torchrun sets it); batch_size is their total
     family: dict[str, Any] = field(default_factory=dict)  # the family config, as saved
 

@@ -175,7 +175,7 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     run = RunDir(cfg.out)
     run.check_start(family_name, resume)
     ds = Dataset.open(cfg.data)
-    policy = check_training_allowed(ds, cfg.allow_opt_out, policy=cfg.policy)
+    policy = check_training_allowed(ds, cfg.allow_opt_out, policy=cfg.policy, override=cfg.override)
     if distributed.must_spawn(cfg):
         return distributed.spawn(family_name, cfg, family_cfg, resume)  # N processes, each runs this function
     ranks = distributed.join(cfg)  # this process's rank, the world size and its device
@@ -242,6 +242,7 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         "parameters": n_params,
         "device": str(device),
         "opt_out_samples_used": policy.opted_out if policy.allowed_by_override else 0,
+        "policy": policy.describe(),  # what the data was checked against and what was knowingly overridden
         **family.meta(),
     }
     distributed.barrier(ranks)  # every process has read the stopped run before rank 0 writes over it

@@ -31,6 +31,9 @@ class CrawlConfig:
 
     def validate(self) -> None:
         self.download.validate()
+        for flag, col in (("--consent-col", self.download.consent_col), ("--bbox-col", self.download.bbox_col)):
+            if col:
+                raise UsageError(f"{flag} {col!r}: a crawl has no list columns; use --consent or --faces instead")
         if not self.seeds:
             raise UsageError("give at least one SEED_URL (an http or https page to start from)")
         for seed in self.seeds:
