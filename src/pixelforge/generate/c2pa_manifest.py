@@ -62,10 +62,23 @@ class ManifestSigner:
         # no thumbnail: the image itself is small, and a thumbnail would add ~30 KB to every file
         self._context = c2pa.Context(c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}}))
 
-    def sign_png(self, png: bytes, title: str, model: str, run_id: str, prompt: str | None, seed: int) -> bytes:
+    def sign_png(
+        self,
+        png: bytes,
+        title: str,
+        model: str,
+        run_id: str,
+        prompt: str | None,
+        seed: int,
+        watermark: dict[str, Any] | None = None,
+    ) -> bytes:
+        """``png`` with a signed manifest: created by pixelforge's ``model``, with the watermark's methods
+        and payload (so an image whose manifest is stripped can be tied back to it by its watermark)."""
         params: dict[str, Any] = {"model": model, "run_id": run_id, "seed": seed}
         if prompt:
             params["prompt"] = prompt
+        if watermark:
+            params["watermark"] = watermark
         manifest = {
             "claim_generator_info": [{"name": "pixelforge", "version": __version__}],
             "title": title,

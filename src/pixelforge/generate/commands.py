@@ -36,6 +36,14 @@ def generate_command(
             "(0: native size; the mark survives re-encoding poorly under 128)."
         ),
     ] = 256,
+    mark: Annotated[
+        str,
+        typer.Option(
+            help="Invisible watermarks, comma-separated: tile (survives crops, resizes, rotations, screenshots), "
+            "dwtdctsvd (invisible-watermark's format, survives re-encoding only), treering (diffusion runs: a key "
+            "in the starting noise, read by `verify --run`), or none."
+        ),
+    ] = "tile",
     device: Annotated[str, typer.Option()] = "auto",
     c2pa_cert: Annotated[
         str | None, typer.Option(help="PEM certificate chain (signer first): also embed a signed C2PA manifest.")
@@ -69,6 +77,7 @@ def generate_command(
         batch_size=batch_size,
         checkpoint=checkpoint,
         mark_size=mark_size,
+        mark=mark,
         device=device,
         c2pa_cert=c2pa_cert,
         c2pa_key=c2pa_key,
@@ -82,24 +91,72 @@ def generate_command(
 
 def verify_command(
     paths: Annotated[list[str], typer.Argument(help="Images or folders of images.")],
+    attacks: Annotated[
+        bool,
+        typer.Option(
+            help="Put each (marked) image through JPEG, resizes, crops, rotations, colour changes, blur, noise "
+            "and a screenshot, and report which watermark still finds its mark after each."
+        ),
+    ] = False,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            help="A diffusion run: also look for its Tree-Ring mark (generate --mark treering) by inverting "
+            "the images with the run's model."
+        ),
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="The --run checkpoint: best or latest.")] = "best",
+    device: Annotated[str, typer.Option()] = "auto",
     as_json: AsJson = False,
 ) -> None:
-    """Check images for pixelforge's watermark and provenance metadata.
+    """Check images for pixelforge's watermarks (every method), provenance metadata and C2PA manifest.
 
     Example:
 
         pixelforge verify gen/images/
+        pixelforge verify gen/images/000000000.png --attacks
     """
-    from pixelforge.generate.verify import expand, verify_file
+    from pixelforge.generate.verify import attack_file, expand, verify_file
 
-    print_result(
-        [verify_file(p) for p in expand(paths)], as_json, lambda results: "\n".join(_verdict(r) for r in results)
-    )
+    files = expand(paths)
+    loaded = None
+    if run is not None:
+        from pixelforge.device import resolve_device
+        from pixelforge.train.rundir import load_run
+
+        loaded = load_run(run, checkpoint, resolve_device(device))
+        if loaded.config.get("family") != "diffusion":
+            raise UsageError(f"--run {run}: a {loaded.config.get('family')} run has no Tree-Ring mark (diffusion only)")
+    if attacks:
+        reports = [attack_file(p, loaded) for p in files]
+        print_result(reports, as_json, lambda reports: "\n".join(map(_attack_lines, reports)))
+        return
+    results = [verify_file(p, loaded) for p in files]
+    print_result(results, as_json, lambda results: "\n".join(_verdict(r) for r in results))
+
+
+def _attack_lines(r: Any) -> str:
+    """One image's table: per attack, the tag bits each method read (- where it found no mark)."""
+    if r.error:
+        return f"{r.path}: error: {r.error}"
+    methods = list(next(iter(r.attacks.values())))
+    lines = [r.path, f"  {'attack':26}" + "".join(f"{m:>12}" for m in methods)]
+    for name, row in r.attacks.items():
+        cells = "".join(f"{_cell(m, row[m]):>12}" for m in methods)
+        lines.append(f"  {name:26}{cells}")
+    return "\n".join(lines)
+
+
+def _cell(method: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"z {value}" if method == "treering" else f"{value}/32"
 
 
 def _verdict(r: Any) -> str:
     """One image's line: its verdict, then what was found."""
-    wm = f"watermark {'found' if r.watermark_found else 'not found'} ({r.bits_matched}/32 tag bits)"
+    by = f" by {', '.join(r.watermark_methods)}" if r.watermark_methods else ""
+    wm = f"watermark {'found' + by if r.watermark_found else 'not found'} ({r.bits_matched}/32 tag bits)"
     md = "metadata found" if r.metadata_found else "no metadata"
     c2 = f", C2PA manifest {r.c2pa_state}" if r.c2pa_found else ""
     return f"{r.path}: {r.verdict}  [{wm}, {md}{c2}]" + (f"  error: {r.error}" if r.error else "")

@@ -14,7 +14,8 @@ from PIL import Image
 from pixelforge import media
 from pixelforge.device import resolve_device
 from pixelforge.errors import UsageError
-from pixelforge.generate.mark import MARK_MIN_SIDE, marked_png
+from pixelforge.generate.mark import DEFAULT_MARKS, MARK_MIN_SIDE, TREERING, marked_png, parse_marks, payload_hex
+from pixelforge.generate.treering import initial_noise
 from pixelforge.models.diffusion import GUIDANCE, SAMPLERS
 from pixelforge.models.sampling import to_uint8
 from pixelforge.progress import track
@@ -35,6 +36,7 @@ class GenerateConfig:
     batch_size: int = 64
     checkpoint: str = "best"  # best | latest
     mark_size: int = MARK_MIN_SIDE
+    mark: str = ",".join(DEFAULT_MARKS)  # watermark methods, comma-separated (pixelforge.generate.mark.MARKS), or none
     device: str = "auto"
     c2pa_cert: str | None = None  # PEM chain (signer first) and key: also embed a signed C2PA manifest
     c2pa_key: str | None = None
@@ -70,6 +72,10 @@ def _conditions(run: LoadedRun, gc: GenerateConfig) -> list[tuple[Any, str | Non
     return [(None, None, None, None)] * gc.n
 
 
+def family_name(run: LoadedRun) -> str:
+    return str(run.config.get("family", ""))
+
+
 def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = False) -> GenerateResult:
     """Generate images into a new dataset at ``out`` (plus plain PNGs in out/images/)."""
     if gc.sampler not in SAMPLERS:
@@ -77,6 +83,7 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
     for flag, v in (("--n", gc.n), ("--steps", gc.steps), ("--batch-size", gc.batch_size)):
         if v < 1:
             raise UsageError(f"{flag} {v}: must be at least 1")
+    marks = parse_marks(gc.mark)
     device = resolve_device(gc.device)
     run = load_run(run_path, gc.checkpoint, device)
     if not run.family.generates:
@@ -85,6 +92,11 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
             "(use `pixelforge predict` for classifiers)"
         )
     todo = _conditions(run, gc)
+    treering = TREERING in marks
+    if treering and family_name(run) != "diffusion":
+        raise UsageError(
+            f"--mark {TREERING}: only diffusion runs start from noise; {run_path} is a {family_name(run)} run"
+        )
     signer = None
     if gc.c2pa_cert or gc.c2pa_key:
         if not (gc.c2pa_cert and gc.c2pa_key):
@@ -102,7 +114,8 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
     with track("generate", total=len(todo)) as bar:
         for b0 in range(0, len(todo), gc.batch_size):
             chunk = todo[b0 : b0 + gc.batch_size]
-            x = run.family.generate(run.modules, [c[0] for c in chunk], gen, **sampling)
+            init = initial_noise(len(chunk), run.family.cfg.image_size, gen) if treering else None
+            x = run.family.generate(run.modules, [c[0] for c in chunk], gen, init=init, **sampling)
             for j, arr in enumerate(to_uint8(x).numpy()):
                 i = b0 + j
                 _, caption, label, label_name = chunk[j]
@@ -113,10 +126,13 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
                     **{k: str(v) for k, v in sampling.items()},
                     "model": family,
                 }
-                png = marked_png(Image.fromarray(arr), run.run_id, fields, gc.mark_size)
+                png = marked_png(Image.fromarray(arr), run.run_id, fields, gc.mark_size, marks)
                 key = f"{i:09d}"
                 if signer is not None:
-                    png = signer.sign_png(png, f"{key}.png", family, run.run_id, caption or label_name, gc.seed)
+                    watermark = {"methods": list(marks), "payload": payload_hex(run.run_id)} if marks else None
+                    png = signer.sign_png(
+                        png, f"{key}.png", family, run.run_id, caption or label_name, gc.seed, watermark
+                    )
                 (images_dir / f"{key}.png").write_bytes(png)
                 marked = media.open_image(png)
                 builder.add(
@@ -146,6 +162,7 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
                                 "seed": gc.seed,
                                 "index": i,
                                 "c2pa": signer is not None,
+                                "watermark": list(marks),
                             }
                         ),
                     },

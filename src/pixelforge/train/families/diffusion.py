@@ -18,7 +18,7 @@ from pixelforge.models.diffusion import (
     snr_weights,
     train_scheduler,
 )
-from pixelforge.models.sampling import sample_diffusion
+from pixelforge.models.sampling import invert_diffusion, sample_diffusion
 from pixelforge.models.text import CaptionCache, text_encoder
 from pixelforge.train.data import ImageTable
 from pixelforge.train.families import Family, class_ids
@@ -124,7 +124,16 @@ class DiffusionFamily(Family):
 
     # -- sampling --------------------------------------------------------------------------------
     def generate(
-        self, modules, conds, gen, *, steps: int = 25, sampler: str = "ddim", guidance: float = GUIDANCE, **_: Any
+        self,
+        modules,
+        conds,
+        gen,
+        *,
+        steps: int = 25,
+        sampler: str = "ddim",
+        guidance: float = GUIDANCE,
+        init: torch.Tensor | None = None,
+        **_: Any,
     ) -> torch.Tensor:
         cfg, n = self.cfg, len(conds)
         if cfg.condition == "class":
@@ -146,7 +155,19 @@ class DiffusionFamily(Family):
             generator=gen,
             device=self.device,
             n=n,
+            init=init,
         )
+
+    def invert(self, modules, images: torch.Tensor, steps: int = 50) -> torch.Tensor:
+        """The starting noise that would sample into ``images`` ((B, 3, S, S) in [-1, 1]), unconditionally."""
+        cfg, n = self.cfg, images.shape[0]
+        if cfg.condition == "class":
+            uncond = torch.full((n,), cfg.num_classes, dtype=torch.long)
+        elif cfg.condition == "text":
+            uncond = self._caption_cache()([""] * n)
+        else:
+            uncond = None
+        return invert_diffusion(modules["unet"], cfg, images, uncond, steps=steps, device=self.device)
 
     def save_extras(self, run: Path) -> None:
         """Keep the run's caption embeddings beside it (generation reuses the same encoder)."""
