@@ -188,7 +188,8 @@ def many(tmp_path_factory) -> Path:
 def test_one_pass_resumes_after_sigkill(many, tmp_path):
     out = tmp_path / "resumed"
     args = ["curate", str(many), "--out", str(out), "--only", "duplicates", "--processes", "1"]
-    proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = open(tmp_path / "stderr.txt", "wb")  # noqa: SIM115  (kept for the failure message below)
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if list((out / ".work").glob("scores-folder-*.arrow")) if (out / ".work").is_dir() else []:
@@ -196,7 +197,9 @@ def test_one_pass_resumes_after_sigkill(many, tmp_path):
             break
         time.sleep(0.001)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be stopped"
+    err.close()
+    stderr = (tmp_path / "stderr.txt").read_text(errors="replace")[-2000:]
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be stopped: {stderr}"
     saved = {p.name: p.stat().st_mtime_ns for p in (out / ".work").glob("scores-folder-*.arrow")}
     assert 1 <= len(saved) < 5 and not (out / "dataset.json").exists()
     assert main(args) == 2  # without --resume a partly written --out is refused
