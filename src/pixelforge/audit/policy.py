@@ -25,6 +25,15 @@ LICENSE_OR_UNKNOWN_SQL = f"CASE WHEN {UNKNOWN_SQL} THEN 'unknown' ELSE {LICENSE_
 ATTRIBUTION_SQL = f"(NOT {UNKNOWN_SQL} AND {FAMILY_SQL} LIKE 'cc-by%')"
 
 
+def people_columns_sql(columns: Collection[str]) -> tuple[str, str, str]:
+    """n_faces, faces_blurred and consent as DuckDB expressions: the column, or a typed null when the
+    dataset lacks it (made before the people columns)."""
+    return tuple(
+        name if name in columns else f"CAST(NULL AS {sql_type})"
+        for name, sql_type in (("n_faces", "INTEGER"), ("faces_blurred", "BOOLEAN"), ("consent", "VARCHAR"))
+    )
+
+
 @dataclass(frozen=True)
 class Policy:
     """Which samples a use of the dataset may include.
@@ -61,9 +70,7 @@ class Policy:
         ``columns``: the dataset's column names; a people column it lacks reads as null (faces never
         looked for, consent unknown). Faces not looked for break every rule that needs to know them.
         """
-        n = "n_faces" if "n_faces" in columns else "CAST(NULL AS INTEGER)"
-        blurred = "faces_blurred" if "faces_blurred" in columns else "CAST(NULL AS BOOLEAN)"
-        consent = "consent" if "consent" in columns else "CAST(NULL AS VARCHAR)"
+        n, blurred, consent = people_columns_sql(columns)
         people = f"({n} IS NULL OR {n} > 0)"  # may show a person: faces found, or never looked for
         rules = {}
         if self.faces == "blur":
@@ -300,9 +307,7 @@ def _people_breaks(ds: Dataset, pol: Policy) -> list[tuple[str, int, str]]:
     rules = pol.people_sql(ds.schema.names)
     if not rules:
         return []
-    cols = set(ds.schema.names)
-    n = "n_faces" if "n_faces" in cols else "CAST(NULL AS INTEGER)"
-    consent = "consent" if "consent" in cols else "CAST(NULL AS VARCHAR)"
+    n, _, consent = people_columns_sql(ds.schema.names)
     out = []
     if "faces" in rules:
         row = query(

@@ -7,28 +7,22 @@ table of results can be reproduced exactly.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from pixelforge import media
+
 Attack = Callable[[Image.Image], Image.Image]
 
 
 def jpeg(quality: int) -> Attack:
-    def attack(img: Image.Image) -> Image.Image:
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=quality)
-        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-
-    return attack
+    return lambda img: media.decode(media.encode(img.convert("RGB"), "jpg", quality))
 
 
 def png(img: Image.Image) -> Image.Image:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return media.decode(media.encode(img, "png"))
 
 
 def resize(factor: float) -> Attack:
