@@ -170,6 +170,36 @@ def make_judge_set(out: str, n: int, seed: int) -> None:
     b.finish(name="shape-judges", lineage=Lineage(command="benchmarks/text2img_shapes.py"))
 
 
+def train_judges(work: Path, n_images: int) -> dict[str, str]:
+    """The shape and colour classifier runs in ``work`` (trained on a judge set of ``n_images`` if missing)."""
+    judges = {"shape": str(work / "judge-shape"), "colour": str(work / "judge-colour")}
+    if Path(judges["colour"]).exists():
+        return judges
+    make_judge_set(str(work / "judge-set"), n_images, seed=1)
+    for attr, run in judges.items():
+        pf(
+            "train",
+            "classifier",
+            "--data",
+            str(work / "judge-set"),
+            "--out",
+            run,
+            "--label",
+            attr,
+            "--image-size",
+            "32",
+            "--epochs",
+            "8",
+            "--eval-every",
+            "200",
+            "--seed",
+            "0",
+            "--augment",
+            "hflip",
+        )
+    return judges
+
+
 def judge_generated(gen: str, judges: dict[str, str]) -> dict[str, dict[str, float]]:
     """Per attribute: accuracy over the generated images (shape and colour via evaluate conditional)."""
     from pixelforge.store import Dataset
@@ -195,6 +225,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--per-prompt", type=int, default=8)
+    ap.add_argument("--sampler", default="ddim", help="generate's --sampler")
+    ap.add_argument("--steps", type=int, default=50, help="generate's sampling steps")
     ap.add_argument("--judge-images", type=int, default=6000)
     ap.add_argument("--work", default=None)
     ap.add_argument("--skip-train", action="store_true", help="reuse the run in --work")
@@ -221,30 +253,7 @@ def main() -> None:
     n_train = Dataset.open(w("train")).num_samples
 
     # -- 2. judges, validated on real images ---------------------------------------------------------------
-    judges = {"shape": w("judge-shape"), "colour": w("judge-colour")}
-    if not Path(judges["colour"]).exists():
-        make_judge_set(w("judge-set"), args.judge_images, seed=1)
-        for attr, run in judges.items():
-            pf(
-                "train",
-                "classifier",
-                "--data",
-                w("judge-set"),
-                "--out",
-                run,
-                "--label",
-                attr,
-                "--image-size",
-                "32",
-                "--epochs",
-                "8",
-                "--eval-every",
-                "200",
-                "--seed",
-                "0",
-                "--augment",
-                "hflip",
-            )
+    judges = train_judges(work, args.judge_images)
     # the judges on the real training images (their captions state every attribute)
     real = judge_generated_like(w("shapes"), judges, limit=600, work=work)
     print("judges on 600 real shapes images:", json.dumps({k: round(v, 3) for k, v in real.items()}), flush=True)
@@ -315,7 +324,9 @@ def main() -> None:
                 gen,
                 "--overwrite",
                 "--steps",
-                "50",
+                str(args.steps),
+                "--sampler",
+                args.sampler,
                 "--guidance",
                 str(args.guidance),
                 "--seed",

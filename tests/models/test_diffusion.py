@@ -225,3 +225,55 @@ def test_film_scales_and_shifts_every_resnet_block():
         torch.randn(2, 4, 16),
     )
     assert out.shape == (2, 3, 8, 8)
+
+
+class _Scale(torch.nn.Module):
+    """A stand-in UNet that multiplies input channel k by k + 1, to see which channel each pixel travels in."""
+
+    def forward(self, x, t, encoder_hidden_states=None, class_labels=None):
+        scale = torch.arange(1, x.shape[1] + 1, dtype=x.dtype).view(1, -1, 1, 1)
+        return type("Out", (), {"sample": x * scale})()
+
+
+def test_patch_size_runs_the_unet_on_pixel_patches():
+    cfg = DiffusionConfig(condition="text", image_size=16, text_dim=16, patch_size=2, widths="16,32")
+    unet = build_unet(cfg)
+    assert (unet.config.in_channels, unet.config.out_channels, unet.config.sample_size) == (12, 12, 8)
+    assert unet.config.block_out_channels == (16, 32)
+    # the cross-attention's position table is at the patched resolution (8 px -> 4 at the lower level)
+    pos = [m.pos for n, m in unet.named_modules() if n.endswith("proj_in")]
+    assert [tuple(p.shape) for p in pos] == [(1, 32, 4, 4)] * len(pos) and pos
+    out = denoise(unet, cfg, torch.randn(2, 3, 16, 16), torch.tensor([3, 700]), torch.randn(2, 4, 16))
+    assert out.shape == (2, 3, 16, 16)
+    # each 2x2 patch is one position: channel c of pixel (i, j) is channel 4c + 2(i % 2) + (j % 2) of the patch
+    x = torch.ones(1, 3, 4, 4)
+    got = denoise(_Scale(), dataclasses.replace(cfg, condition="none"), x, torch.tensor([0]), None)
+    c, i, j = torch.meshgrid(torch.arange(3), torch.arange(4), torch.arange(4), indexing="ij")
+    assert torch.equal(got[0], (4 * c + 2 * (i % 2) + (j % 2) + 1).float())
+    # patch 1 gives the UNet the image as it is: channel c of every pixel is channel c
+    plain = denoise(_Scale(), DiffusionConfig(condition="none"), x, torch.tensor([0]), None)
+    assert torch.equal(plain[0], (c + 1).float())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"patch_size": 3}, "--patch-size 3: choose 1, 2 or 4"),
+        ({"widths": "a,b"}, "--widths 'a,b': give channel counts"),
+        ({"widths": "16,20"}, "--widths '16,20': each width must be a positive multiple of 8"),
+        ({"patch_size": 2, "image_size": 12}, "--image-size 12: must be a multiple of 8 "),
+        ({"patch_size": 4, "widths": "16,32", "image_size": 16}, None),
+    ],
+)
+def test_patch_size_and_widths_are_checked(changes, message):
+    cfg = DiffusionConfig(condition="text", **changes)
+    if message is None:
+        cfg.validate()
+        return
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        cfg.validate()
+
+
+def test_runs_saved_before_patches_load_unpatched():
+    old = config_from_saved(DiffusionConfig, {"condition": "text", "image_size": 8})
+    assert (old.patch_size, old.widths, old.blocks()) == (1, "", ((32, 64, 96), 1, 8))

@@ -275,3 +275,22 @@ def test_flow_training_resumes_exactly_and_autocasts_on_bf16_cpus(digits, tmp_pa
     assert main([*args, "--sampler", "euler"]) == 0
     assert len(list((gen / "images").glob("*.png"))) == 2
     assert main([*args, "--sampler", "ddpm", "--overwrite"]) == 2  # a flow model has no stochastic DDPM sampler
+
+
+def test_a_patched_text_model_trains_and_samples_from_the_cli(tmp_path):
+    def caption(i):
+        return {"caption": f"a {'red' if i % 2 else 'blue'} square"}
+
+    _tiny_dataset(tmp_path / "d", caption)
+    run, gen = tmp_path / "r", tmp_path / "g"
+    patched = ["--condition", "text", "--patch-size", "2", "--widths", "16,32", "--snr-gamma", "20"]
+    args = ["train", "diffusion", "--data", str(tmp_path / "d"), "--out", str(run), "--max-steps", "2"]
+    assert main([*args, *BASE, *patched]) == 0
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert (model["patch_size"], model["widths"], model["condition"]) == (2, "16,32", "text")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red square\n")
+    gen_args = ["generate", str(run), "--out", str(gen), "--prompts", str(prompts), "--n", "2", "--steps", "3"]
+    assert main([*gen_args, "--sampler", "dpm++", "--mark-size", "0"]) == 0
+    assert len(list((gen / "images").glob("*.png"))) == 2
+    assert main([*args, "--patch-size", "3", "--out", str(tmp_path / "bad")]) == 2

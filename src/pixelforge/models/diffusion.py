@@ -77,6 +77,11 @@ class DiffusionConfig:
     # FiLM: the timestep (+ class or pooled caption) embedding scales and shifts every ResNet block's
     # normalised features (diffusers' resnet_time_scale_shift="scale_shift") instead of only adding to them
     film: bool = False
+    # the UNet works on p x p patches of pixels (pixel-unshuffle: 3 x S x S in, 3p^2 x S/p x S/p): about
+    # p^2 fewer positions per layer. See the 5-minute benchmark figures in docs/benchmarks.md.
+    patch_size: int = 1
+    # block widths, comma-separated, instead of the --model-size preset's (e.g. "64,128,128")
+    widths: str = ""
     num_classes: int = 0
     # what runs saved before these options existed did (their config.json lacks the key)
     BEFORE_OPTION: ClassVar[dict[str, Any]] = {
@@ -85,7 +90,16 @@ class DiffusionConfig:
         "attention_positions": False,
         "timestep_sampling": "uniform",
         "film": False,
+        "patch_size": 1,
+        "widths": "",
     }
+
+    def blocks(self) -> tuple[tuple[int, ...], int, int]:
+        """Block widths, layers per block and group-norm groups: the preset's, or --widths'."""
+        widths, layers, groups = _PRESETS[self.model_size]
+        if self.widths:
+            widths = tuple(int(w) for w in self.widths.split(","))
+        return widths, layers, groups
 
     def validate(self) -> None:
         for flag, value, allowed in (
@@ -97,11 +111,20 @@ class DiffusionConfig:
         ):
             if value not in allowed:
                 raise UsageError(f"{flag} {value!r}: choose one of {', '.join(allowed)}")
-        levels = len(_PRESETS[self.model_size][0])
-        if self.image_size < 8 or self.image_size % (2 ** (levels - 1)):
+        if self.patch_size not in (1, 2, 4):
+            raise UsageError(f"--patch-size {self.patch_size}: choose 1, 2 or 4")
+        try:
+            widths, _, groups = self.blocks()
+        except ValueError:
+            raise UsageError(f"--widths {self.widths!r}: give channel counts, comma-separated, e.g. 48,96,96") from None
+        if not widths or any(w <= 0 or w % groups for w in widths):
+            raise UsageError(f"--widths {self.widths!r}: each width must be a positive multiple of {groups}")
+        levels = len(widths)
+        multiple = self.patch_size * 2 ** (levels - 1)
+        if self.image_size < 8 or self.image_size % multiple:
             raise UsageError(
-                f"--image-size {self.image_size}: must be a multiple of {2 ** (levels - 1)} "
-                f"(the {self.model_size} UNet halves it {levels - 1} times)"
+                f"--image-size {self.image_size}: must be a multiple of {multiple} "
+                f"(patches of {self.patch_size}, and the UNet halves it {levels - 1} times)"
             )
         if not 0.0 <= self.cond_drop < 1.0:
             raise UsageError(f"--cond-drop {self.cond_drop}: choose a probability in [0, 1)")
@@ -125,16 +148,16 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
     With ``text_pooled`` the caption's pooled embedding is also projected and added to the
     timestep embedding (diffusers' ``class_embed_type="projection"``), which reaches every block.
     """
-    widths, layers, groups = _PRESETS[cfg.model_size]
-    n = len(widths)
+    widths, layers, groups = cfg.blocks()
+    n, size, channels = len(widths), cfg.image_size // cfg.patch_size, 3 * cfg.patch_size**2
     if cfg.condition == "text":
         k = cfg.cross_attention_levels
         down = ("DownBlock2D",) * (n - k) + ("CrossAttnDownBlock2D",) * k
         up = ("CrossAttnUpBlock2D",) * k + ("UpBlock2D",) * (n - k)
         unet = UNet2DConditionModel(
-            sample_size=cfg.image_size,
-            in_channels=3,
-            out_channels=3,
+            sample_size=size,
+            in_channels=channels,
+            out_channels=channels,
             layers_per_block=layers,
             block_out_channels=widths,
             down_block_types=down,
@@ -147,14 +170,14 @@ def build_unet(cfg: DiffusionConfig) -> torch.nn.Module:
             projection_class_embeddings_input_dim=cfg.text_dim if cfg.text_pooled else None,
         )
         if cfg.attention_positions:
-            add_attention_positions(unet, cfg.image_size)
+            add_attention_positions(unet, size)
         return unet
     down = ("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",)
     up = ("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1)
     return UNet2DModel(
-        sample_size=cfg.image_size,
-        in_channels=3,
-        out_channels=3,
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
         layers_per_block=layers,
         block_out_channels=widths,
         down_block_types=down,
@@ -282,12 +305,17 @@ def denoise(
     unet: torch.nn.Module, cfg: DiffusionConfig, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None
 ) -> torch.Tensor:
     """One UNet call: the model's prediction (noise or velocity) for noisy images ``x`` at ``t``."""
+    p = cfg.patch_size
+    if p > 1:
+        x = torch.nn.functional.pixel_unshuffle(x, p)
     if cfg.condition == "text":
         pooled = pool_tokens(cond) if cfg.text_pooled else None
-        return unet(x, t, encoder_hidden_states=cond, class_labels=pooled).sample
-    if cfg.condition == "class":
-        return unet(x, t, class_labels=cond).sample
-    return unet(x, t).sample
+        out = unet(x, t, encoder_hidden_states=cond, class_labels=pooled).sample
+    elif cfg.condition == "class":
+        out = unet(x, t, class_labels=cond).sample
+    else:
+        out = unet(x, t).sample
+    return torch.nn.functional.pixel_shuffle(out, p) if p > 1 else out
 
 
 def pool_tokens(tokens: torch.Tensor) -> torch.Tensor:

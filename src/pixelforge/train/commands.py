@@ -78,6 +78,8 @@ FAMILY_OPTIONS: dict[str, list[tuple[str, type, str, tuple[str, ...]]]] = {
     "diffusion": [
         ("condition", str, "none, class or text.", ()),
         ("model_size", str, "tiny (CPU), small or base.", ()),
+        ("patch_size", int, "The UNet sees p x p pixel patches as channels: 1, 2 or 4 (p^2 fewer positions).", ()),
+        ("widths", str, "Block widths, comma-separated, instead of the --model-size preset's (e.g. 64,128,128).", ()),
         ("prediction", str, "epsilon, v_prediction, or flow (rectified flow).", ()),
         ("timestep_sampling", str, "uniform, or logit-normal (noise levels drawn around the middle).", ()),
         ("logit_mean", float, "Logit-normal timestep sampling: mean of the logit.", ()),
