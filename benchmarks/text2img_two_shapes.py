@@ -4,10 +4,10 @@
    half two shapes in two different corners: "a small red circle in the top left and a large blue
    square in the bottom right on a gray background").
 2. Judges: the shape and colour classifiers of benchmarks/text2img_shapes.py (trained here if --work
-   lacks them), applied to each corner on its own: the quadrant is cut out and scaled to 32 px, so a
-   corner shape becomes a centred shape as the judges know them. A corner holds a shape when at least
-   6 of its pixels differ from the background (the border's median colour) by more than 60.
-   The corner judge is validated on 600 real two-shape images first.
+   lacks them), applied to each corner on its own: the quadrant is cut out and pasted in the middle of
+   an image of the background colour, so a corner shape becomes a centred shape of its own size. A
+   corner holds a shape when at least 6 of its pixels differ from the background (the border's median
+   colour) by more than 60. The corner judge is validated on 600 real two-shape images first.
 3. `pixelforge train diffusion --condition text` for --minutes, 8 images for each of 20 two-shape training
    prompts, DDIM 50 steps.
 4. Per object: its corner holds a shape (position), the judges read the asked shape and colour there;
@@ -45,9 +45,8 @@ def parse_objects(caption: str) -> tuple[list[dict[str, str]], str]:
 
 
 def corners(img: np.ndarray) -> dict[str, tuple[np.ndarray, bool]]:
-    """Each quadrant of an HxWx3 uint8 image, scaled to 32 px, and whether it holds a shape."""
-    from PIL import Image
-
+    """Each quadrant of an HxWx3 uint8 image pasted in the middle of a background-coloured image of the same
+    size (the shape keeps its size, as the judges know it), and whether the quadrant holds a shape."""
     h, w, _ = img.shape
     a = img.astype(np.float32)
     bg = np.median(np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]), axis=0)
@@ -55,8 +54,10 @@ def corners(img: np.ndarray) -> dict[str, tuple[np.ndarray, bool]]:
     out = {}
     for name, (r, c) in QUADRANTS.items():
         rows, cols = slice(r * h // 2, (r + 1) * h // 2), slice(c * w // 2, (c + 1) * w // 2)
-        crop = Image.fromarray(img[rows, cols]).resize((32, 32), Image.Resampling.BILINEAR)
-        out[name] = (np.asarray(crop), int(differs[rows, cols].sum()) >= 6)
+        canvas = np.empty_like(img)
+        canvas[:] = np.rint(bg).astype(np.uint8)
+        canvas[h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2] = img[rows, cols]
+        out[name] = (canvas, int(differs[rows, cols].sum()) >= 6)
     return out
 
 
