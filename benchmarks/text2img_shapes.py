@@ -170,6 +170,57 @@ def make_judge_set(out: str, n: int, seed: int) -> None:
     b.finish(name="shape-judges", lineage=Lineage(command="benchmarks/text2img_shapes.py"))
 
 
+def train_text_model(data: str, run: str, extra: list[str]) -> tuple[dict, float, float]:
+    """`pixelforge train diffusion --condition text` at 32 px, seed 0, with ``extra`` options (the budget and
+    levers): its result.json, wall and CPU seconds."""
+    out, wall, cpu = pf(
+        "train",
+        "diffusion",
+        "--data",
+        data,
+        "--out",
+        run,
+        "--condition",
+        "text",
+        "--image-size",
+        "32",
+        "--eval-every",
+        "1000",
+        "--seed",
+        "0",
+        *extra,
+        "--json",
+    )
+    return json.loads(out), wall, cpu
+
+
+def generate_images(
+    run: str, prompts: Path, out: str, per_prompt: int, guidance: float, sampler: str = "ddim", steps: int = 50
+) -> None:
+    """``per_prompt`` unwatermarked images of every prompt in the file ``prompts``, sampling seed 1."""
+    pf(
+        "generate",
+        run,
+        "--prompts",
+        str(prompts),
+        "--n",
+        str(per_prompt),
+        "--out",
+        out,
+        "--overwrite",
+        "--steps",
+        str(steps),
+        "--sampler",
+        sampler,
+        "--guidance",
+        str(guidance),
+        "--seed",
+        "1",
+        "--mark-size",
+        "0",
+    )
+
+
 def train_judges(work: Path, n_images: int) -> dict[str, str]:
     """The shape and colour classifier runs in ``work`` (trained on a judge set of ``n_images`` if missing)."""
     judges = {"shape": str(work / "judge-shape"), "colour": str(work / "judge-colour")}
@@ -288,52 +339,14 @@ def main() -> None:
         cpu = wall = 0.0
         if not (args.skip_train and Path(run).exists()):
             shutil.rmtree(run, ignore_errors=True)
-            out, wall, cpu = pf(
-                "train",
-                "diffusion",
-                "--data",
-                w("train"),
-                "--out",
-                run,
-                "--condition",
-                "text",
-                "--image-size",
-                "32",
-                "--eval-every",
-                "1000",
-                "--seed",
-                "0",
-                *steps,
-                "--json",
-            )
-            trained = json.loads(out)
+            trained, wall, cpu = train_text_model(w("train"), run, steps)
         else:
             trained = json.loads((Path(run) / "result.json").read_text())
         for label, plist in (("training prompts", prompts), ("withheld combinations", withheld)):
             gen = w(f"gen-{Path(run).name}-{label.split()[0]}")
             pfile = work / f"{label.split()[0]}.txt"
             pfile.write_text("\n".join(plist) + "\n")
-            pf(
-                "generate",
-                run,
-                "--prompts",
-                str(pfile),
-                "--n",
-                str(args.per_prompt),
-                "--out",
-                gen,
-                "--overwrite",
-                "--steps",
-                str(args.steps),
-                "--sampler",
-                args.sampler,
-                "--guidance",
-                str(args.guidance),
-                "--seed",
-                "1",
-                "--mark-size",
-                "0",
-            )
+            generate_images(run, pfile, gen, args.per_prompt, args.guidance, args.sampler, args.steps)
             acc = judge_generated(gen, judges)
             everything = all_right(gen, judges)
             spread = diversity(gen, w("train")) if label == "training prompts" else {}

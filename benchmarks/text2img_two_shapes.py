@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_pixelforge as pf  # noqa: E402
-from text2img_shapes import train_judges  # noqa: E402
+from text2img_shapes import generate_images, train_judges, train_text_model  # noqa: E402
 
 QUADRANTS = {"top left": (0, 0), "top right": (0, 1), "bottom left": (1, 0), "bottom right": (1, 1)}
 
@@ -128,50 +128,15 @@ def main() -> None:
     run = w(args.run_name)
     if not (args.skip_train and Path(run).exists()):
         shutil.rmtree(run, ignore_errors=True)
-        out, wall, cpu = pf(
-            "train",
-            "diffusion",
-            "--data",
-            w("shapes2"),
-            "--out",
-            run,
-            "--condition",
-            "text",
-            "--image-size",
-            "32",
-            "--eval-every",
-            "1000",
-            "--seed",
-            "0",
-            "--max-minutes",
-            str(args.minutes),
-            *args.train_args.split(),
-            "--json",
+        trained, wall, cpu = train_text_model(
+            w("shapes2"), run, ["--max-minutes", str(args.minutes), *args.train_args.split()]
         )
-        print(f"trained {json.loads(out)['steps']} steps in {wall / 60:.1f} min wall, {cpu / 60:.1f} CPU min")
+        print(f"trained {trained['steps']} steps in {wall / 60:.1f} min wall, {cpu / 60:.1f} CPU min")
     steps = json.loads((Path(run) / "result.json").read_text())["steps"]
     pfile = work / "two-prompts.txt"
     pfile.write_text("\n".join(prompts) + "\n")
     gen = w(f"gen-{args.run_name}")
-    pf(
-        "generate",
-        run,
-        "--prompts",
-        str(pfile),
-        "--n",
-        str(args.per_prompt),
-        "--out",
-        gen,
-        "--overwrite",
-        "--steps",
-        "50",
-        "--guidance",
-        str(args.guidance),
-        "--seed",
-        "1",
-        "--mark-size",
-        "0",
-    )
+    generate_images(run, pfile, gen, args.per_prompt, args.guidance)
     acc = judge_two(gen, judges)
     print(
         f"\ntwo objects: {len(captions)} training images ({len(two)} two-shape captions), {args.minutes:g} min, "
