@@ -170,6 +170,14 @@ def make_judge_set(out: str, n: int, seed: int) -> None:
     b.finish(name="shape-judges", lineage=Lineage(command="benchmarks/text2img_shapes.py"))
 
 
+def shapes_data(work: Path) -> None:
+    """work/shapes (5,000 shapes at 32 px) and work/train (the same minus the WITHHELD combinations), if missing."""
+    if not (work / "train").exists():
+        pf("import", "shapes", "--n", "5000", "--size", "32", "--seed", "0", "--out", str(work / "shapes"))
+        held = " OR ".join(f"(shape = '{s}' AND colour = '{c}')" for s, c in WITHHELD)
+        pf("curate", str(work / "shapes"), "--out", str(work / "train"), "--where", f"NOT ({held})", "--no-watermark")
+
+
 def train_text_model(data: str, run: str, extra: list[str]) -> tuple[dict, float, float]:
     """`pixelforge train diffusion --condition text` at 32 px, seed 0, with ``extra`` options (the budget and
     levers): its result.json, wall and CPU seconds."""
@@ -221,18 +229,19 @@ def generate_images(
     )
 
 
-def train_judges(work: Path, n_images: int) -> dict[str, str]:
-    """The shape and colour classifier runs in ``work`` (trained on a judge set of ``n_images`` if missing)."""
-    judges = {"shape": str(work / "judge-shape"), "colour": str(work / "judge-colour")}
+def train_judges(work: Path, n_images: int, name: str = "judge", seed: int = 0) -> dict[str, str]:
+    """The shape and colour classifier runs ``name``-shape and ``name``-colour in ``work`` (trained on a judge
+    set of ``n_images`` if missing; the set is drawn with seed + 1, the classifiers trained with ``seed``)."""
+    judges = {"shape": str(work / f"{name}-shape"), "colour": str(work / f"{name}-colour")}
     if Path(judges["colour"]).exists():
         return judges
-    make_judge_set(str(work / "judge-set"), n_images, seed=1)
+    make_judge_set(str(work / f"{name}-set"), n_images, seed=seed + 1)
     for attr, run in judges.items():
         pf(
             "train",
             "classifier",
             "--data",
-            str(work / "judge-set"),
+            str(work / f"{name}-set"),
             "--out",
             run,
             "--label",
@@ -244,7 +253,7 @@ def train_judges(work: Path, n_images: int) -> dict[str, str]:
             "--eval-every",
             "200",
             "--seed",
-            "0",
+            str(seed),
             "--augment",
             "hflip",
         )
@@ -297,10 +306,7 @@ def main() -> None:
     from pixelforge.store import Dataset
 
     # -- 1. data ------------------------------------------------------------------------------------
-    if not (work / "train").exists():
-        pf("import", "shapes", "--n", "5000", "--size", "32", "--seed", "0", "--out", w("shapes"))
-        held = " OR ".join(f"(shape = '{s}' AND colour = '{c}')" for s, c in WITHHELD)
-        pf("curate", w("shapes"), "--out", w("train"), "--where", f"NOT ({held})", "--no-watermark")
+    shapes_data(work)
     n_train = Dataset.open(w("train")).num_samples
 
     # -- 2. judges, validated on real images ---------------------------------------------------------------

@@ -146,3 +146,9 @@ def test_results_scores_and_win_rates(tmp_path, capsys):
     assert cmp["p_first_beats_second"] == pytest.approx(4 / 6, abs=1e-4)
     saved = json.loads((a / "human_eval.json").read_text())
     assert saved["compare"]["win_rate"] == cmp["win_rate"]
+    # the report of model A's images shows both models' share of the blind comparison
+    out = tmp_path / "report.html"
+    assert main(["report", str(a), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "Human comparison (blind, side by side)" in html and "Human ratings" in html
+    assert "<td>model_a</td><td>3</td><td>0.7</td>" in html.replace("\n", "").replace(" ", "")

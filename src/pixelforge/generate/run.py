@@ -163,6 +163,15 @@ def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = Fals
                                 "index": i,
                                 "c2pa": signer is not None,
                                 "watermark": list(marks),
+                                # a reward-tuned run: the run it was tuned from and toward what
+                                **(
+                                    {
+                                        "tuned_from": run.config["reward"]["base"],
+                                        "tuned_toward": run.config["reward"]["options"]["reward"],
+                                    }
+                                    if "reward" in run.config
+                                    else {}
+                                ),
                             }
                         ),
                     },

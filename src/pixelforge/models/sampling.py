@@ -29,6 +29,40 @@ def sample_diffusion(
     from ``generator`` on the CPU, so a seed gives the same images on every device. ``init``: the
     starting noise x_T itself (B, 3, S, S), when the caller draws it (a Tree-Ring watermark does).
     """
+    return sample_with_grad(
+        unet,
+        cfg,
+        cond,
+        uncond,
+        steps=steps,
+        sampler_name=sampler_name,
+        guidance=guidance,
+        generator=generator,
+        device=device,
+        n=n,
+        init=init,
+        grad_steps=0,
+    )
+
+
+def sample_with_grad(
+    unet: torch.nn.Module,
+    cfg: DiffusionConfig,
+    cond: torch.Tensor | None,
+    uncond: torch.Tensor | None,
+    *,
+    steps: int,
+    sampler_name: str,
+    guidance: float,
+    generator: torch.Generator,
+    device: torch.device,
+    n: int | None = None,
+    init: torch.Tensor | None = None,
+    grad_steps: int = 0,
+) -> torch.Tensor:
+    """:func:`sample_diffusion` with the autograd graph kept through its last ``grad_steps`` steps (the
+    earlier ones run without it): DRaFT-K's truncated backpropagation of a reward into the UNet
+    (Clark et al. 2024). With ``grad_steps`` 0 it is sample_diffusion's loop."""
     sched = sampler(sampler_name, cfg)
     sched.set_timesteps(steps)
     b = cond.shape[0] if cond is not None else (n or 1)
@@ -39,25 +73,31 @@ def sample_diffusion(
     x = init.to(device) * getattr(sched, "init_noise_sigma", 1.0)
     guided = cond is not None and uncond is not None and guidance != 1.0
     both = torch.cat([uncond, cond]).to(device) if guided else (cond.to(device) if cond is not None else None)
-    for i, t in enumerate(sched.timesteps):
-        # 2. predict noise / velocity, both halves in one batch when guiding
-        inp = torch.cat([x, x]) if guided else x
-        if hasattr(sched, "scale_model_input"):  # flow matching's Euler takes the sample as it is
-            inp = sched.scale_model_input(inp, t)
-        # a flow model's time is its noise fraction s times T, from the scheduler's sigmas (dpm++ rounds its
-        # timesteps to integers: 124 for s = 0.1249, off by 0.7%); a DDPM model's an integer timestep
-        if cfg.prediction == "flow":
-            s = float(sched.sigmas[i]) * cfg.timesteps
-            tt = torch.full((inp.shape[0],), s, device=device, dtype=torch.float32)
-        else:
-            tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
-        out = denoise(unet, cfg, inp, tt, both)
-        if guided:
-            # 3. classifier-free guidance: u + w (c - u)
-            u, c = out.chunk(2)
-            out = u + guidance * (c - u)
-        # 4. one reverse step x_t -> x_{t-1}
-        x = sched.step(out, t, x, generator=generator).prev_sample
+    first_grad = len(sched.timesteps) - grad_steps
+    was_enabled = torch.is_grad_enabled()
+    try:
+        for i, t in enumerate(sched.timesteps):
+            torch.set_grad_enabled(was_enabled and i >= first_grad)
+            # 2. predict noise / velocity, both halves in one batch when guiding
+            inp = torch.cat([x, x]) if guided else x
+            if hasattr(sched, "scale_model_input"):  # flow matching's Euler takes the sample as it is
+                inp = sched.scale_model_input(inp, t)
+            # a flow model's time is its noise fraction s times T, from the scheduler's sigmas (dpm++ rounds its
+            # timesteps to integers: 124 for s = 0.1249, off by 0.7%); a DDPM model's an integer timestep
+            if cfg.prediction == "flow":
+                s = float(sched.sigmas[i]) * cfg.timesteps
+                tt = torch.full((inp.shape[0],), s, device=device, dtype=torch.float32)
+            else:
+                tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
+            out = denoise(unet, cfg, inp, tt, both)
+            if guided:
+                # 3. classifier-free guidance: u + w (c - u)
+                u, c = out.chunk(2)
+                out = u + guidance * (c - u)
+            # 4. one reverse step x_t -> x_{t-1}
+            x = sched.step(out, t, x, generator=generator).prev_sample
+    finally:
+        torch.set_grad_enabled(was_enabled)
     return x.clamp(-1, 1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pixelforge.errors import DatasetError, ItemError
@@ -25,6 +26,7 @@ QUALITY = (
     ("c_words", "caption words"),
 )
 CURATION_JSON = "curation.json"
+HUMAN_EVAL = "human_eval.json"  # what `pixelforge label results` writes beside the dataset
 
 
 MAP_POINTS = 10_000  # the map draws at most this many samples
@@ -153,6 +155,7 @@ def dataset_section(path: str, title_prefix: str = "Dataset", generated: bool = 
         sec.note("No opted-out images: no failure row with an opt_out_* reason and no sample with opt_out set.")
     if "crawl" in stats:
         _crawl_block(sec, stats["crawl"])
+    _human_block(sec, ds)
     if generated:
         return sec
     grid = sample_grid(ds)
@@ -165,6 +168,43 @@ def dataset_section(path: str, title_prefix: str = "Dataset", generated: bool = 
     _duplicates_block(sec, ds)
     _clusters_block(sec, ds, stats)
     return sec
+
+
+def _human_block(sec: Section, ds: Dataset) -> None:
+    """People's judgements of the images (`pixelforge label results` wrote DIR/human_eval.json): mean ratings
+    and the blind side-by-side comparison with another model's images of the same prompts."""
+    path = Path(ds.root) / HUMAN_EVAL
+    if not path.is_file():
+        return
+    doc = json.loads(path.read_text())
+    ratings = doc.get("ratings") or {}
+    if ratings:
+        sec.table(
+            ["rating (1-5)", "mean", "95% interval", "judgements", "images", "annotators"],
+            [
+                [
+                    f,
+                    fmt(r["mean"]),
+                    "—" if not r.get("ci95") else f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}",
+                    r["n"],
+                    r["items"],
+                    r["annotators"],
+                ]
+                for f, r in ratings.items()
+            ],  # fmt: skip
+            title="Human ratings",
+        )
+    compare = doc.get("compare")
+    if compare:
+        names = compare["models"]
+        sec.table(
+            ["model", "wins", "win rate (a tie is half)", "Bradley-Terry strength"],
+            [[n, compare["wins"][n], fmt(compare["win_rate"][n]), fmt(compare["bradley_terry"][n])] for n in names],
+            title="Human comparison (blind, side by side)",
+            note=f"{compare['n']} judgements of {compare['items']} pairs of images of the same prompt by "
+            f"{compare['annotators']} annotators, {compare['ties']} ties; each pair is shown left/right in a "
+            "seeded order, never labelled by model.",
+        )
 
 
 def _stats(ds: Dataset) -> dict[str, Any]:

@@ -127,6 +127,25 @@ def _facts(sec: Section, run: RunFacts) -> None:
         ],
         title="Run",
     )
+    tuned = config.get("reward")
+    if tuned:
+        options, reward = tuned.get("options") or {}, tuned.get("reward") or {}
+        told = (
+            f"ratings of {reward.get('project')} (Bradley-Terry on {', '.join(reward.get('features') or [])}; "
+            f"held-out pairs ordered right {fmt((reward.get('fit') or {}).get('heldout_accuracy'))})"
+            if reward.get("kind") == "ratings"
+            else "judges " + ", ".join(reward.get("judges") or [])
+        )
+        sec.facts(
+            [
+                ("base run", f"{tuned.get('base')} ({tuned.get('base_checkpoint')})"),
+                ("reward", told),
+                ("method", options.get("method")),
+                ("anchor", options.get("anchor")),
+                ("prompts", options.get("prompts")),
+            ],
+            title="Reward fine-tuning",
+        )
     if result:
         sec.facts(
             [

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from pixelforge.console import print_result
+from pixelforge.errors import UsageError
 from pixelforge.options import TRAIN, AsJson, fill_config, read_tables
 from pixelforge.train.config import TrainConfig
 
@@ -65,6 +66,7 @@ TRAIN_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
         (),
     ),
     ("memory_gb", float, "Decoded training data up to this size is held in memory.", ()),
+    ("init", str, "Start from this run's best weights (fine-tuning); the model options default to its own.", ()),
     (
         "nproc",
         int,
@@ -155,18 +157,34 @@ EXTRA_PARAMS = [
 
 
 def build_configs(
-    config_file: str | None, family: str, train_flags: dict[str, Any], family_flags: dict[str, Any]
+    config_file: str | None,
+    family: str,
+    train_flags: dict[str, Any],
+    family_flags: dict[str, Any],
+    family_defaults: dict[str, Any] | None = None,
 ) -> tuple[TrainConfig, Any]:
-    """Defaults (the loop's, then the family's), then the TOML file's [train] and [FAMILY] tables, then flags."""
-    from pixelforge.train.families import family_for
+    """Defaults (the loop's, then the family's), then the TOML file's [train] and [FAMILY] tables, then flags.
+
+    The model options start from ``family_defaults``, else from the --init run's (fine-tuning keeps its
+    network), else from the family's defaults."""
+    from pixelforge.train.families import config_from_saved, family_for
+    from pixelforge.train.rundir import RunDir
 
     family_cls = family_for(family)
     doc = read_tables(config_file, ("train", family), f"use [train] and [{family}]")
     train = dataclasses.replace(TrainConfig(), **family_cls.train_defaults)
     train = fill_config(TrainConfig, train, doc.get("train", {}), train_flags, "--config [train]")
-    fam = fill_config(
-        family_cls.config_cls, family_cls.config_cls(), doc.get(family, {}), family_flags, f"--config [{family}]"
-    )
+    if family_defaults is None and train.init:
+        init = RunDir(train.init)
+        if not init.has_config():
+            raise UsageError(f"--init {train.init}: not a training run (no config.json)")
+        if (old := init.config.get("family")) != (family_cls.saved_family or family):
+            raise UsageError(f"--init {train.init}: a {old} run; start a {family} run from a {family} run")
+        family_defaults = init.config["model"]
+    fam = config_from_saved(family_cls.config_cls, family_defaults) if family_defaults else family_cls.config_cls()
+    fam = fill_config(family_cls.config_cls, fam, doc.get(family, {}), family_flags, f"--config [{family}]")
+    if family_defaults and "image_size" not in train_flags and "image_size" not in doc.get("train", {}):
+        train.image_size = fam.image_size  # the run it starts from sets the resolution
     fam.image_size = train.image_size
     train.family = dataclasses.asdict(fam)
     return train, fam
@@ -211,6 +229,102 @@ def _make_command(family: str) -> None:
 
 for _family in FAMILY_OPTIONS:
     _make_command(_family)
+
+
+REWARD_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
+    ("base", str, "The text-to-image run to fine-tune (its best checkpoint).", ()),
+    (
+        "prompts",
+        str,
+        "Prompts to tune on: a file with one per line, or a .csv/.jsonl with a prompt column (and the classes "
+        "each prompt states).",
+        (),
+    ),
+    (
+        "reward",
+        list[str],
+        "classifier:RUN[:COLUMN], repeatable (every judge finds the class the prompt states; COLUMN: the "
+        "prompts file's column holding it), or ratings:PROJECT (a label project's human judgements).",
+        (),
+    ),
+    (
+        "rating_features",
+        list[str],
+        "ratings: the judges classifier:RUN[:COLUMN] whose verdicts the people's choices are fitted on.",
+        (),
+    ),
+    (
+        "method",
+        str,
+        "rwr (reward-weighted regression on its own samples) or draft (DRaFT-K: the reward's gradient "
+        "through the last K sampling steps).",
+        (),
+    ),
+    ("anchor", float, "Weight of the weights' squared distance from the base run's.", ()),
+    ("data_weight", float, "Weight of the denoising loss on the base run's real training images.", ()),
+    ("reward_batch", int, "Images sampled and scored per round (rwr) or step (draft); default --batch-size.", ()),
+    ("group", int, "rwr: images of each prompt per round.", ()),
+    ("updates", int, "rwr: optimiser steps per batch of scored samples.", ()),
+    ("temperature", float, "rwr: softmax temperature of the rewards' logarithms.", ()),
+    ("draft_k", int, "draft: sampling steps the gradient goes back through.", ()),
+    ("judge_jitter", int, "draft: the judges see each image shifted by up to N pixels, with noise.", ()),
+    ("sampler", str, "Sampler of the tuning samples: ddim, ddpm or dpm++.", ()),
+    ("sampling_steps", int, "Sampling steps of the tuning samples.", ()),
+    ("guidance", float, "Classifier-free guidance of the tuning samples (default: 1 for rwr, 2 for draft).", ()),
+]
+
+
+def train_reward_command(**kwargs: Any) -> None:
+    from pixelforge.models.diffusion import DiffusionConfig
+    from pixelforge.train.families import config_from_saved
+    from pixelforge.train.loop import train
+    from pixelforge.train.rundir import RunDir
+
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    base = given.get("base")
+    if not base:
+        raise UsageError("--base is required: the text-to-image run to fine-tune")
+    run = RunDir(base)
+    if not run.has_config() or run.config.get("family") != "diffusion":
+        raise UsageError(f"--base {base}: not a diffusion run (train one with `pixelforge train diffusion`)")
+    for name in ("prompts", "reward"):
+        if not given.get(name):
+            raise UsageError(f"--{name} is required (see `pixelforge train reward --help`)")
+    saved = run.config
+    train_flags = {k: given[k] for k in (o[0] for o in TRAIN_OPTIONS) if k in given}
+    train_flags.setdefault("data", saved["dataset"]["path"])  # tune beside the data it learnt from
+    if "init" in train_flags:
+        raise UsageError("--init: train reward starts from --base")
+    train_flags["init"] = base
+    if kwargs["allow_opt_out"]:
+        train_flags["allow_opt_out"] = True
+    reward_flags = {k: given[k] for k in (o[0] for o in REWARD_OPTIONS) if k in given}
+    model = dataclasses.asdict(config_from_saved(DiffusionConfig, saved["model"]))
+    cfg, fam = build_configs(kwargs["config"], "reward", train_flags, reward_flags, family_defaults=model)
+    if cfg.nproc != 1:
+        raise UsageError(f"--nproc {cfg.nproc}: train reward runs in one process")
+    result = train("reward", cfg, fam, resume=kwargs["resume"])
+    if result is not None:
+        print_result(result, kwargs["as_json"])
+
+
+def _register_reward() -> None:
+    params = [_option(*o) for o in REWARD_OPTIONS + [o for o in TRAIN_OPTIONS if o[0] != "init"]]
+    params += [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in EXTRA_PARAMS
+    ]
+    train_reward_command.__signature__ = inspect.Signature(params)
+    train_reward_command.__doc__ = (
+        "Fine-tune a text-to-image run toward a reward: judges' verdicts or people's ratings.\n\n"
+        "The result is an ordinary diffusion run (generate, verify, evaluate and report take it); its "
+        "config.json names the base run, the reward and the method.\n\nExample:\n\n"
+        "    pixelforge train reward --base runs/shapes --out runs/shapes-tuned --prompts prompts.csv "
+        "--reward classifier:runs/shape-judge --reward classifier:runs/colour-judge:colour --max-minutes 5\n"
+    )
+    train_app.command("reward")(train_reward_command)
+
+
+_register_reward()
 
 
 vae_app = typer.Typer(help="Use a trained VAE: latent codes and interpolations.", no_args_is_help=True)

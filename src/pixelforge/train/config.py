@@ -49,6 +49,7 @@ class TrainConfig:
     policy: str | None = None  # a use policy (research, commercial, open, or a TOML file) the data must meet
     override: str | None = None  # policy rules knowingly broken, comma-separated: opt_out, license, faces, consent
     nproc: int = 1  # processes training together under DDP (torchrun sets it); batch_size is their total
+    init: str | None = None  # start from this run's best weights (fine-tuning), same model options
     family: dict[str, Any] = field(default_factory=dict)  # the family config, as saved
 
     def validate(self) -> None:

@@ -222,11 +222,14 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         resumed = run.resume(modules, ema, optimizers)
         if ranks.main and resumed.checkpoint is not None:
             run.truncate_metrics(resumed.step, fields)
+    if cfg.init and resumed.checkpoint is None:
+        RunDir(cfg.init).load_into(family.saved_family or family_name, modules, ema)
     config_doc = {
         "pixelforge_version": __version__,
-        "family": family_name,
+        "family": family.saved_family or family_name,
+        "trained_as": family_name,
         "train": dataclasses.asdict(cfg),
-        "model": dataclasses.asdict(family_cfg),
+        "model": family.saved_model(),
         "dataset": {
             "path": cfg.data,
             "name": ds.name,

@@ -138,7 +138,7 @@ class RunDir:
             )
         if resume and not self.has_config():
             raise UsageError(f"--resume {self.path}: no run there to resume (no config.json)")
-        if resume and (old := self.config.get("family")) != family:
+        if resume and (old := self.config.get("trained_as", self.config.get("family"))) != family:
             raise UsageError(f"--resume {self.path}: it holds a {old} run, not a {family} run; choose another --out")
 
     def create(self) -> None:
@@ -228,7 +228,8 @@ class RunDir:
         old = saved["train"]
         new = dataclasses.asdict(cfg)
         changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and k != "family" and old.get(k) != new[k])
-        if config_from_saved(type(family_cfg), saved["model"]) != family_cfg and not changed:
+        options = {**saved["model"], **saved.get("reward", {}).get("options", {})}  # a reward run's own options
+        if config_from_saved(type(family_cfg), options) != family_cfg and not changed:
             changed = ["the model options"]
         if changed:
             raise UsageError(
@@ -292,6 +293,31 @@ class RunDir:
                 ckpt.load_weights(folder, name, module)
             modules[name] = module.to(device).eval()
         return LoadedRun(self.path, config, fam, modules, folder.name)
+
+    def load_into(self, family: str, modules: dict[str, torch.nn.Module], ema: dict[str, torch.nn.Module]) -> None:
+        """``--init``: this run's best weights into a new ``family`` run's modules (its EMA weights where it
+        keeps them, which are what it generates with) and their EMA copies."""
+        from pixelforge.train import checkpoint as ckpt
+
+        folder = self.checkpoint("best") if self.has_config() else None
+        if folder is None:
+            raise UsageError(f"--init {self.path}: not a training run with a checkpoint")
+        if (old := self.config.get("family")) != family:
+            raise UsageError(f"--init {self.path}: a {old} run; start a {family} run from a {family} run")
+        try:
+            for name, module in modules.items():
+                if name in ema:
+                    ckpt.load_weights(folder, f"{name}_ema", ema[name])
+                    module.load_state_dict(ema[name].module.state_dict())
+                else:
+                    ckpt.load_weights(folder, name, module)
+        except (RuntimeError, FileNotFoundError) as exc:
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            first = next((ln for ln in lines if "mismatch" in ln or "key" in ln), lines[0] if lines else "")[:200]
+            raise UsageError(
+                f"--init {self.path}: its network does not fit this run's model options ({first}); "
+                "leave the model options out to take the run's own"
+            ) from None
 
     # -- metrics, samples, result ----------------------------------------------------------------
     @property

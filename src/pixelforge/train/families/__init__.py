@@ -9,6 +9,7 @@ two players.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -24,6 +25,8 @@ class Family(abc.ABC):
 
     name: ClassVar[str]
     config_cls: ClassVar[type]
+    # the family a finished run is loaded as (config.json's "family"): a reward-tuned run is a diffusion run
+    saved_family: ClassVar[str | None] = None
     ema_names: ClassVar[tuple[str, ...]] = ()  # modules with an EMA copy (evaluated, sampled, exported)
     log_terms: ClassVar[tuple[str, ...]] = ()  # extra per-step scalars in metrics.csv (besides loss)
     val_terms: ClassVar[tuple[str, ...]] = ("val_loss",)  # what validate() returns
@@ -54,6 +57,10 @@ class Family(abc.ABC):
     def meta(self) -> dict[str, Any]:
         """Extra keys of the run's config.json."""
         return {"sample_conditions": self.sample_conds}
+
+    def saved_model(self) -> dict[str, Any]:
+        """config.json's "model": the options that rebuild the network (the run is loaded by ``saved_family``)."""
+        return dataclasses.asdict(self.cfg)
 
     # -- training --------------------------------------------------------------------------------
     def loss_terms(
@@ -149,6 +156,7 @@ FAMILIES = {
     "gan": "pixelforge.train.families.gan:GanFamily",
     "vae": "pixelforge.train.families.vae:VaeFamily",
     "classifier": "pixelforge.train.families.classifier:ClassifierFamily",
+    "reward": "pixelforge.train.families.reward:RewardFamily",
 }
 
 

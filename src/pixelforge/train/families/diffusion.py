@@ -86,8 +86,10 @@ class DiffusionFamily(Family):
         return None
 
     # -- training --------------------------------------------------------------------------------
-    def loss_terms(self, modules, x0, labels, captions, gen, step, train=True, rows=None):
-        """The denoising loss on a batch x0 (B, 3, S, S) in [-1, 1]; all randomness from ``gen`` (CPU)."""
+    def loss_terms(self, modules, x0, labels, captions, gen, step, train=True, rows=None, sample_weights=None):
+        """The denoising loss on a batch x0 (B, 3, S, S) in [-1, 1]; all randomness from ``gen`` (CPU).
+
+        ``sample_weights`` (B,): the loss is the weighted mean over the images (reward-weighted regression)."""
         cfg = self.cfg
         b = x0.shape[0]
         # 1. eps ~ N(0, I), a noise level per image, and which conditions are dropped (classifier-free guidance)
@@ -109,6 +111,8 @@ class DiffusionFamily(Family):
             # 2f. x_s = (1 - s) x0 + s eps on the straight line; the velocity dx/ds = eps - x0 is the target
             s = level.view(b, 1, 1, 1)
             pred = denoise(modules["unet"], cfg, (1 - s) * x0 + s * eps, level * cfg.timesteps, cond)
+            if sample_weights is not None:
+                return {"loss": _weighted_mse(pred, eps - x0, sample_weights)}
             return {"loss": F.mse_loss(pred.float(), (eps - x0).float())}
         # 2. x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps   (eq. 4 of Ho et al. 2020)
         a = self.alphas[t].view(b, 1, 1, 1)
@@ -117,10 +121,15 @@ class DiffusionFamily(Family):
         target = eps if cfg.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
         pred = denoise(modules["unet"], cfg, xt, t, cond)
         if not cfg.snr_gamma:
+            if sample_weights is not None:
+                return {"loss": _weighted_mse(pred, target, sample_weights)}
             return {"loss": F.mse_loss(pred.float(), target.float())}
         # 4. Min-SNR-gamma: per-sample MSE weighted by min(SNR, gamma) / SNR (or / (SNR + 1) for v)
+        weights = snr_weights(self.alphas, t, cfg.snr_gamma, cfg.prediction)
+        if sample_weights is not None:
+            weights = weights * sample_weights.to(weights.device)
         per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-        return {"loss": (per_sample * snr_weights(self.alphas, t, cfg.snr_gamma, cfg.prediction)).mean()}
+        return {"loss": (per_sample * weights).mean()}
 
     # -- sampling --------------------------------------------------------------------------------
     def generate(
@@ -182,3 +191,9 @@ class DiffusionFamily(Family):
             str(run / "text_cache.safetensors"),
             metadata={"captions": "\n".join(k.replace("\n", " ") for k in keys)},
         )
+
+
+def _weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The mean over images of each image's MSE times its weight."""
+    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * weights.to(per_sample.device)).mean()

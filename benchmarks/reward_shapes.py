@@ -1,0 +1,223 @@
+"""Does reward fine-tuning buy more than the same CPU time of plain training? Shapes, judged attribute by attribute.
+
+1. Data and the evaluating judges as benchmarks/text2img_shapes.py (shape and colour classifiers
+   validated on real images; background, position and size from pixels).
+2. The reward's judges are OTHER classifiers: trained on a judge set drawn with another seed and
+   with another training seed. An image that fools the reward's judges without showing the shape
+   is caught by the evaluating ones.
+3. The base: `train diffusion --condition text` with the patched recipe of `pixelforge demo` for
+   --base-minutes. From its best checkpoint, the same extra --minutes spent on
+   (a) plain training: `train diffusion --init BASE` with the base's recipe;
+   (b) reward fine-tuning: `train reward --base BASE --reward classifier:SHAPE-JUDGE
+       --reward classifier:COLOUR-JUDGE:colour` over every training caption (a CSV of prompt, shape, colour).
+4. 8 images of each of 20 training prompts from each model (DPM-Solver++ 20 steps, guidance 2, seed 1):
+   every attribute's accuracy and all five right (evaluating judges), the reward judges' mean
+   probability of the stated shape and colour, FID against real images of those prompts on the
+   evaluating shape judge's features, and diversity: the mean pairwise RMS pixel distance between
+   the images of one prompt (0-255), averaged over the prompts.
+
+    .venv/bin/python benchmarks/reward_shapes.py [--base-minutes 5] [--minutes 3] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_pixelforge as pf  # noqa: E402
+from text2img_shapes import (  # noqa: E402
+    all_right,
+    generate_images,
+    judge_generated,
+    parse_caption,
+    prompt_reference,
+    shapes_data,
+    train_judges,
+    train_text_model,
+)
+
+# the patched recipe of `pixelforge demo` (src/pixelforge/demo.py)
+BASE_RECIPE = ["--patch-size", "2", "--widths", "48,96,96", "--batch-size", "32", "--snr-gamma", "20"]
+
+
+def diversity(gen: str) -> float:
+    """Mean over prompts of the mean pairwise RMS distance (0-255 scale) between that prompt's images."""
+    from pixelforge.store import Dataset
+
+    by_prompt: dict[str, list[np.ndarray]] = {}
+    for sample in Dataset.open(gen).iter_samples():
+        by_prompt.setdefault(sample.row["caption"], []).append(np.asarray(sample.decode(), dtype=np.float32))
+    spreads = []
+    for images in by_prompt.values():
+        a = np.stack(images).reshape(len(images), -1)
+        d = [np.sqrt(((a[i] - a[j]) ** 2).mean()) for i in range(len(a)) for j in range(i + 1, len(a))]
+        spreads.append(np.mean(d))
+    return float(np.mean(spreads))
+
+
+def reward_judges_score(gen: str, judges: dict[str, str]) -> float:
+    """Mean over images of p(stated shape) * p(stated colour) by the reward's own judges."""
+    import torch
+
+    from pixelforge.store import Dataset
+    from pixelforge.train.rundir import load_run
+
+    nets = {k: load_run(v) for k, v in judges.items()}
+    out = []
+    for sample in Dataset.open(gen).iter_samples():
+        asked = parse_caption(sample.row["caption"])
+        x = torch.from_numpy(np.asarray(sample.decode().resize((32, 32)))).permute(2, 0, 1)[None].float() / 255
+        p = 1.0
+        with torch.inference_mode():
+            for k, run in nets.items():
+                p *= float(run.model(x).softmax(1)[0, run.labels.index(asked[k])])
+        out.append(p)
+    return float(np.mean(out))
+
+
+def fid(real: str, fake: str, judge: str) -> float:
+    out = pf(
+        "evaluate",
+        "--real",
+        real,
+        "--fake",
+        fake,
+        "--metrics",
+        "fid",
+        "--features",
+        f"classifier:{judge}",
+        "--no-cache",
+        "--json",
+    )[0]
+    return float(json.loads(out)["fid"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--base-minutes", type=float, default=5.0)
+    ap.add_argument("--minutes", type=float, default=3.0, help="the extra budget of each arm")
+    ap.add_argument("--per-prompt", type=int, default=8)
+    ap.add_argument("--judge-images", type=int, default=6000)
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--reward-args", default="", help="extra `pixelforge train reward` options")
+    ap.add_argument("--reward-name", default="reward", help="run name of the reward arm (to compare settings)")
+    ap.add_argument("--skip-plain", action="store_true", help="reuse the plain arm in --work and its scores")
+    args = ap.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="pf-reward-"))
+    work.mkdir(parents=True, exist_ok=True)
+    w = lambda name: str(work / name)  # noqa: E731
+    from pixelforge.store import Dataset
+
+    # -- 1. data, judges ----------------------------------------------------------------------------
+    shapes_data(work)
+    judges = train_judges(work, args.judge_images)  # evaluate
+    reward_judges = train_judges(work, args.judge_images, name="reward-judge", seed=1)  # the reward
+    captions = sorted({r["caption"] for r in Dataset.open(w("train")).iter_rows(columns=["caption"])})
+    tuning = work / "tuning-prompts.csv"
+    with tuning.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=["prompt", "shape", "colour"])
+        out.writeheader()
+        for c in captions:
+            a = parse_caption(c)
+            out.writerow({"prompt": c, "shape": a["shape"], "colour": a["colour"]})
+    rng = np.random.default_rng(0)
+    prompts = sorted(rng.choice(captions, 20, replace=False).tolist())
+    pfile = work / "training.txt"
+    pfile.write_text("\n".join(prompts) + "\n")
+    real = prompt_reference(work, prompts, 7)
+
+    # -- 2. the base, then the two arms -----------------------------------------------------------------
+    tag = f"{args.base_minutes:g}+{args.minutes:g}min"
+    base = w(f"base-{args.base_minutes:g}min")
+    if not Path(base, "result.json").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        train_text_model(w("train"), base, ["--max-minutes", str(args.base_minutes), *BASE_RECIPE])
+    runs = {"base": (base, json.loads(Path(base, "result.json").read_text())["steps"], 0.0)}
+    plain = w(f"plain-{tag}")
+    if not (args.skip_plain and Path(plain, "result.json").exists()):
+        shutil.rmtree(plain, ignore_errors=True)
+        done, _, cpu = train_text_model(
+            w("train"), plain, ["--init", base, "--max-minutes", str(args.minutes), *BASE_RECIPE[4:]]
+        )
+        runs["plain"] = (plain, done["steps"], cpu)
+    else:
+        runs["plain"] = (plain, json.loads(Path(plain, "result.json").read_text())["steps"], 0.0)
+    tuned = w(f"{args.reward_name}-{tag}")
+    shutil.rmtree(tuned, ignore_errors=True)
+    out, _, cpu = pf(
+        "train",
+        "reward",
+        "--base",
+        base,
+        "--out",
+        tuned,
+        "--prompts",
+        str(tuning),
+        "--reward",
+        f"classifier:{reward_judges['shape']}",
+        "--reward",
+        f"classifier:{reward_judges['colour']}:colour",
+        "--max-minutes",
+        str(args.minutes),
+        "--seed",
+        "0",
+        *args.reward_args.split(),
+        "--json",
+    )
+    runs[args.reward_name] = (tuned, json.loads(out)["steps"], cpu)
+
+    # -- 3. judge each -------------------------------------------------------------------------------
+    rows = {}
+    for name, (run, steps, cpu) in runs.items():
+        cached = work / f"scores-{Path(run).name}.json"
+        if name in ("base", "plain") and args.skip_plain and cached.exists():
+            rows[name] = json.loads(cached.read_text())  # judged by an earlier run of this benchmark
+            continue
+        gen = w(f"gen-{Path(run).name}")
+        generate_images(run, pfile, gen, args.per_prompt, 2.0, "dpm++", 20)
+        acc = judge_generated(gen, judges)
+        rows[name] = {
+            **acc,
+            "all five": all_right(gen, judges),
+            "reward judges": reward_judges_score(gen, reward_judges),
+            "FID": fid(real, gen, judges["shape"]),
+            "diversity": diversity(gen),
+            "steps": steps,
+            "CPU min": cpu / 60,
+        }
+        cached.write_text(json.dumps(rows[name]))
+    print(
+        f"\nreward fine-tuning on shapes: base {args.base_minutes:g} min, then {args.minutes:g} min more per arm; "
+        f"{args.per_prompt} images x 20 training prompts, DPM-Solver++ 20, guidance 2 (work dir {work})"
+    )
+    print(f"  reward options: {args.reward_args or '(defaults)'}")
+    names = ["shape", "colour", "background", "position", "size", "all five", "reward judges", "FID", "diversity"]
+    print("  " + "model".ljust(10) + "".join(n.rjust(14) for n in names) + "steps".rjust(8) + "CPU min".rjust(9))
+    for name, r in rows.items():
+        print(
+            "  "
+            + name.ljust(10)
+            + "".join(f"{r[n]:14.3f}" for n in names)
+            + f"{r['steps']:8d}"
+            + f"{r['CPU min']:9.1f}"
+        )
+    b = rows["base"]
+    for name, r in rows.items():
+        if name == "base":
+            continue
+        print(
+            f"  {name} vs base: all five {r['all five'] - b['all five']:+.3f}, FID x{r['FID'] / b['FID']:.2f}, "
+            f"diversity x{r['diversity'] / b['diversity']:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
