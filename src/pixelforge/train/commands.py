@@ -157,16 +157,11 @@ EXTRA_PARAMS = [
 
 
 def build_configs(
-    config_file: str | None,
-    family: str,
-    train_flags: dict[str, Any],
-    family_flags: dict[str, Any],
-    family_defaults: dict[str, Any] | None = None,
+    config_file: str | None, family: str, train_flags: dict[str, Any], family_flags: dict[str, Any]
 ) -> tuple[TrainConfig, Any]:
     """Defaults (the loop's, then the family's), then the TOML file's [train] and [FAMILY] tables, then flags.
 
-    The model options start from ``family_defaults``, else from the --init run's (fine-tuning keeps its
-    network), else from the family's defaults."""
+    With --init the model options start from that run's (fine-tuning keeps its network)."""
     from pixelforge.train.families import config_from_saved, family_for
     from pixelforge.train.rundir import RunDir
 
@@ -174,16 +169,10 @@ def build_configs(
     doc = read_tables(config_file, ("train", family), f"use [train] and [{family}]")
     train = dataclasses.replace(TrainConfig(), **family_cls.train_defaults)
     train = fill_config(TrainConfig, train, doc.get("train", {}), train_flags, "--config [train]")
-    if family_defaults is None and train.init:
-        init = RunDir(train.init)
-        if not init.has_config():
-            raise UsageError(f"--init {train.init}: not a training run (no config.json)")
-        if (old := init.config.get("family")) != (family_cls.saved_family or family):
-            raise UsageError(f"--init {train.init}: a {old} run; start a {family} run from a {family} run")
-        family_defaults = init.config["model"]
-    fam = config_from_saved(family_cls.config_cls, family_defaults) if family_defaults else family_cls.config_cls()
+    init = RunDir(train.init).check_init(family_cls.saved_family or family)["model"] if train.init else None
+    fam = config_from_saved(family_cls.config_cls, init) if init else family_cls.config_cls()
     fam = fill_config(family_cls.config_cls, fam, doc.get(family, {}), family_flags, f"--config [{family}]")
-    if family_defaults and "image_size" not in train_flags and "image_size" not in doc.get("train", {}):
+    if init and "image_size" not in train_flags and "image_size" not in doc.get("train", {}):
         train.image_size = fam.image_size  # the run it starts from sets the resolution
     fam.image_size = train.image_size
     train.family = dataclasses.asdict(fam)
@@ -275,8 +264,6 @@ REWARD_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
 
 
 def train_reward_command(**kwargs: Any) -> None:
-    from pixelforge.models.diffusion import DiffusionConfig
-    from pixelforge.train.families import config_from_saved
     from pixelforge.train.loop import train
     from pixelforge.train.rundir import RunDir
 
@@ -290,17 +277,15 @@ def train_reward_command(**kwargs: Any) -> None:
     for name in ("prompts", "reward"):
         if not given.get(name):
             raise UsageError(f"--{name} is required (see `pixelforge train reward --help`)")
-    saved = run.config
     train_flags = {k: given[k] for k in (o[0] for o in TRAIN_OPTIONS) if k in given}
-    train_flags.setdefault("data", saved["dataset"]["path"])  # tune beside the data it learnt from
+    train_flags.setdefault("data", run.config["dataset"]["path"])  # tune beside the data it learnt from
     if "init" in train_flags:
         raise UsageError("--init: train reward starts from --base")
     train_flags["init"] = base
     if kwargs["allow_opt_out"]:
         train_flags["allow_opt_out"] = True
     reward_flags = {k: given[k] for k in (o[0] for o in REWARD_OPTIONS) if k in given}
-    model = dataclasses.asdict(config_from_saved(DiffusionConfig, saved["model"]))
-    cfg, fam = build_configs(kwargs["config"], "reward", train_flags, reward_flags, family_defaults=model)
+    cfg, fam = build_configs(kwargs["config"], "reward", train_flags, reward_flags)  # the model: the base's
     if cfg.nproc != 1:
         raise UsageError(f"--nproc {cfg.nproc}: train reward runs in one process")
     result = train("reward", cfg, fam, resume=kwargs["resume"])

@@ -13,6 +13,7 @@ column), else the one class name of the judge that the prompt contains as a word
 
 from __future__ import annotations
 
+import abc
 import csv
 import json
 import re
@@ -125,7 +126,12 @@ def parse_judge(spec: str, device: torch.device) -> Judge:
 # -- rewards -----------------------------------------------------------------------------------------
 
 
-class Reward:
+def judge_features(judges: list[Judge], x: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """(B, judges): each judge's log-probability of the class each image's prompt states."""
+    return torch.stack([j.stated_log_prob(x, prompts) for j in judges], dim=1)
+
+
+class Reward(abc.ABC):
     """s(x, prompts): (B,) log-strengths, differentiable in x. ``describe`` goes into the run's config.json."""
 
     judges: list[Judge]
@@ -136,11 +142,11 @@ class Reward:
             for i, row in enumerate(rows):
                 judge.expected[row["prompt"]] = judge.stated(row, f"{where} row {i + 1}")
 
-    def __call__(self, x: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __call__(self, x: torch.Tensor, prompts: list[str]) -> torch.Tensor: ...
 
-    def describe(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]: ...
 
 
 class ClassifierReward(Reward):
@@ -150,7 +156,7 @@ class ClassifierReward(Reward):
         self.judges = judges
 
     def __call__(self, x: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        return torch.stack([j.stated_log_prob(x, prompts) for j in self.judges]).sum(0)
+        return judge_features(self.judges, x, prompts).sum(1)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "classifier", "judges": [j.spec for j in self.judges]}
@@ -165,11 +171,8 @@ class RatingsReward(Reward):
         self.mean = torch.tensor(fit["feature_mean"], dtype=torch.float32)
         self.std = torch.tensor(fit["feature_std"], dtype=torch.float32)
 
-    def features(self, x: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        return torch.stack([j.stated_log_prob(x, prompts) for j in self.judges], dim=1)
-
     def __call__(self, x: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        phi = (self.features(x, prompts) - self.mean.to(x.device)) / self.std.to(x.device)
+        phi = (judge_features(self.judges, x, prompts) - self.mean.to(x.device)) / self.std.to(x.device)
         return phi @ self.w.to(x.device)
 
     def describe(self) -> dict[str, Any]:
@@ -289,23 +292,14 @@ def fit_ratings(project: str, judges: list[Judge], device: torch.device, folds: 
             if sample.key in keys:
                 arr = np.asarray(sample.decode().convert("RGB"), dtype=np.float32)
                 pixels[f"{path}\0{sample.key}"] = torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1
-    with torch.no_grad():
-        phi = np.stack(
+    with torch.no_grad():  # one image at a time: the rated images need not share a size
+        phi = torch.cat(
             [
-                torch.stack(
-                    [
-                        j.stated_log_prob(
-                            pixels[f"{images[n]['dataset']}\0{images[n]['key']}"][None].to(device),
-                            [images[n]["prompt"]],
-                        )[0]
-                        for j in judges
-                    ]
-                )
-                .cpu()
-                .numpy()
+                judge_features(judges, pixels[f"{images[n]['dataset']}\0{images[n]['key']}"][None].to(device),
+                               [images[n]["prompt"]])
                 for n in names
             ]
-        )
+        ).cpu().numpy()  # fmt: skip
     mean, std = phi.mean(0), phi.std(0) + 1e-6
     z = (phi - mean) / std
     index = {n: i for i, n in enumerate(names)}

@@ -294,16 +294,24 @@ class RunDir:
             modules[name] = module.to(device).eval()
         return LoadedRun(self.path, config, fam, modules, folder.name)
 
+    def check_init(self, family: str) -> dict[str, Any]:
+        """``--init``: this run's config.json, refused unless it is a ``family`` run."""
+        if not self.has_config():
+            raise UsageError(f"--init {self.path}: not a training run (no config.json)")
+        config = self.config
+        if (old := config.get("family")) != family:
+            raise UsageError(f"--init {self.path}: a {old} run; start a {family} run from a {family} run")
+        return config
+
     def load_into(self, family: str, modules: dict[str, torch.nn.Module], ema: dict[str, torch.nn.Module]) -> None:
         """``--init``: this run's best weights into a new ``family`` run's modules (its EMA weights where it
         keeps them, which are what it generates with) and their EMA copies."""
         from pixelforge.train import checkpoint as ckpt
 
-        folder = self.checkpoint("best") if self.has_config() else None
+        self.check_init(family)
+        folder = self.checkpoint("best")
         if folder is None:
-            raise UsageError(f"--init {self.path}: not a training run with a checkpoint")
-        if (old := self.config.get("family")) != family:
-            raise UsageError(f"--init {self.path}: a {old} run; start a {family} run from a {family} run")
+            raise UsageError(f"--init {self.path}: it has no checkpoint yet")
         try:
             for name, module in modules.items():
                 if name in ema:

@@ -122,7 +122,7 @@ class RewardFamily(DiffusionFamily):
         self.reward = parse_reward(cfg.reward, cfg.rating_features, device)
         self.reward.bind(self.rows, f"--prompts {cfg.prompts}")
         self.base_params: list[torch.Tensor] | None = None
-        self.buffer: tuple[torch.Tensor, list[str], torch.Tensor] | None = None
+        self.buffer: tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor] | None = None
         self.buffer_uses = 0
         # rwr learns from its own samples: unguided ones are its distribution (guided ones, learnt and then
         # guided again, exaggerate more every round); draft tunes the guided images generate draws
@@ -140,6 +140,7 @@ class RewardFamily(DiffusionFamily):
         # the base run's weights (its EMA copy: what it generates with), kept for the anchor
         base = RunDir(self.cfg.base).load("best", self.device, family="diffusion")
         self.base_params = [p.detach().clone() for p in base.model.parameters()]
+        self.base_norm = sum((b.float() ** 2).sum() for b in self.base_params)
         return modules
 
     def meta(self) -> dict[str, Any]:
@@ -185,10 +186,8 @@ class RewardFamily(DiffusionFamily):
 
     def _drift(self, unet: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of (theta - theta_base)^2, its root over the base weights' norm)."""
-        params = [p for p in unet.parameters()]
-        sq = sum(((p.float() - b.float()) ** 2).sum() for p, b in zip(params, self.base_params))
-        norm = sum((b.float() ** 2).sum() for b in self.base_params)
-        return sq, (sq.detach() / norm).sqrt()
+        sq = sum(((p.float() - b.float()) ** 2).sum() for p, b in zip(unet.parameters(), self.base_params))
+        return sq, (sq.detach() / self.base_norm).sqrt()
 
     def train_step(self, modules, optimizers, x, labels, captions, gen, step, autocast, rows=None):
         cfg, unet = self.cfg, modules["unet"]
@@ -197,7 +196,7 @@ class RewardFamily(DiffusionFamily):
         if cfg.method == "rwr":
             if self.buffer is None or self.buffer_uses >= cfg.updates:
                 self.buffer, self.buffer_uses = self._score_samples(unet, n, gen, autocast), 0
-            images, prompts, weights = self.buffer
+            images, prompts, weights, reward = self.buffer
             self.buffer_uses += 1
             with autocast():
                 # the condition is never dropped here: the unconditional model stays, so the guidance
@@ -205,7 +204,6 @@ class RewardFamily(DiffusionFamily):
                 loss = self.loss_terms(
                     modules, images, labels, prompts, gen, step, train=False, sample_weights=weights
                 )["loss"]
-            reward = self.buffer_reward
         else:
             picks = torch.randint(len(self.prompts), (n,), generator=gen).tolist()
             prompts = [self.prompts[i] for i in picks]
@@ -231,8 +229,9 @@ class RewardFamily(DiffusionFamily):
     @torch.no_grad()
     def _score_samples(
         self, unet, n: int, gen: torch.Generator, autocast
-    ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-        """rwr: n images (n / group prompts, ``group`` images each), their prompts and their loss weights."""
+    ) -> tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
+        """rwr: n images (n / group prompts, ``group`` images each), their prompts, their loss weights and
+        their mean reward."""
         cfg = self.cfg
         g = min(cfg.group, n)
         picks = torch.randint(len(self.prompts), (max(1, n // g),), generator=gen).tolist()
@@ -240,8 +239,7 @@ class RewardFamily(DiffusionFamily):
         with autocast():
             images = self._sample(unet, prompts, gen, 0, self.guidance).float()
             s = self.reward(images, prompts).float()
-        self.buffer_reward = s.exp().mean()
-        return images.clone(), prompts, rwr_weights(s, cfg.temperature)
+        return images.clone(), prompts, rwr_weights(s, cfg.temperature), s.exp().mean()
 
     # -- validation ------------------------------------------------------------------------------
     @torch.no_grad()
