@@ -9,14 +9,21 @@
    --base-minutes. From its best checkpoint, the same extra --minutes spent on
    (a) plain training: `train diffusion --init BASE` with the base's recipe;
    (b) reward fine-tuning: `train reward --base BASE --reward classifier:SHAPE-JUDGE
-       --reward classifier:COLOUR-JUDGE:colour` over every training caption (a CSV of prompt, shape, colour).
-4. 8 images of each of 20 training prompts from each model (DPM-Solver++ 20 steps, guidance 2, seed 1):
+       --reward classifier:COLOUR-JUDGE:colour` over every caption of the shapes set (a CSV of prompt,
+       shape, colour), the 5 withheld shape-colour combinations included: a judge needs no image of
+       them, while plain training has none to learn from.
+4. 8 images of each of 20 training prompts and of 20 prompts of the withheld combinations from each
+   model (DPM-Solver++ 20 steps, guidance 2, seed 1):
    every attribute's accuracy and all five right (evaluating judges), the reward judges' mean
    probability of the stated shape and colour, FID against real images of those prompts on the
    evaluating shape judge's features, and diversity: the mean pairwise RMS pixel distance between
    the images of one prompt (0-255), averaged over the prompts.
 
-    .venv/bin/python benchmarks/reward_shapes.py [--base-minutes 5] [--minutes 3] [--work DIR]
+With ``--caption-noise P`` the base and both arms learn from captions that, for a share P of the images,
+name another colour than the one drawn (alt-text that misdescribes its image): plain training can only
+learn what the captions say; the judges know the colours.
+
+    .venv/bin/python benchmarks/reward_shapes.py [--base-minutes 5] [--minutes 3] [--caption-noise P] [--work DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_pixelforge as pf  # noqa: E402
 from text2img_shapes import (  # noqa: E402
+    WITHHELD,
     all_right,
     generate_images,
     judge_generated,
@@ -46,6 +54,31 @@ from text2img_shapes import (  # noqa: E402
 
 # the patched recipe of `pixelforge demo` (src/pixelforge/demo.py)
 BASE_RECIPE = ["--patch-size", "2", "--widths", "48,96,96", "--batch-size", "32", "--snr-gamma", "20"]
+
+
+def noisy_captions(work: Path, share: float) -> str:
+    """work/train-noise<share>: work/train with the colour word of ``share`` of the captions (seeded) replaced
+    by another shape colour; the colour column keeps the truth."""
+    from pixelforge.label.rewrite import rewrite
+    from pixelforge.sources.shapes import SHAPE_COLOURS
+    from pixelforge.store import Dataset, Lineage
+
+    out = work / f"train-noise{share:g}"
+    if (out / "dataset.json").exists():
+        return str(out)
+    rng = np.random.default_rng(0)
+
+    def update(row: dict) -> dict:
+        a = parse_caption(row["caption"])
+        if rng.random() < share:
+            other = [c for c in SHAPE_COLOURS if c != a["colour"]]
+            wrong = other[int(rng.integers(len(other)))]
+            row["caption"] = row["caption"].replace(f" {a['colour']} {a['shape']} ", f" {wrong} {a['shape']} ", 1)
+        return row
+
+    lineage = Lineage("benchmark caption noise", {"share": share, "seed": 0}, [str(work / "train")])
+    rewrite(Dataset.open(str(work / "train")), str(out), update, [], lineage, overwrite=True)
+    return str(out)
 
 
 def diversity(gen: str) -> float:
@@ -107,6 +140,7 @@ def main() -> None:
     ap.add_argument("--per-prompt", type=int, default=8)
     ap.add_argument("--judge-images", type=int, default=6000)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--caption-noise", type=float, default=0.0, help="share of training captions naming a wrong colour")
     ap.add_argument("--reward-args", default="", help="extra `pixelforge train reward` options")
     ap.add_argument("--reward-name", default="reward", help="run name of the reward arm (to compare settings)")
     ap.add_argument("--skip-plain", action="store_true", help="reuse the plain arm in --work and its scores")
@@ -121,31 +155,40 @@ def main() -> None:
     judges = train_judges(work, args.judge_images)  # evaluate
     reward_judges = train_judges(work, args.judge_images, name="reward-judge", seed=1)  # the reward
     captions = sorted({r["caption"] for r in Dataset.open(w("train")).iter_rows(columns=["caption"])})
-    tuning = work / "tuning-prompts.csv"
+    every = sorted({r["caption"] for r in Dataset.open(w("shapes")).iter_rows(columns=["caption"])})
+    tuning = work / "tuning-prompts-all.csv"
     with tuning.open("w", newline="") as f:
         out = csv.DictWriter(f, fieldnames=["prompt", "shape", "colour"])
         out.writeheader()
-        for c in captions:
+        for c in every:
             a = parse_caption(c)
             out.writerow({"prompt": c, "shape": a["shape"], "colour": a["colour"]})
     rng = np.random.default_rng(0)
-    prompts = sorted(rng.choice(captions, 20, replace=False).tolist())
-    pfile = work / "training.txt"
-    pfile.write_text("\n".join(prompts) + "\n")
-    real = prompt_reference(work, prompts, 7)
+    held = [c for c in every if (parse_caption(c)["shape"], parse_caption(c)["colour"]) in WITHHELD]
+    sets = {
+        "training": sorted(rng.choice(captions, 20, replace=False).tolist()),
+        "withheld": sorted(rng.choice(held, 20, replace=False).tolist()),
+    }
+    files, reals = {}, {}
+    for label, prompts in sets.items():
+        files[label] = work / f"{label}.txt" if label == "training" else work / "withheld-20.txt"
+        files[label].write_text("\n".join(prompts) + "\n")
+        reals[label] = prompt_reference(work, prompts, 7, name="real-prompts" if label == "training" else "real-held")
 
     # -- 2. the base, then the two arms -----------------------------------------------------------------
-    tag = f"{args.base_minutes:g}+{args.minutes:g}min"
-    base = w(f"base-{args.base_minutes:g}min")
+    data = noisy_captions(work, args.caption_noise) if args.caption_noise else w("train")
+    noise = f"-noise{args.caption_noise:g}" if args.caption_noise else ""
+    tag = f"{args.base_minutes:g}+{args.minutes:g}min{noise}"
+    base = w(f"base-{args.base_minutes:g}min{noise}")
     if not Path(base, "result.json").exists():
         shutil.rmtree(base, ignore_errors=True)
-        train_text_model(w("train"), base, ["--max-minutes", str(args.base_minutes), *BASE_RECIPE])
+        train_text_model(data, base, ["--max-minutes", str(args.base_minutes), *BASE_RECIPE])
     runs = {"base": (base, json.loads(Path(base, "result.json").read_text())["steps"], 0.0)}
     plain = w(f"plain-{tag}")
     if not (args.skip_plain and Path(plain, "result.json").exists()):
         shutil.rmtree(plain, ignore_errors=True)
         done, _, cpu = train_text_model(
-            w("train"), plain, ["--init", base, "--max-minutes", str(args.minutes), *BASE_RECIPE[4:]]
+            data, plain, ["--init", base, "--max-minutes", str(args.minutes), *BASE_RECIPE[4:]]
         )
         runs["plain"] = (plain, done["steps"], cpu)
     else:
@@ -175,48 +218,52 @@ def main() -> None:
     runs[args.reward_name] = (tuned, json.loads(out)["steps"], cpu)
 
     # -- 3. judge each -------------------------------------------------------------------------------
-    rows = {}
+    rows: dict[str, dict[str, dict]] = {label: {} for label in sets}
     for name, (run, steps, cpu) in runs.items():
-        cached = work / f"scores-{Path(run).name}.json"
-        if name in ("base", "plain") and args.skip_plain and cached.exists():
-            rows[name] = json.loads(cached.read_text())  # judged by an earlier run of this benchmark
-            continue
-        gen = w(f"gen-{Path(run).name}")
-        generate_images(run, pfile, gen, args.per_prompt, 2.0, "dpm++", 20)
-        acc = judge_generated(gen, judges)
-        rows[name] = {
-            **acc,
-            "all five": all_right(gen, judges),
-            "reward judges": reward_judges_score(gen, reward_judges),
-            "FID": fid(real, gen, judges["shape"]),
-            "diversity": diversity(gen),
-            "steps": steps,
-            "CPU min": cpu / 60,
-        }
-        cached.write_text(json.dumps(rows[name]))
+        for label in sets:
+            suffix = "" if label == "training" else f"-{label}"
+            cached = work / f"scores-{Path(run).name}{suffix}.json"
+            if name in ("base", "plain") and args.skip_plain and cached.exists():
+                rows[label][name] = json.loads(cached.read_text())  # judged by an earlier run of this benchmark
+                continue
+            gen = w(f"gen-{Path(run).name}{suffix}")
+            shutil.rmtree(gen, ignore_errors=True)
+            generate_images(run, files[label], gen, args.per_prompt, 2.0, "dpm++", 20)
+            acc = judge_generated(gen, judges)
+            rows[label][name] = {
+                **acc,
+                "all five": all_right(gen, judges),
+                "reward judges": reward_judges_score(gen, reward_judges),
+                "FID": fid(reals[label], gen, judges["shape"]),
+                "diversity": diversity(gen),
+                "steps": steps,
+                "CPU min": cpu / 60,
+            }
+            cached.write_text(json.dumps(rows[label][name]))
     print(
         f"\nreward fine-tuning on shapes: base {args.base_minutes:g} min, then {args.minutes:g} min more per arm; "
-        f"{args.per_prompt} images x 20 training prompts, DPM-Solver++ 20, guidance 2 (work dir {work})"
+        f"{args.per_prompt} images x 20 prompts, DPM-Solver++ 20, guidance 2 (work dir {work})"
     )
-    print(f"  reward options: {args.reward_args or '(defaults)'}")
+    print(f"  caption noise: {args.caption_noise:g}; reward options: {args.reward_args or '(defaults)'}")
     names = ["shape", "colour", "background", "position", "size", "all five", "reward judges", "FID", "diversity"]
-    print("  " + "model".ljust(10) + "".join(n.rjust(14) for n in names) + "steps".rjust(8) + "CPU min".rjust(9))
-    for name, r in rows.items():
-        print(
-            "  "
-            + name.ljust(10)
-            + "".join(f"{r[n]:14.3f}" for n in names)
-            + f"{r['steps']:8d}"
-            + f"{r['CPU min']:9.1f}"
-        )
-    b = rows["base"]
-    for name, r in rows.items():
-        if name == "base":
-            continue
-        print(
-            f"  {name} vs base: all five {r['all five'] - b['all five']:+.3f}, FID x{r['FID'] / b['FID']:.2f}, "
-            f"diversity x{r['diversity'] / b['diversity']:.2f}"
-        )
+    for label, table in rows.items():
+        print(f"  {label} prompts")
+        print("  " + "model".ljust(10) + "".join(n.rjust(14) for n in names) + "steps".rjust(8) + "CPU min".rjust(9))
+        for name, r in table.items():
+            print(
+                "  "
+                + name.ljust(10)
+                + "".join(f"{r[n]:14.3f}" for n in names)
+                + f"{r['steps']:8d}"
+                + f"{r['CPU min']:9.1f}"
+            )
+        b = table["base"]
+        for name, r in table.items():
+            if name != "base":
+                print(
+                    f"  {name} vs base: all five {r['all five'] - b['all five']:+.3f}, "
+                    f"FID x{r['FID'] / b['FID']:.2f}, diversity x{r['diversity'] / b['diversity']:.2f}"
+                )
 
 
 if __name__ == "__main__":

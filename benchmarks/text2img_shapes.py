@@ -375,9 +375,10 @@ def main() -> None:
         )
 
 
-def prompt_reference(work: Path, prompts: list[str], seed: int) -> str:
-    """Real images of ``prompts`` only: 20,000 shapes of another seed, curated to those captions (~14 each)."""
-    out = work / f"real-prompts-{seed}"
+def prompt_reference(work: Path, prompts: list[str], seed: int, name: str = "real-prompts") -> str:
+    """Real images of ``prompts`` only: 20,000 shapes of another seed, curated to those captions (~14 each),
+    in work/NAME-SEED."""
+    out = work / f"{name}-{seed}"
     if not out.exists():
         pf("import", "shapes", "--n", "20000", "--size", "32", "--seed", str(seed), "--out", str(work / f"big-{seed}"))
         listed = ", ".join("'" + p.replace("'", "''") + "'" for p in prompts)

@@ -1,5 +1,6 @@
 """`pixelforge train reward` and `train diffusion --init`: fine-tuning a text-to-image run toward judges or ratings."""
 
+import csv
 import io
 import json
 
@@ -154,6 +155,32 @@ def test_rwr_weights():
     assert torch.allclose(rwr_weights(s, 0.5), torch.tensor([0.81, 0.01, 0.25, 0.25]) / 0.33)
 
 
+def test_reward_scale_bounds_the_rewards_share_of_the_gradient():
+    from pixelforge.train.families.reward import _add_scaled
+
+    a, b = torch.zeros(2, requires_grad=True), torch.zeros(1, requires_grad=True)
+    data = [torch.tensor([3.0, 0.0]), torch.tensor([4.0])]  # norm 5
+    a.grad, b.grad = torch.tensor([6.0, 8.0]), torch.tensor([0.0])  # the reward's: norm 10
+    _add_scaled([a, b], data, 0.5)  # c = 0.5 x 5 / 10 = 0.25
+    assert a.grad.tolist() == [4.5, 2.0] and b.grad.tolist() == [4.0]
+    # a reward gradient already under the bound is added unscaled; a parameter the data loss left alone
+    # (None) takes the reward's share only
+    a.grad, b.grad = torch.tensor([0.3, 0.4]), torch.tensor([1.0])
+    _add_scaled([a, b], [torch.tensor([3.0, 0.0]), None], 0.5)
+    assert torch.allclose(a.grad, torch.tensor([3.3, 0.4])) and b.grad.tolist() == [1.0]
+
+
+def test_reward_every_n_steps(setup, tmp_path):
+    run = tmp_path / "every"
+    args = ("--max-steps", "4", "--reward-every", "2", "--reward-scale", "0.5", "--lr", "1e-3")
+    assert _reward(setup, run, *args) == 0
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    rewards = {int(r["step"]): r["reward"] for r in rows if r["loss"]}
+    # steps 0 and 2 (rows 1 and 3) follow the reward; 1 and 3 train on the data alone
+    assert [bool(rewards[k]) for k in (1, 2, 3, 4)] == [True, False, True, False]
+    assert json.loads((run / "config.json").read_text())["reward"]["options"]["reward_every"] == 2
+
+
 def test_judge_jitter_shifts_by_at_most_n_pixels():
     from pixelforge.train.families.reward import jitter
 
@@ -232,6 +259,8 @@ def test_bad_arguments_exit_2(setup, tmp_path, capsys):
                     "--draft-k 11: choose 1 to --sampling-steps (10)"),
         "ratings without features": (["--base", setup["base"], "--reward", f"ratings:{setup['data']}"],
                                      "pass --rating-features"),
+        "every without data": (["--base", setup["base"], "--reward", f"classifier:{setup['judge']}",
+                                "--reward-every", "2", "--data-weight", "0"], "give --data-weight > 0"),
         "a prompt the judge cannot read": (["--base", setup["base"], "--reward", f"classifier:{setup['judge']}",
                                             "--prompts", str(setup["root"] / "green.txt")], "names none"),
     }  # fmt: skip

@@ -251,6 +251,13 @@ REWARD_OPTIONS: list[tuple[str, type, str, tuple[str, ...]]] = [
     ),
     ("anchor", float, "Weight of the weights' squared distance from the base run's.", ()),
     ("data_weight", float, "Weight of the denoising loss on the base run's real training images.", ()),
+    (
+        "reward_scale",
+        float,
+        "Rescale the reward's gradient to at most R x the norm of the data loss's (0: add them unscaled).",
+        (),
+    ),
+    ("reward_every", int, "Follow the reward every N steps; the others train on the data alone.", ()),
     ("reward_batch", int, "Images sampled and scored per round (rwr) or step (draft); default --batch-size.", ()),
     ("group", int, "rwr: images of each prompt per round.", ()),
     ("updates", int, "rwr: optimiser steps per batch of scored samples.", ()),

@@ -48,6 +48,10 @@ class RewardConfig(DiffusionConfig):
     method: str = "draft"
     anchor: float = 10.0
     data_weight: float = 1.0  # weight of the denoising loss on the base's real training images
+    # > 0: the reward's gradient is scaled to at most reward_scale x the data loss's gradient norm, so the
+    # data term can keep the base recipe's learning rate without the reward's gradient wrecking the model
+    reward_scale: float = 0.0
+    reward_every: int = 1  # reward steps: every N-th; the others are the base recipe's plain steps
     reward_batch: int | None = None  # images sampled per round (rwr) or step (draft); None: --batch-size
     group: int = 4  # rwr: images of each prompt per round
     updates: int = 2  # rwr: optimiser steps per batch of samples
@@ -73,6 +77,7 @@ class RewardConfig(DiffusionConfig):
             ("--updates", self.updates),
             ("--sampling-steps", self.sampling_steps),
             ("--reward-batch", 1 if self.reward_batch is None else self.reward_batch),
+            ("--reward-every", self.reward_every),
         ):
             if value < 1:
                 raise UsageError(f"{flag} {value}: must be at least 1")
@@ -80,9 +85,19 @@ class RewardConfig(DiffusionConfig):
             raise UsageError(f"--judge-jitter {self.judge_jitter}: must be 0 or more pixels")
         if not 1 <= self.draft_k <= self.sampling_steps:
             raise UsageError(f"--draft-k {self.draft_k}: choose 1 to --sampling-steps ({self.sampling_steps})")
-        for flag, value in (("--anchor", self.anchor), ("--data-weight", self.data_weight)):
+        for flag, value in (
+            ("--anchor", self.anchor),
+            ("--data-weight", self.data_weight),
+            ("--reward-scale", self.reward_scale),
+        ):
             if value < 0:
                 raise UsageError(f"{flag} {value}: must be 0 or more")
+        if self.reward_scale and not self.data_weight:
+            raise UsageError(f"--reward-scale {self.reward_scale}: scales to the data loss; give --data-weight > 0")
+        if self.reward_every > 1 and not self.data_weight:
+            raise UsageError(
+                f"--reward-every {self.reward_every}: the other steps train on the data; give --data-weight > 0"
+            )
         if self.temperature <= 0:
             raise UsageError(f"--temperature {self.temperature}: must be positive")
 
@@ -192,7 +207,40 @@ class RewardFamily(DiffusionFamily):
     def train_step(self, modules, optimizers, x, labels, captions, gen, step, autocast, rows=None):
         cfg, unet = self.cfg, modules["unet"]
         (opt,) = optimizers.values()
-        n = cfg.reward_batch or x.shape[0]
+        params = [p for g in opt.param_groups for p in g["params"]]
+        terms: dict[str, torch.Tensor] = {}
+        opt.zero_grad(set_to_none=True)
+        data = None
+        if cfg.data_weight:
+            # the denoising loss on real training images (Lee et al.'s pre-training loss): the data keeps
+            # the model from drifting into what its own samples get wrong
+            with autocast():
+                data = cfg.data_weight * self.loss_terms(modules, x, labels, captions, gen, step)["loss"]
+        sq, terms["drift"] = self._drift(unet)
+        base = cfg.anchor * sq if data is None else data + cfg.anchor * sq
+        if step % cfg.reward_every:  # a plain step
+            base.backward()
+            terms["loss"] = base.detach()
+        else:
+            n = cfg.reward_batch or x.shape[0]
+            loss, terms["reward"] = self._reward_loss(modules, n, labels, gen, step, autocast)
+            if cfg.reward_scale:
+                base.backward()
+                data_grads = [p.grad.clone() if p.grad is not None else None for p in params]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                _add_scaled(params, data_grads, cfg.reward_scale)
+            else:
+                (loss + base).backward()
+            terms["loss"] = (loss + base).detach()
+        if self.train_cfg is not None and self.train_cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.train_cfg.grad_clip)
+        opt.step()
+        return terms
+
+    def _reward_loss(self, modules, n, labels, gen, step, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+        """The method's loss on the model's own samples and their mean reward (exp s)."""
+        cfg, unet = self.cfg, modules["unet"]
         if cfg.method == "rwr":
             if self.buffer is None or self.buffer_uses >= cfg.updates:
                 self.buffer, self.buffer_uses = self._score_samples(unet, n, gen, autocast), 0
@@ -204,27 +252,13 @@ class RewardFamily(DiffusionFamily):
                 loss = self.loss_terms(
                     modules, images, labels, prompts, gen, step, train=False, sample_weights=weights
                 )["loss"]
-        else:
-            picks = torch.randint(len(self.prompts), (n,), generator=gen).tolist()
-            prompts = [self.prompts[i] for i in picks]
-            with autocast():
-                images = self._sample(unet, prompts, gen, cfg.draft_k, self.guidance)
-                s = self.reward(jitter(images, cfg.judge_jitter, gen), prompts)
-            loss = -s.mean()
-            reward = s.detach().exp().mean()
-        if cfg.data_weight:
-            # the denoising loss on real training images (Lee et al.'s pre-training loss): the data keeps
-            # the model from drifting into what its own samples get wrong
-            with autocast():
-                loss = loss + cfg.data_weight * self.loss_terms(modules, x, labels, captions, gen, step)["loss"]
-        sq, drift = self._drift(unet)
-        total = loss + cfg.anchor * sq
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if self.train_cfg is not None and self.train_cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.train_cfg.grad_clip)
-        opt.step()
-        return {"loss": total.detach(), "reward": reward, "drift": drift}
+            return loss, reward
+        picks = torch.randint(len(self.prompts), (n,), generator=gen).tolist()
+        prompts = [self.prompts[i] for i in picks]
+        with autocast():
+            images = self._sample(unet, prompts, gen, cfg.draft_k, self.guidance)
+            s = self.reward(jitter(images, cfg.judge_jitter, gen), prompts)
+        return -s.mean(), s.detach().exp().mean()
 
     @torch.no_grad()
     def _score_samples(
@@ -251,6 +285,16 @@ class RewardFamily(DiffusionFamily):
         images = self._sample(modules["unet"], prompts, gen_for(0), 0, GUIDANCE)
         out["val_reward"] = float(self.reward(images, prompts).exp().mean())
         return out
+
+
+def _add_scaled(params: list[torch.Tensor], data_grads: list[torch.Tensor | None], scale: float) -> None:
+    """p.grad (the reward's gradient) becomes data + c x reward with c = min(1, scale x |data| / |reward|):
+    the reward's share of the step is bounded by the data's, whatever the two losses' scales."""
+    reward = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    norm = lambda gs: torch.sqrt(sum((g.float() ** 2).sum() for g in gs if g is not None))  # noqa: E731
+    c = torch.clamp(scale * norm(data_grads) / norm(reward).clamp_min(1e-12), max=1.0)
+    for p, d, r in zip(params, data_grads, reward):
+        p.grad = r * c if d is None else d + r * c
 
 
 def rwr_weights(s: torch.Tensor, temperature: float) -> torch.Tensor:
