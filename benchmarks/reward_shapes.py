@@ -154,26 +154,29 @@ def main() -> None:
     shapes_data(work)
     judges = train_judges(work, args.judge_images)  # evaluate
     reward_judges = train_judges(work, args.judge_images, name="reward-judge", seed=1)  # the reward
-    captions = sorted({r["caption"] for r in Dataset.open(w("train")).iter_rows(columns=["caption"])})
-    every = sorted({r["caption"] for r in Dataset.open(w("shapes")).iter_rows(columns=["caption"])})
+
+    def distinct(dataset: str) -> list[str]:
+        return sorted({r["caption"] for r in Dataset.open(w(dataset)).iter_rows(columns=["caption"])})
+
+    every = {c: parse_caption(c) for c in distinct("shapes")}
     tuning = work / "tuning-prompts-all.csv"
     with tuning.open("w", newline="") as f:
         out = csv.DictWriter(f, fieldnames=["prompt", "shape", "colour"])
         out.writeheader()
-        for c in every:
-            a = parse_caption(c)
+        for c, a in every.items():
             out.writerow({"prompt": c, "shape": a["shape"], "colour": a["colour"]})
     rng = np.random.default_rng(0)
-    held = [c for c in every if (parse_caption(c)["shape"], parse_caption(c)["colour"]) in WITHHELD]
+    held = [c for c, a in every.items() if (a["shape"], a["colour"]) in WITHHELD]
+    # label: (prompts, prompts file, real reference's name)
     sets = {
-        "training": sorted(rng.choice(captions, 20, replace=False).tolist()),
-        "withheld": sorted(rng.choice(held, 20, replace=False).tolist()),
+        "training": (sorted(rng.choice(distinct("train"), 20, replace=False).tolist()), "training.txt", "real-prompts"),
+        "withheld": (sorted(rng.choice(held, 20, replace=False).tolist()), "withheld-20.txt", "real-held"),
     }
     files, reals = {}, {}
-    for label, prompts in sets.items():
-        files[label] = work / f"{label}.txt" if label == "training" else work / "withheld-20.txt"
+    for label, (prompts, file, reference) in sets.items():
+        files[label] = work / file
         files[label].write_text("\n".join(prompts) + "\n")
-        reals[label] = prompt_reference(work, prompts, 7, name="real-prompts" if label == "training" else "real-held")
+        reals[label] = prompt_reference(work, prompts, 7, name=reference)
 
     # -- 2. the base, then the two arms -----------------------------------------------------------------
     data = noisy_captions(work, args.caption_noise) if args.caption_noise else w("train")

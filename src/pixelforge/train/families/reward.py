@@ -210,14 +210,13 @@ class RewardFamily(DiffusionFamily):
         params = [p for g in opt.param_groups for p in g["params"]]
         terms: dict[str, torch.Tensor] = {}
         opt.zero_grad(set_to_none=True)
-        data = None
+        sq, terms["drift"] = self._drift(unet)
+        base = cfg.anchor * sq  # what every step minimises: the anchor, and the data's denoising loss
         if cfg.data_weight:
             # the denoising loss on real training images (Lee et al.'s pre-training loss): the data keeps
             # the model from drifting into what its own samples get wrong
             with autocast():
-                data = cfg.data_weight * self.loss_terms(modules, x, labels, captions, gen, step)["loss"]
-        sq, terms["drift"] = self._drift(unet)
-        base = cfg.anchor * sq if data is None else data + cfg.anchor * sq
+                base = base + cfg.data_weight * self.loss_terms(modules, x, labels, captions, gen, step)["loss"]
         if step % cfg.reward_every:  # a plain step
             base.backward()
             terms["loss"] = base.detach()
