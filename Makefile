@@ -42,8 +42,9 @@ docs: $(STAMP)
 serve-docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
+# pytest-xdist: one worker per core, a test file's tests on one worker (its fixtures are built once).
 test: $(STAMP) browser lint docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 demo: $(STAMP)
 	bash scripts/demo.sh

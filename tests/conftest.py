@@ -7,6 +7,12 @@ import shutil
 
 import pytest
 
+# Under pytest-xdist (`make test` runs two workers, one per core) each worker and the commands it
+# starts keep to one thread: two workers of two threads each on two cores spend their time waiting.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
+
 # Debian's chromium (installed by `make test` when missing); PIXELFORGE_CHROMIUM overrides.
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pixelforge import console
 from pixelforge.cli import main
 from pixelforge.people.lineage import runs_trained_on_takedowns
 from pixelforge.store import Dataset, DatasetBuilder, Lineage
@@ -121,7 +122,9 @@ def test_a_takedown_in_the_audited_datasets_lineage_is_found_outside_the_runs_fo
 
 
 def test_the_summary_prints_the_flagged_runs(work, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "400")  # the table's long paths on one line each
+    # the table's long paths on one line each: Rich reads COLUMNS only when the console is made (at import),
+    # and without a terminal (pytest-xdist's workers) it is 80 wide; `_width` is what its width setter sets
+    monkeypatch.setattr(console.out, "_width", 400)
     assert main(["audit", work["after"], "--out", str(tmp_path / "a"), "--runs", work["root"], "--no-pixels"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "takedowns: 1 found; of 6 runs under" in out and "3 trained on samples later taken down" in out
