@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -314,3 +315,46 @@ def test_too_few_ratings_exit_2(setup, tmp_path, capsys):
                  f"classifier:{setup['judge']}", "--max-steps", "1", *TINY])  # fmt: skip
     assert code == 2
     assert "3 usable judgements" in capsys.readouterr().err
+
+
+def test_the_label_app_compares_a_base_run_with_its_tuned_run(setup, tmp_path, monkeypatch, capsys):
+    """label serve RUN_A RUN_B --task compare --prompts: both runs draw the prompts, the app pairs them blind."""
+    import pixelforge.label.server as server
+
+    tuned = tmp_path / "tuned"
+    assert _reward(setup, tuned, "--max-steps", "2") == 0
+    served = []
+    monkeypatch.setattr(server, "serve", lambda project, cfg: served.append(project))
+    args = ["label", "serve", setup["base"], str(tuned), "--task", "compare", "--prompts", setup["prompts"]]
+    assert main([*args, "--n", "3"]) == 0
+    (project,) = served
+    a, b = project.ds.path, project.ds_b.path
+    assert a.startswith(setup["base"] + "/compare-") and b.startswith(str(tuned) + "/compare-")
+    assert a.split("/")[-1] == b.split("/")[-1]  # one comparison: the same folder name in both runs
+    # 2 prompts x 3 images from each run, paired prompt by prompt, each run's images made by that run
+    assert len(project.items) == 6
+    for item in project.items.values():
+        assert item.rows["a"]["caption"] == item.rows["b"]["caption"]
+    runs = {side: {r["source"].split("#")[0] for r in Dataset.open(d).iter_rows()} for side, d in (("a", a), ("b", b))}
+    assert runs == {"a": {setup["base"]}, "b": {str(tuned)}}
+    assert project.db.path == Path(a) / "annotations.sqlite"
+    # served again: the images are reused, not drawn again
+    stamp = (Path(a) / "dataset.json").stat().st_mtime_ns
+    assert main([*args, "--n", "3"]) == 0
+    assert (Path(a) / "dataset.json").stat().st_mtime_ns == stamp and served[1].ds.path == a
+    # other settings: another comparison
+    assert main([*args, "--n", "1"]) == 0
+    assert served[2].ds.path != a and len(served[2].items) == 2
+    # a run against a dataset, two runs without prompts, prompts for datasets: one line each, exit 2
+    capsys.readouterr()
+    for bad, message in (
+        (["label", "serve", setup["base"], setup["data"], "--task", "compare", "--prompts", setup["prompts"]],
+         "is not a training run"),
+        (["label", "serve", setup["base"], str(tuned), "--task", "compare"], "give --prompts FILE"),
+        (["label", "serve", setup["data"], setup["data"], "--task", "compare", "--prompts", setup["prompts"]],
+         "--prompts: only when DIR_A and DIR_B are training runs"),
+        (["label", "serve", setup["data"], "--prompts", setup["prompts"]], "--prompts: only for --task compare"),
+    ):  # fmt: skip
+        assert main(bad) == 2, bad
+        assert message in capsys.readouterr().err.replace("\n", " "), bad
+    assert len(served) == 3

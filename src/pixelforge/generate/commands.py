@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -58,14 +57,11 @@ def generate_command(
 
         pixelforge generate runs/shapes --prompt "a large red circle in the center on a blue background" --n 8 --out gen
     """
-    from pixelforge.generate.run import GenerateConfig, generate
+    from pixelforge.generate.run import GenerateConfig, generate, read_prompt_lines
 
     texts = list(prompt or [])
     if prompts:
-        path = Path(prompts)
-        if not path.is_file():
-            raise UsageError(f"--prompts {prompts}: no such file")
-        texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts += read_prompt_lines(prompts)
     gc = GenerateConfig(
         prompts=texts,
         classes=list(class_ or []),

@@ -26,7 +26,9 @@ def _classes(text: str) -> tuple[str, ...]:
 @label_app.command("serve")
 def serve_command(
     data: Dir,
-    data_b: Annotated[str | None, typer.Argument(metavar="DIR_B", help="Second dataset (--task compare).")] = None,
+    data_b: Annotated[
+        str | None, typer.Argument(metavar="DIR_B", help="Second dataset, or the second of two runs (--task compare).")
+    ] = None,
     task: Annotated[str, typer.Option(help="classify, boxes, caption, review, rate or compare.")] = "classify",
     classes: Annotated[
         str, typer.Option(help="Comma-separated class names (default: the dataset's label names).")
@@ -38,17 +40,27 @@ def serve_command(
     ] = None,
     db: Db = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (larger: 413).")] = 256 * 1024,
-    seed: Annotated[int, typer.Option(help="Seed of the left/right order of compared images.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the left/right order of compared images (and of two runs' images).")
+    ] = 0,
+    prompts: Annotated[
+        str | None, typer.Option(help="Compare two runs: the prompts (one per line) both runs draw first.")
+    ] = None,
+    n: Annotated[int, typer.Option(help="Compare two runs: images of each prompt from each run.")] = 4,
 ) -> None:
     """Serve the labelling web app for DIR (one image at a time, keyboard shortcuts, boxes, captions).
 
     Annotations go to DIR/annotations.sqlite with their author, time and the value they replaced.
     --task rate scores generated images 1-5 for realism and faithfulness to their prompt;
-    --task compare DIR_A DIR_B shows two images of the same prompt side by side, models hidden.
+    --task compare DIR_A DIR_B shows two images of the same prompt side by side, models hidden; DIR_A
+    and DIR_B are two generated datasets, or two training runs with --prompts (a base run and its
+    reward-tuned run, say): both draw --n images of each prompt from the same seeds first, into
+    RUN/compare-<hash>/ (reused when served again), and the annotations go to RUN_A's folder.
 
     Example:
 
         pixelforge label serve data/digits --task classify --port 8765
+        pixelforge label serve runs/base runs/tuned --task compare --prompts prompts.txt
     """
     from pixelforge.errors import UsageError
     from pixelforge.label.project import Project, ProjectConfig
@@ -62,12 +74,20 @@ def serve_command(
         raise UsageError("--token: use at least 16 characters (or omit it to have one generated)")
     if not is_loopback(host) and token is None:
         token = new_token()
+    if task == "compare" and data_b is not None:
+        from pixelforge.label.runs import comparison_datasets
+
+        data, data_b = comparison_datasets(data, data_b, prompts, n, seed)
+    elif prompts is not None:
+        raise UsageError("--prompts: only for --task compare of two training runs")
     project = Project(
         ProjectConfig(data=data, task=task, classes=_classes(classes), compare_with=data_b, db=db, seed=seed)
     )
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     typer.echo(f"pixelforge label: {project.progress()['total']} items ({task}) at {url}", err=True)
+    if task == "compare":
+        typer.echo(f"comparing {data} (A) with {data_b} (B)", err=True)
     typer.echo(f"annotations: {project.db.path}   (Ctrl+C stops)", err=True)
     serve(project, ServerConfig(host=host, port=port, token=token, max_body=max_body))
 

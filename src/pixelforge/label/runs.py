@@ -1,0 +1,48 @@
+"""`label serve RUN_A RUN_B --task compare --prompts FILE`: a blind comparison of two training runs.
+
+Both runs draw the same prompts from the same seeds with generate's settings (its watermark and metadata
+included), each into a dataset in its own run directory named by a hash of those settings, so serving the
+same comparison again (or after a kill) reuses what is complete. The compare task then runs on the two
+datasets as on any two generations, and `label results` / the report read the first one's annotations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pixelforge.errors import UsageError
+from pixelforge.generate.run import GenerateConfig, generate, read_prompt_lines
+from pixelforge.store import is_dataset
+from pixelforge.train.rundir import is_run
+
+FOLDER = "compare-"  # RUN/compare-<hash>: the run's images of one comparison
+
+
+def comparison_datasets(run_a: str, run_b: str, prompts_file: str | None, n: int, seed: int) -> tuple[str, str]:
+    """The two datasets to compare when DIR_A and DIR_B are training runs (generated when missing); datasets
+    are returned unchanged. One run and one dataset, or runs without --prompts, are usage errors."""
+    runs = is_run(run_a), is_run(run_b)
+    if not any(runs):
+        if prompts_file is not None:
+            raise UsageError("--prompts: only when DIR_A and DIR_B are training runs (their images are drawn)")
+        return run_a, run_b
+    if not all(runs):
+        which = run_b if runs[0] else run_a
+        raise UsageError(f"{which} is not a training run: compare two runs, or two generated datasets")
+    if prompts_file is None:
+        raise UsageError("two runs to compare: give --prompts FILE (one prompt per line) for both to draw")
+    if n < 1:
+        raise UsageError(f"--n {n}: must be at least 1")
+    gc = GenerateConfig(prompts=read_prompt_lines(prompts_file), n=n, seed=seed)
+    # the runs' names are hashed too: each run's folder pairs it with this other run
+    key = json.dumps({"a": str(Path(run_a).resolve()), "b": str(Path(run_b).resolve()), **vars(gc)}, sort_keys=True)
+    folder = FOLDER + hashlib.sha256(key.encode()).hexdigest()[:12]
+    out = []
+    for run in (run_a, run_b):
+        dest = Path(run) / folder
+        if not is_dataset(dest):  # a killed generation leaves an unfinished folder: draw it again
+            generate(run, str(dest), gc, overwrite=True)
+        out.append(str(dest))
+    return out[0], out[1]
