@@ -342,12 +342,13 @@ def main() -> None:
         run = w("run-floor" if "floor" in name else args.run_name)
         if "floor" not in name:
             steps = steps + args.train_args.split()
-        cpu = wall = 0.0
         if not (args.skip_train and Path(run).exists()):
             shutil.rmtree(run, ignore_errors=True)
             trained, wall, cpu = train_text_model(w("train"), run, steps)
-        else:
+            spent = f"{cpu / 60:.1f} CPU min, {wall / 60:.1f} min wall"
+        else:  # trained by an earlier run of this benchmark: its own training time, not this run's
             trained = json.loads((Path(run) / "result.json").read_text())
+            spent = f"reused: trained {trained['seconds'] / 60:.1f} min"
         for label, plist in (("training prompts", prompts), ("withheld combinations", withheld)):
             gen = w(f"gen-{Path(run).name}-{label.split()[0]}")
             pfile = work / f"{label.split()[0]}.txt"
@@ -358,7 +359,7 @@ def main() -> None:
             spread = diversity(gen, w("train")) if label == "training prompts" else {}
             if label == "training prompts":
                 spread["KID"] = kid(refs[0], gen, judges["shape"])
-            rows.append((name, label, acc, everything, spread, trained["steps"], cpu, wall))
+            rows.append((name, label, acc, everything, spread, trained["steps"], spent))
 
     print(
         f"\ntext-to-image on shapes: {n_train} training images at 32 px, guidance {args.guidance:g}, "
@@ -367,12 +368,9 @@ def main() -> None:
     print(
         f"  KID (shape-judge features, x1000) of real against real images of the training prompts: {real_vs_real:.2f}"
     )
-    for name, label, acc, everything, spread, steps, cpu, wall in rows:
+    for name, label, acc, everything, spread, steps, spent in rows:
         parts = "  ".join(f"{k} {v:.3f}" for k, v in {**acc, **spread}.items())
-        print(
-            f"  {name:24s} {label:22s} {parts}  all {everything:.3f}  ({steps} steps, {cpu / 60:.1f} CPU min, "
-            f"{wall / 60:.1f} min wall)"
-        )
+        print(f"  {name:24s} {label:22s} {parts}  all {everything:.3f}  ({steps} steps, {spent})")
 
 
 def prompt_reference(work: Path, prompts: list[str], seed: int, name: str = "real-prompts") -> str:
