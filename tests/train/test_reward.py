@@ -358,3 +358,22 @@ def test_the_label_app_compares_a_base_run_with_its_tuned_run(setup, tmp_path, m
         assert main(bad) == 2, bad
         assert message in capsys.readouterr().err.replace("\n", " "), bad
     assert len(served) == 3
+
+
+def test_rwr_resumes_exactly_with_its_scored_samples(setup, tmp_path):
+    """rwr learns from each batch of scored samples for --updates steps: a run stopped in the middle of a
+    batch resumes with it (from the checkpoint) and ends with the uninterrupted run's weights."""
+    from safetensors.torch import load_file
+
+    common = ("--method", "rwr", "--updates", "3", "--lr-schedule", "constant")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert _reward(setup, whole, *common, "--max-steps", "4") == 0
+    assert _reward(setup, parts, *common, "--max-steps", "2") == 0  # stops with 1 of the batch's 3 steps left
+    saved = load_file(str(parts / "checkpoints" / "step_0000002" / "family_state.safetensors"))
+    assert saved["rwr_uses"].tolist() == [2] and saved["rwr_images"].shape == (4, 3, 8, 8)
+    p = saved["rwr_prompts"].tolist()  # --group 2: two prompts of the file, each drawn twice
+    assert p[0] == p[1] and p[2] == p[3] and set(p) <= {0, 1}
+    assert _reward(setup, parts, *common, "--max-steps", "4", "--resume") == 0
+    a = load_file(str(whole / "checkpoints" / "step_0000004" / "unet.safetensors"))
+    b = load_file(str(parts / "checkpoints" / "step_0000004" / "unet.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

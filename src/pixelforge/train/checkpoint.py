@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 STATE = "state.json"
+FAMILY_STATE = "family_state.safetensors"  # the model family's own training state, when it keeps one
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -51,8 +52,10 @@ def write_checkpoint(
     ema: dict[str, torch.nn.Module],
     optimizers: dict[str, torch.optim.Optimizer],
     extra: dict[str, Any],
+    family_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write every file of a checkpoint into ``folder`` (which exists): weights, EMA, optimisers, RNG, state."""
+    """Write every file of a checkpoint into ``folder`` (which exists): weights, EMA, optimisers, RNG, the
+    family's own state, state.json."""
     for name, module in modules.items():
         _save_module(module, folder / f"{name}.safetensors")
     for name, module in ema.items():
@@ -62,6 +65,8 @@ def write_checkpoint(
         opt_tensors, opt_meta[name] = _flatten_optimizer(optimizer)
         save_file(opt_tensors, str(folder / f"optimizer_{name}.safetensors"))
     save_file({"cpu_rng": torch.get_rng_state()}, str(folder / "rng.safetensors"))
+    if family_state:
+        save_file({k: v.detach().cpu().contiguous() for k, v in family_state.items()}, str(folder / FAMILY_STATE))
     (folder / STATE).write_text(json.dumps({"step": step, "optimizers": opt_meta, **extra}, indent=2))
 
 
@@ -90,3 +95,9 @@ def read_checkpoint(
         optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizers"][name]))
     torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["cpu_rng"])
     return state
+
+
+def read_family_state(folder: Path) -> dict[str, torch.Tensor]:
+    """The family's own state of a checkpoint ({} when it kept none)."""
+    path = folder / FAMILY_STATE
+    return load_file(str(path)) if path.exists() else {}

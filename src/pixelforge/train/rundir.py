@@ -103,6 +103,7 @@ class Resumed:
     evals_without_gain: int = 0
     total_steps: int | None = None
     seconds: float = 0.0  # training time already spent (a time budget counts it)
+    family_state: dict[str, Any] = dataclasses.field(default_factory=dict)  # the family's own (tensors)
 
 
 class RunDir:
@@ -194,6 +195,7 @@ class RunDir:
         ema: dict[str, torch.nn.Module],
         optimizers: dict[str, torch.optim.Optimizer],
         extra: dict[str, Any],
+        family_state: dict[str, torch.Tensor] | None = None,
     ) -> Path:
         """Write checkpoints/step_NNNNNNN/ atomically (temp dir + rename) and point latest.json at it."""
         from pixelforge.train import checkpoint as ckpt
@@ -201,7 +203,7 @@ class RunDir:
         final = self.checkpoints_dir / f"step_{step:07d}"
         tmp = self.checkpoints_dir / f".tmp_step_{step:07d}_{os.getpid()}"
         tmp.mkdir(parents=True, exist_ok=True)
-        ckpt.write_checkpoint(tmp, step, modules, ema, optimizers, extra)
+        ckpt.write_checkpoint(tmp, step, modules, ema, optimizers, extra, family_state)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -257,6 +259,7 @@ class RunDir:
             evals_without_gain=state.get("evals_without_gain", 0),
             total_steps=state.get("total_steps"),
             seconds=state.get("train_seconds", 0.0),
+            family_state=ckpt.read_family_state(last),
         )
 
     def load(self, which: str = "best", device: torch.device | None = None, family: str | None = None) -> LoadedRun:

@@ -62,6 +62,14 @@ class Family(abc.ABC):
         """config.json's "model": the options that rebuild the network (the run is loaded by ``saved_family``)."""
         return dataclasses.asdict(self.cfg)
 
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """Training state of the family beyond its modules and optimisers (saved in every checkpoint), so a
+        resumed run continues as the uninterrupted one would."""
+        return {}
+
+    def restore_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
+        """Take back what :meth:`checkpoint_state` returned (an empty dict: a checkpoint without any)."""
+
     # -- training --------------------------------------------------------------------------------
     def loss_terms(
         self,

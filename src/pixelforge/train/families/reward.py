@@ -176,6 +176,29 @@ class RewardFamily(DiffusionFamily):
     def saved_model(self) -> dict[str, Any]:
         return self.cfg.model_options()
 
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """rwr: the scored samples still to be learnt from and how many steps used them (the prompts as
+        indices into the prompts file's), so a resumed run takes the same steps."""
+        if self.buffer is None:
+            return {}
+        images, prompts, weights, reward = self.buffer
+        index = {p: i for i, p in enumerate(self.prompts)}
+        return {
+            "rwr_images": images,
+            "rwr_prompts": torch.tensor([index[p] for p in prompts]),
+            "rwr_weights": weights,
+            "rwr_reward": reward.reshape(1),
+            "rwr_uses": torch.tensor([self.buffer_uses]),
+        }
+
+    def restore_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "rwr_images" not in tensors:
+            return
+        prompts = [self.prompts[i] for i in tensors["rwr_prompts"].tolist()]
+        images, weights = tensors["rwr_images"].to(self.device), tensors["rwr_weights"].to(self.device)
+        self.buffer = (images, prompts, weights, tensors["rwr_reward"][0])
+        self.buffer_uses = int(tensors["rwr_uses"][0])
+
     # -- training --------------------------------------------------------------------------------
     def _conds(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         cache = self._caption_cache()
