@@ -9,8 +9,9 @@ from PIL import Image
 
 from pixelforge import media
 from pixelforge.cli import main
+from pixelforge.media import resize_geometry as geometry
 from pixelforge.prepare.denoise import DENOISERS
-from pixelforge.prepare.worker import geometry, move_boxes, move_mask
+from pixelforge.prepare.worker import move_boxes, move_mask
 from pixelforge.store import Dataset, DatasetBuilder, Lineage
 
 

@@ -33,26 +33,6 @@ class PrepareTask:
     schema: pa.Schema
 
 
-def geometry(
-    w: int, h: int, size: int, mode: str
-) -> tuple[tuple[float, float, float, float], tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """Where media.resize puts the source: (source crop box, resized size, canvas size, paste offset).
-
-    Mirrors media.resize's arithmetic so boxes and masks land on the same pixels as the image.
-    """
-    if mode == "none":
-        return (0.0, 0.0, float(w), float(h)), (w, h), (w, h), (0, 0)
-    if mode == "center_crop":
-        # the centred square of the shorter side, as media.resize cuts it for a square target
-        box = ((w - h) / 2, 0.0, (w + h) / 2, float(h)) if w > h else (0.0, (h - w) / 2, float(w), (h + w) / 2)
-        return box, (size, size), (size, size), (0, 0)
-    scale = min(size / w, size / h)
-    fw, fh = max(1, round(w * scale)), max(1, round(h * scale))
-    canvas = (fw, fh) if mode == "keep_ratio" else (size, size)
-    offset = (0, 0) if mode == "keep_ratio" else ((size - fw) // 2, (size - fh) // 2)
-    return (0.0, 0.0, float(w), float(h)), (fw, fh), canvas, offset
-
-
 def move_boxes(boxes: list[dict[str, Any]], geo) -> list[dict[str, Any]]:
     """Boxes in source pixels -> boxes in output pixels, clipped; boxes cropped away are dropped."""
     (x0, y0, x1, y1), (rw, rh), (cw, ch), (ox, oy) = geo
@@ -102,7 +82,7 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
                 if data is None:
                     raise ItemError(f"member {row['member']} is missing from shard {task.shard}", reason="missing_file")
                 img = media.decode(data, draft_size=(target, target) if target else None)
-                geo = geometry(img.width, img.height, cfg.size, cfg.resize_mode)
+                geo = media.resize_geometry(img.width, img.height, cfg.size, cfg.resize_mode)
                 out = media.resize(denoise(img), cfg.size, cfg.resize_mode)
                 mask = files.get(MASK_EXT) if row.get("mask") else None
                 mask = move_mask(mask, geo) if mask is not None else None
@@ -139,7 +119,7 @@ def output_faces(row: dict[str, Any], data: bytes, img: Image.Image, geo, detect
         if detector is None:
             return None
         boxes = detector.detect(media.decode(data, draft_size=(DETECT_SIDE, DETECT_SIDE)))
-    w, h = img.width, img.height  # the frame geometry() measured (fractions do not depend on the decode's scale)
+    w, h = img.width, img.height  # the frame resize_geometry() measured (fractions do not depend on the decode's scale)
     pixels = [{"x0": b[0] * w, "y0": b[1] * h, "x1": b[2] * w, "y1": b[3] * h, "label": None} for b in boxes]
     cw, ch = geo[2]
     return [[m["x0"] / cw, m["y0"] / ch, m["x1"] / cw, m["y1"] / ch] for m in move_boxes(pixels, geo)]
