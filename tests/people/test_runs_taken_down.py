@@ -122,8 +122,8 @@ def test_a_takedown_in_the_audited_datasets_lineage_is_found_outside_the_runs_fo
 
 
 def test_the_summary_prints_the_flagged_runs(work, tmp_path, capsys, monkeypatch):
-    # the table's long paths on one line each: Rich reads COLUMNS only when the console is made (at import),
-    # and without a terminal (pytest-xdist's workers) it is 80 wide; `_width` is what its width setter sets
+    # the table's long paths on one line each: the console is made at import, and a COLUMNS set then fixes
+    # its width for good (a pytest-xdist worker's environment); `_width` is what Rich's width setter sets
     monkeypatch.setattr(console.out, "_width", 400)
     assert main(["audit", work["after"], "--out", str(tmp_path / "a"), "--runs", work["root"], "--no-pixels"]) == 0
     out = " ".join(capsys.readouterr().out.split())

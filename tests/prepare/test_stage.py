@@ -9,7 +9,7 @@ from PIL import Image
 
 from pixelforge import media
 from pixelforge.cli import main
-from pixelforge.media import resize_geometry as geometry
+from pixelforge.media import resize_geometry
 from pixelforge.prepare.denoise import DENOISERS
 from pixelforge.prepare.worker import move_boxes, move_mask
 from pixelforge.store import Dataset, DatasetBuilder, Lineage
@@ -55,14 +55,14 @@ def boxed(tmp_path_factory):
     ],
 )
 def test_boxes_follow_each_resize_mode(mode, box):
-    geo = geometry(40, 20, 16, mode)
+    geo = resize_geometry(40, 20, 16, mode)
     assert move_boxes([{"x0": 20.0, "y0": 0.0, "x1": 40.0, "y1": 20.0, "label": 1}], geo) == [box]
     out = media.resize(Image.new("RGB", (40, 20)), 16, mode)
     assert out.size == geo[2]
 
 
 def test_box_cropped_away_is_dropped():
-    geo = geometry(40, 20, 16, "center_crop")
+    geo = resize_geometry(40, 20, 16, "center_crop")
     assert move_boxes([{"x0": 0.0, "y0": 0.0, "x1": 9.0, "y1": 5.0, "label": 0}], geo) == []
 
 
@@ -71,7 +71,7 @@ def test_mask_follows_pad_with_ids_kept():
     mask[:, 20:] = 7
     buf = io.BytesIO()
     Image.fromarray(mask).save(buf, "PNG")
-    out = np.asarray(Image.open(io.BytesIO(move_mask(buf.getvalue(), geometry(40, 20, 16, "pad")))))
+    out = np.asarray(Image.open(io.BytesIO(move_mask(buf.getvalue(), resize_geometry(40, 20, 16, "pad")))))
     assert out.shape == (16, 16) and set(np.unique(out)) == {0, 7}
     assert (out[4:12, 8:] == 7).all() and (out[:4] == 0).all() and (out[4:12, :8] == 0).all()
 

@@ -221,7 +221,8 @@ def test_sampling_with_grad_matches_and_backpropagates(setup):
 
 
 def test_stated_class(setup, tmp_path):
-    from pixelforge.train.reward import parse_judge, read_prompts
+    from pixelforge.prompts import read_prompts
+    from pixelforge.train.reward import parse_judge
 
     judge = parse_judge(f"classifier:{setup['judge']}", torch.device("cpu"))
     assert judge.stated({"prompt": "a Red square"}, "row 1") == 1
@@ -345,19 +346,32 @@ def test_the_label_app_compares_a_base_run_with_its_tuned_run(setup, tmp_path, m
     # other settings: another comparison
     assert main([*args, "--n", "1"]) == 0
     assert served[2].ds.path != a and len(served[2].items) == 2
+    # the tuned run trained further: its new best checkpoint draws again, into another folder
+    assert _reward(setup, tuned, "--max-steps", "4", "--resume") == 0
+    assert main([*args, "--n", "3"]) == 0
+    assert served[3].ds.path not in (a, served[2].ds.path) and len(served[3].items) == 6
+    # a prompts CSV (as train reward reads it): its prompt column is drawn
+    table = tmp_path / "prompts.csv"
+    table.write_text('prompt,colour\n"a red square",red\n')
+    assert main([*args[:-1], str(table), "--n", "1"]) == 0
+    assert {i.rows["a"]["caption"] for i in served[4].items.values()} == {"a red square"}
     # a run against a dataset, two runs without prompts, prompts for datasets: one line each, exit 2
     capsys.readouterr()
     for bad, message in (
         (["label", "serve", setup["base"], setup["data"], "--task", "compare", "--prompts", setup["prompts"]],
          "is not a training run"),
         (["label", "serve", setup["base"], str(tuned), "--task", "compare"], "give --prompts FILE"),
+        (["label", "serve", setup["base"], setup["judge"], "--task", "compare", "--prompts", setup["prompts"]],
+         "does not draw from prompts"),
+        (["label", "serve", setup["data"], setup["data"], "--task", "compare", "--n", "2"],
+         "--n: only when DIR_A and DIR_B are training runs"),
         (["label", "serve", setup["data"], setup["data"], "--task", "compare", "--prompts", setup["prompts"]],
          "--prompts: only when DIR_A and DIR_B are training runs"),
         (["label", "serve", setup["data"], "--prompts", setup["prompts"]], "--prompts: only for --task compare"),
     ):  # fmt: skip
         assert main(bad) == 2, bad
         assert message in capsys.readouterr().err.replace("\n", " "), bad
-    assert len(served) == 3
+    assert len(served) == 5
 
 
 def test_rwr_resumes_exactly_with_its_scored_samples(setup, tmp_path):
@@ -377,3 +391,13 @@ def test_rwr_resumes_exactly_with_its_scored_samples(setup, tmp_path):
     a = load_file(str(whole / "checkpoints" / "step_0000004" / "unet.safetensors"))
     b = load_file(str(parts / "checkpoints" / "step_0000004" / "unet.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_reward_tuning_refuses_several_processes():
+    """--nproc is refused by the command; under torchrun (the world size given) the family refuses."""
+    from types import SimpleNamespace
+
+    from pixelforge.train.families.reward import RewardConfig, RewardFamily
+
+    with pytest.raises(UsageError, match="train reward runs in one process, not 2"):
+        RewardFamily(RewardConfig(), torch.device("cpu"), SimpleNamespace(nproc=2))

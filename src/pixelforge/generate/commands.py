@@ -15,7 +15,9 @@ def generate_command(
     run: Annotated[str, typer.Argument(help="Training run directory.")],
     out: Annotated[str, typer.Option("--out", "-o", help="New dataset directory for the images.")],
     prompt: Annotated[list[str] | None, typer.Option("--prompt", help="A prompt (repeatable).")] = None,
-    prompts: Annotated[str | None, typer.Option(help="File with one prompt per line.")] = None,
+    prompts: Annotated[
+        str | None, typer.Option(help="File of prompts: one per line, or a .csv / .jsonl with a prompt column.")
+    ] = None,
     class_: Annotated[list[str] | None, typer.Option("--class", help="A class name (repeatable).")] = None,
     n: Annotated[int, typer.Option(help="Images per prompt or class (in all, for unconditional runs).")] = 1,
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 50,
@@ -57,11 +59,12 @@ def generate_command(
 
         pixelforge generate runs/shapes --prompt "a large red circle in the center on a blue background" --n 8 --out gen
     """
-    from pixelforge.generate.run import GenerateConfig, generate, read_prompt_lines
+    from pixelforge.generate.run import GenerateConfig, generate
+    from pixelforge.prompts import read_prompt_texts
 
     texts = list(prompt or [])
     if prompts:
-        texts += read_prompt_lines(prompts)
+        texts += read_prompt_texts(prompts)
     gc = GenerateConfig(
         prompts=texts,
         classes=list(class_ or []),

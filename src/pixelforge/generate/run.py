@@ -76,17 +76,6 @@ def family_name(run: LoadedRun) -> str:
     return str(run.config.get("family", ""))
 
 
-def read_prompt_lines(path: str) -> list[str]:
-    """The prompts of a --prompts file: one per line, blank lines skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--prompts {path}: no such file")
-    prompts = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise UsageError(f"--prompts {path}: no prompt in it (one per line)")
-    return prompts
-
-
 def generate(run_path: str, out: str, gc: GenerateConfig, overwrite: bool = False) -> GenerateResult:
     """Generate images into a new dataset at ``out`` (plus plain PNGs in out/images/)."""
     if gc.sampler not in SAMPLERS:

@@ -46,7 +46,7 @@ def serve_command(
     prompts: Annotated[
         str | None, typer.Option(help="Compare two runs: the prompts (one per line) both runs draw first.")
     ] = None,
-    n: Annotated[int, typer.Option(help="Compare two runs: images of each prompt from each run.")] = 4,
+    n: Annotated[int | None, typer.Option(help="Compare two runs: images of each prompt from each run [4].")] = None,
 ) -> None:
     """Serve the labelling web app for DIR (one image at a time, keyboard shortcuts, boxes, captions).
 
@@ -78,8 +78,10 @@ def serve_command(
         from pixelforge.label.runs import comparison_datasets
 
         data, data_b = comparison_datasets(data, data_b, prompts, n, seed)
-    elif prompts is not None:
-        raise UsageError("--prompts: only for --task compare of two training runs")
+    else:
+        for flag, value in (("--prompts", prompts), ("--n", n)):
+            if value is not None:
+                raise UsageError(f"{flag}: only for --task compare of two training runs")
     project = Project(
         ProjectConfig(data=data, task=task, classes=_classes(classes), compare_with=data_b, db=db, seed=seed)
     )

@@ -86,7 +86,7 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
                 out = media.resize(denoise(img), cfg.size, cfg.resize_mode)
                 mask = files.get(MASK_EXT) if row.get("mask") else None
                 mask = move_mask(mask, geo) if mask is not None else None
-                found = output_faces(row, data, img, geo, faces)  # None: not known
+                found = output_faces(row, data, img, cfg, faces)  # None: not known
                 if faces is not None:  # blurred after resizing: cheaper, as img2dataset does
                     out = blur_faces(out, found)
             except ItemError as exc:
@@ -110,7 +110,7 @@ def prepare_shard(task: PrepareTask) -> tuple[int, int, dict[str, int]]:
     return len(writer.rows), fails, media.take_warnings()
 
 
-def output_faces(row: dict[str, Any], data: bytes, img: Image.Image, geo, detector) -> list[list[float]] | None:
+def output_faces(row: dict[str, Any], data: bytes, img: Image.Image, cfg, detector) -> list[list[float]] | None:
     """The sample's faces as fractions of the output image: its face_bboxes (from `curate --faces`) when
     it has them, else (with a ``detector``) found on a copy decoded large enough to find them, else None
     (not known); moved as its boxes are."""
@@ -119,10 +119,8 @@ def output_faces(row: dict[str, Any], data: bytes, img: Image.Image, geo, detect
         if detector is None:
             return None
         boxes = detector.detect(media.decode(data, draft_size=(DETECT_SIDE, DETECT_SIDE)))
-    w, h = img.width, img.height  # the frame resize_geometry() measured (fractions do not depend on the decode's scale)
-    pixels = [{"x0": b[0] * w, "y0": b[1] * h, "x1": b[2] * w, "y1": b[3] * h, "label": None} for b in boxes]
-    cw, ch = geo[2]
-    return [[m["x0"] / cw, m["y0"] / ch, m["x1"] / cw, m["y1"] / ch] for m in move_boxes(pixels, geo)]
+    # in the frame of img, which the image is resized from (fractions do not depend on the decode's scale)
+    return media.boxes_after_resize(boxes, img.width, img.height, cfg.size, cfg.resize_mode)
 
 
 _FACE_DETECTORS: dict[str | None, Any] = {}

@@ -220,7 +220,8 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
     if resume:
         run.check_resume(cfg, family_cfg)
         resumed = run.resume(modules, ema, optimizers)
-        family.restore_checkpoint_state(resumed.family_state)
+        if resumed.checkpoint is not None:
+            family.restore_checkpoint_state(resumed.family_state)
         if ranks.main and resumed.checkpoint is not None:
             run.truncate_metrics(resumed.step, fields)
     if cfg.init and resumed.checkpoint is None:

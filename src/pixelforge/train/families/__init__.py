@@ -64,11 +64,13 @@ class Family(abc.ABC):
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """Training state of the family beyond its modules and optimisers (saved in every checkpoint), so a
-        resumed run continues as the uninterrupted one would."""
+        resumed run continues as the uninterrupted one would. Under N processes it is the first process's,
+        restored in every process: a family whose state differs between processes must gather it."""
         return {}
 
     def restore_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
-        """Take back what :meth:`checkpoint_state` returned (an empty dict: a checkpoint without any)."""
+        """Take back what :meth:`checkpoint_state` returned, on resuming from a checkpoint (an empty dict: the
+        checkpoint holds none)."""
 
     # -- training --------------------------------------------------------------------------------
     def loss_terms(

@@ -129,8 +129,11 @@ class RewardFamily(DiffusionFamily):
     splits_draws = False
 
     def __init__(self, cfg: RewardConfig, device: torch.device, train_cfg: Any = None):
+        if train_cfg is not None and train_cfg.nproc > 1:  # --nproc is refused earlier; this is torchrun
+            raise UsageError(f"train reward runs in one process, not {train_cfg.nproc} (run it without torchrun)")
         super().__init__(cfg, device, train_cfg)
-        from pixelforge.train.reward import parse_reward, read_prompts
+        from pixelforge.prompts import read_prompts
+        from pixelforge.train.reward import parse_reward
 
         self.rows = read_prompts(cfg.prompts)
         self.prompts = [r["prompt"] for r in self.rows]
@@ -193,6 +196,10 @@ class RewardFamily(DiffusionFamily):
 
     def restore_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if "rwr_images" not in tensors:
+            if self.cfg.method == "rwr":  # a checkpoint written before checkpoints kept it
+                from pixelforge.progress import stderr
+
+                stderr.print("train reward: the checkpoint holds no scored samples; rwr draws a new batch")
             return
         prompts = [self.prompts[i] for i in tensors["rwr_prompts"].tolist()]
         images, weights = tensors["rwr_images"].to(self.device), tensors["rwr_weights"].to(self.device)
