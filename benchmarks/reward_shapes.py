@@ -24,6 +24,7 @@ name another colour than the one drawn (alt-text that misdescribes its image): p
 learn what the captions say; the judges know the colours.
 
     .venv/bin/python benchmarks/reward_shapes.py [--base-minutes 5] [--minutes 3] [--caption-noise P] [--work DIR]
+        [--reward-args "..." --reward-name NAME] [--plain-args "..." --plain-name NAME] [--skip-plain] [--skip-reward]
 """
 
 from __future__ import annotations
@@ -144,6 +145,9 @@ def main() -> None:
     ap.add_argument("--reward-args", default="", help="extra `pixelforge train reward` options")
     ap.add_argument("--reward-name", default="reward", help="run name of the reward arm (to compare settings)")
     ap.add_argument("--skip-plain", action="store_true", help="reuse the plain arm in --work and its scores")
+    ap.add_argument("--plain-args", default="", help="extra `pixelforge train diffusion` options of the plain arm")
+    ap.add_argument("--plain-name", default="plain", help="run name of the plain arm (to compare settings)")
+    ap.add_argument("--skip-reward", action="store_true", help="reuse the reward arm in --work and its scores")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="pf-reward-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -183,20 +187,59 @@ def main() -> None:
     noise = f"-noise{args.caption_noise:g}" if args.caption_noise else ""
     tag = f"{args.base_minutes:g}+{args.minutes:g}min{noise}"
     base = w(f"base-{args.base_minutes:g}min{noise}")
-    if not Path(base, "result.json").exists():
+    base_trained = not Path(base, "result.json").exists()
+    if base_trained:
         shutil.rmtree(base, ignore_errors=True)
         train_text_model(data, base, ["--max-minutes", str(args.base_minutes), *BASE_RECIPE])
     runs = {"base": (base, json.loads(Path(base, "result.json").read_text())["steps"], 0.0)}
-    plain = w(f"plain-{tag}")
+    plain = w(f"{args.plain_name}-{tag}")
     if not (args.skip_plain and Path(plain, "result.json").exists()):
         shutil.rmtree(plain, ignore_errors=True)
         done, _, cpu = train_text_model(
-            data, plain, ["--init", base, "--max-minutes", str(args.minutes), *BASE_RECIPE[4:]]
+            data,
+            plain,
+            ["--init", base, "--max-minutes", str(args.minutes), *BASE_RECIPE[4:], *args.plain_args.split()],
         )
-        runs["plain"] = (plain, done["steps"], cpu)
+        runs[args.plain_name] = (plain, done["steps"], cpu)
     else:
-        runs["plain"] = (plain, json.loads(Path(plain, "result.json").read_text())["steps"], 0.0)
+        runs[args.plain_name] = (plain, json.loads(Path(plain, "result.json").read_text())["steps"], 0.0)
     tuned = w(f"{args.reward_name}-{tag}")
+    if args.skip_reward and Path(tuned, "result.json").exists():
+        runs[args.reward_name] = (tuned, json.loads(Path(tuned, "result.json").read_text())["steps"], 0.0)
+    else:
+        runs[args.reward_name] = (tuned, *train_reward_arm(args, base, tuned, tuning, reward_judges))
+
+    # -- 3. judge each -------------------------------------------------------------------------------
+    rows: dict[str, dict[str, dict]] = {label: {} for label in sets}
+    for name, (run, steps, cpu) in runs.items():
+        reused = (name == "base" and not base_trained or (name == args.plain_name and args.skip_plain)) or (
+            name == args.reward_name and args.skip_reward
+        )
+        for label in sets:
+            suffix = "" if label == "training" else f"-{label}"
+            cached = work / f"scores-{Path(run).name}{suffix}.json"
+            if reused and cached.exists():
+                rows[label][name] = json.loads(cached.read_text())  # judged by an earlier run of this benchmark
+                continue
+            gen = w(f"gen-{Path(run).name}{suffix}")
+            shutil.rmtree(gen, ignore_errors=True)
+            generate_images(run, files[label], gen, args.per_prompt, 2.0, "dpm++", 20)
+            acc = judge_generated(gen, judges)
+            rows[label][name] = {
+                **acc,
+                "all five": all_right(gen, judges),
+                "reward judges": reward_judges_score(gen, reward_judges),
+                "FID": fid(reals[label], gen, judges["shape"]),
+                "diversity": diversity(gen),
+                "steps": steps,
+                "CPU min": cpu / 60,
+            }
+            cached.write_text(json.dumps(rows[label][name]))
+    report(args, work, rows)
+
+
+def train_reward_arm(args, base: str, tuned: str, tuning: Path, reward_judges: dict[str, str]) -> tuple[int, float]:
+    """`pixelforge train reward` from ``base`` for --minutes: its steps and CPU seconds."""
     shutil.rmtree(tuned, ignore_errors=True)
     out, _, cpu = pf(
         "train",
@@ -218,31 +261,10 @@ def main() -> None:
         *args.reward_args.split(),
         "--json",
     )
-    runs[args.reward_name] = (tuned, json.loads(out)["steps"], cpu)
+    return json.loads(out)["steps"], cpu
 
-    # -- 3. judge each -------------------------------------------------------------------------------
-    rows: dict[str, dict[str, dict]] = {label: {} for label in sets}
-    for name, (run, steps, cpu) in runs.items():
-        for label in sets:
-            suffix = "" if label == "training" else f"-{label}"
-            cached = work / f"scores-{Path(run).name}{suffix}.json"
-            if name in ("base", "plain") and args.skip_plain and cached.exists():
-                rows[label][name] = json.loads(cached.read_text())  # judged by an earlier run of this benchmark
-                continue
-            gen = w(f"gen-{Path(run).name}{suffix}")
-            shutil.rmtree(gen, ignore_errors=True)
-            generate_images(run, files[label], gen, args.per_prompt, 2.0, "dpm++", 20)
-            acc = judge_generated(gen, judges)
-            rows[label][name] = {
-                **acc,
-                "all five": all_right(gen, judges),
-                "reward judges": reward_judges_score(gen, reward_judges),
-                "FID": fid(reals[label], gen, judges["shape"]),
-                "diversity": diversity(gen),
-                "steps": steps,
-                "CPU min": cpu / 60,
-            }
-            cached.write_text(json.dumps(rows[label][name]))
+
+def report(args, work: Path, rows: dict[str, dict[str, dict]]) -> None:
     print(
         f"\nreward fine-tuning on shapes: base {args.base_minutes:g} min, then {args.minutes:g} min more per arm; "
         f"{args.per_prompt} images x 20 prompts, DPM-Solver++ 20, guidance 2 (work dir {work})"
