@@ -237,9 +237,16 @@ def curate(inp: str, out: str, config: CurateConfig, *, overwrite: bool = False,
 
 def import_while_scoring(config: CurateConfig) -> None:
     """Import what grouping, the rules and pyarrow's first conversions need in a daemon thread, while
-    this process waits for the scoring workers (Python's import lock makes a later import wait for it)."""
+    this process waits for the scoring workers (Python's import lock makes a later import wait for it).
+
+    Not when this process scores itself (`--processes 1`): then it is not idle, and its own scoring imports
+    scipy (phash) while the thread imports scipy's subpackages — a race that failed one run in CPython 3.11
+    with KeyError: 'scipy'."""
     import importlib
     import threading
+
+    if config.executor.backend == "local" and config.executor.processes <= 1:
+        return
 
     modules = ("scipy.sparse.csgraph", *PRELOAD, *(("duckdb",) if config.where else ()))
     threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True).start()
