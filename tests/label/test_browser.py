@@ -14,9 +14,15 @@ pytestmark = pytest.mark.browser
 
 
 def _wait_text(page, selector: str, prefix: str) -> None:
-    page.wait_for_function(
-        "([s, p]) => document.querySelector(s).textContent.startsWith(p)", arg=[selector, prefix], timeout=10_000
-    )
+    """Wait for the element's text to start with ``prefix``; 30 s, as `make test` shares the 2 cores between
+    two test workers, Chromium and the app's server. A miss names what the page shows and its console errors."""
+    try:
+        page.wait_for_function(
+            "([s, p]) => document.querySelector(s).textContent.startsWith(p)", arg=[selector, prefix], timeout=30_000
+        )
+    except Exception as exc:
+        shown = page.text_content(selector)
+        raise AssertionError(f"{selector} shows {shown!r}, not {prefix!r}; console: {page.console_errors}") from exc
 
 
 def test_label_draw_caption_reload(browser_page, shapes, tmp_path):
