@@ -191,7 +191,8 @@ def main() -> None:
     if base_trained:
         shutil.rmtree(base, ignore_errors=True)
         train_text_model(data, base, ["--max-minutes", str(args.base_minutes), *BASE_RECIPE])
-    runs = {"base": (base, json.loads(Path(base, "result.json").read_text())["steps"], 0.0)}
+    steps_of = lambda run: json.loads(Path(run, "result.json").read_text())["steps"]  # noqa: E731
+    runs = {"base": (base, steps_of(base), 0.0)}
     plain = w(f"{args.plain_name}-{tag}")
     if not (args.skip_plain and Path(plain, "result.json").exists()):
         shutil.rmtree(plain, ignore_errors=True)
@@ -202,23 +203,23 @@ def main() -> None:
         )
         runs[args.plain_name] = (plain, done["steps"], cpu)
     else:
-        runs[args.plain_name] = (plain, json.loads(Path(plain, "result.json").read_text())["steps"], 0.0)
+        runs[args.plain_name] = (plain, steps_of(plain), 0.0)
     tuned = w(f"{args.reward_name}-{tag}")
     if args.skip_reward and Path(tuned, "result.json").exists():
-        runs[args.reward_name] = (tuned, json.loads(Path(tuned, "result.json").read_text())["steps"], 0.0)
+        runs[args.reward_name] = (tuned, steps_of(tuned), 0.0)
     else:
         runs[args.reward_name] = (tuned, *train_reward_arm(args, base, tuned, tuning, reward_judges))
 
     # -- 3. judge each -------------------------------------------------------------------------------
     rows: dict[str, dict[str, dict]] = {label: {} for label in sets}
+    # arms not trained by this run: their scores from an earlier run of this benchmark
+    kept = (("base", not base_trained), (args.plain_name, args.skip_plain), (args.reward_name, args.skip_reward))
+    reused = {name for name, keep in kept if keep}
     for name, (run, steps, cpu) in runs.items():
-        reused = (name == "base" and not base_trained or (name == args.plain_name and args.skip_plain)) or (
-            name == args.reward_name and args.skip_reward
-        )
         for label in sets:
             suffix = "" if label == "training" else f"-{label}"
             cached = work / f"scores-{Path(run).name}{suffix}.json"
-            if reused and cached.exists():
+            if name in reused and cached.exists():
                 rows[label][name] = json.loads(cached.read_text())  # judged by an earlier run of this benchmark
                 continue
             gen = w(f"gen-{Path(run).name}{suffix}")

@@ -74,14 +74,12 @@ def serve_command(
         raise UsageError("--token: use at least 16 characters (or omit it to have one generated)")
     if not is_loopback(host) and token is None:
         token = new_token()
-    if task == "compare" and data_b is not None:
-        from pixelforge.label.runs import comparison_datasets
+    from pixelforge.label.runs import comparison_datasets, refuse_draw_options
 
+    if task == "compare" and data_b is not None:
         data, data_b = comparison_datasets(data, data_b, prompts, n, seed)
     else:
-        for flag, value in (("--prompts", prompts), ("--n", n)):
-            if value is not None:
-                raise UsageError(f"{flag}: only for --task compare of two training runs")
+        refuse_draw_options(prompts, n, "for --task compare of two training runs")
     project = Project(
         ProjectConfig(data=data, task=task, classes=_classes(classes), compare_with=data_b, db=db, seed=seed)
     )

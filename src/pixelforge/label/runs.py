@@ -13,24 +13,30 @@ import json
 from pathlib import Path
 
 from pixelforge.errors import UsageError
-from pixelforge.generate.run import GenerateConfig, generate
-from pixelforge.prompts import read_prompt_texts
-from pixelforge.store import is_dataset
-from pixelforge.train.rundir import RunDir, is_run
 
 FOLDER = "compare-"  # RUN/compare-<hash>: the run's images of one comparison
 N_DEFAULT = 4  # images of each prompt from each run
+
+
+def refuse_draw_options(prompts_file: str | None, n: int | None, only: str) -> None:
+    """--prompts and --n draw two runs' images: a one-line error naming the first given, and where it belongs."""
+    for flag, value in (("--prompts", prompts_file), ("--n", n)):
+        if value is not None:
+            raise UsageError(f"{flag}: only {only}")
 
 
 def comparison_datasets(run_a: str, run_b: str, prompts_file: str | None, n: int | None, seed: int) -> tuple[str, str]:
     """The two datasets to compare when DIR_A and DIR_B are training runs (generated when missing); datasets
     are returned unchanged. One run and one dataset, runs that do not draw from prompts, or runs without
     --prompts are usage errors, found before anything is drawn."""
+    from pixelforge.generate.run import GenerateConfig, generate
+    from pixelforge.prompts import read_prompt_texts
+    from pixelforge.store import is_dataset
+    from pixelforge.train.rundir import RunDir, is_run
+
     runs = is_run(run_a), is_run(run_b)
     if not any(runs):
-        for flag, value in (("--prompts", prompts_file), ("--n", n)):
-            if value is not None:
-                raise UsageError(f"{flag}: only when DIR_A and DIR_B are training runs (their images are drawn)")
+        refuse_draw_options(prompts_file, n, "when DIR_A and DIR_B are training runs (their images are drawn)")
         return run_a, run_b
     if not all(runs):
         which = run_b if runs[0] else run_a

@@ -222,8 +222,8 @@ def train(family_name: str, cfg: TrainConfig, family_cfg: Any, resume: bool = Fa
         resumed = run.resume(modules, ema, optimizers)
         if resumed.checkpoint is not None:
             family.restore_checkpoint_state(resumed.family_state)
-        if ranks.main and resumed.checkpoint is not None:
-            run.truncate_metrics(resumed.step, fields)
+            if ranks.main:
+                run.truncate_metrics(resumed.step, fields)
     if cfg.init and resumed.checkpoint is None:
         RunDir(cfg.init).load_into(family.saved_family or family_name, modules, ema)
     config_doc = {
