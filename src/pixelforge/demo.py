@@ -27,12 +27,11 @@ from pixelforge.options import RUN
 
 STATE = "demo.json"
 # the best of the 5-minute levers measured by benchmarks/text2img_shapes.py (docs/benchmarks.md#text-to-image):
-# the UNet on 2x2 pixel patches (--patch-size 2) with block widths 48, 96, 96, batch 32 and Min-SNR gamma 20 drew
-# all five attributes right 0.806 of the time after 5 minutes (full-resolution tiny UNet, batch 16: 0.394);
-# DPM-Solver++ in 20 steps draws as well as DDIM in 50. The demo's 7-minute model drew the asked shape 0.917 / 0.938
-# of the time (seeds 0 / 1) at generate's default guidance 2, 0.896 / 0.938 at 3, 0.854 / 0.917 at 4
+# the UNet on 2x2 pixel patches (--patch-size 2) with block widths 64, 96, 96, batch 32 and Min-SNR gamma 20 drew
+# all five attributes right 0.894 / 0.887 of the time after 5 minutes (seeds 0 / 1; widths 48, 96, 96 in the same
+# hour: 0.856; full-resolution tiny UNet, batch 16: 0.394); DPM-Solver++ in 20 steps draws as well as DDIM in 50
 DEMO_BATCH, DEMO_SNR_GAMMA = 32, 20.0
-DEMO_MODEL = {"model_size": "tiny", "patch_size": 2, "widths": "48,96,96", "snr_gamma": DEMO_SNR_GAMMA}
+DEMO_MODEL = {"model_size": "tiny", "patch_size": 2, "widths": "64,96,96", "snr_gamma": DEMO_SNR_GAMMA}
 STATE_VERSION = 1
 
 

@@ -171,12 +171,13 @@ def test_vae_two_processes_match_one(data, root):
     _assert_same_losses(one, two, 6)
     # not the raw weights: the VAE's convolution biases just before a batch norm have a zero gradient in exact
     # arithmetic, so Adam moves them by rounding noise (by up to lr, in one process too); what they compute
-    # is the same, as the validation scalars (eval mode: running statistics) show
+    # is nearly the same, as the validation scalars (eval mode: running statistics) show: the running means
+    # take in those biases, so their rounding noise reaches the validation scalars at ~1e-4 (fused Adam: 1.1e-4)
     val_one, val_two = ([r for r in _rows(run) if r["val_loss"]] for run in (one, two))
     assert [r["step"] for r in val_one] == [r["step"] for r in val_two] == ["4", "6"]  # --eval-every 4, the end
     for a, b in zip(val_one, val_two):
         for key in ("val_loss", "val_reconstruction", "val_kl"):
-            assert float(b[key]) == pytest.approx(float(a[key]), rel=LOSS_RTOL)
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=3 * LOSS_RTOL)
 
 
 def test_time_budget_stops_every_process_on_the_same_step(data, root):

@@ -489,3 +489,27 @@ def test_time_budget_schedule_follows_the_budget_used():
     assert lr_at(500, cfg, None, fraction=0.5) == pytest.approx(0.5)
     assert lr_at(500, cfg, None, fraction=1.3) == pytest.approx(0.0)  # past the budget: 0, never negative
     assert lr_at(55, cfg, 100) == pytest.approx(0.5)  # a step budget: halfway through the cosine
+
+
+def test_adam_is_fused_only_over_contiguous_parameters():
+    from pixelforge.train.config import TrainConfig
+    from pixelforge.train.loop import make_optimizer
+
+    cfg = TrainConfig(lr=0.1)
+    torch.manual_seed(0)
+    flat = torch.nn.Conv2d(4, 8, 3)
+    fused = make_optimizer("adamw", flat.parameters(), cfg)
+    assert fused.defaults["fused"] is True and fused.param_groups[0]["base_lr"] == 0.1
+    # a channels_last convolution keeps torch's per-tensor loop (its moments return contiguous from a checkpoint)
+    last = torch.nn.Conv2d(4, 8, 3).to(memory_format=torch.channels_last)
+    assert not make_optimizer("adam", last.parameters(), cfg).defaults["fused"]
+    # fused computes the same step as the loop: two steps of the same gradients
+    plain = torch.nn.Conv2d(4, 8, 3)
+    plain.load_state_dict(flat.state_dict())
+    loop = torch.optim.AdamW(plain.parameters(), lr=0.1, weight_decay=0.0)
+    for _ in range(2):
+        for opt, net in ((fused, flat), (loop, plain)):
+            net(torch.ones(1, 4, 5, 5)).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+    assert torch.allclose(flat.weight, plain.weight, atol=1e-6)

@@ -49,7 +49,16 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """--optimizer over ``params``; a family may give its own base ``lr`` and Adam ``betas``."""
     lr = cfg.lr if lr is None else lr
-    adam_kw = {} if betas is None else {"betas": betas}
+    adam_kw: dict[str, Any] = {} if betas is None else {"betas": betas}
+    params = list(params)
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    if all(p.is_floating_point() and p.is_contiguous() and p.device.type in ("cpu", "cuda") for p in tensors):
+        # one fused kernel for every tensor: torch's default on a CPU is a Python loop over the tensors
+        # (measured, tiny text UNet of 3.5M parameters on 2 cores: 9.1 ms a step, fused 2.2 ms). Only for
+        # contiguous parameters: the fused kernel walks parameter, gradient and moments as flat memory, and a
+        # channels_last convolution's moments come back from a checkpoint contiguous (measured: a resumed
+        # classifier's moments were updated at the wrong elements)
+        adam_kw["fused"] = True
     if name == "adamw":
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, **adam_kw)
     elif name == "adam":
