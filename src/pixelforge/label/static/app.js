@@ -324,14 +324,14 @@ async function compare(choice) {
 }
 
 function onKey(e) {
-  if (!state.session || !state.item) return;
-  const task = state.session.task;
   const typing = e.target.tagName === "TEXTAREA" || e.target.tagName === "INPUT";
-  if (typing) {
-    if (e.target.id === "caption" && e.key === "Enter" && !e.shiftKey) { e.preventDefault(); accept(); }
+  if (typing) {  // before the first item has loaded too: Escape always leaves a field
     if (e.key === "Escape") e.target.blur();
+    else if (e.target.id === "caption" && e.key === "Enter" && !e.shiftKey && state.item) { e.preventDefault(); accept(); }
     return;
   }
+  if (!state.session || !state.item) return;
+  const task = state.session.task;
   if (!$("mapview").hidden) {  // the map has the keyboard: m or Escape goes back to the image
     if (e.key === "m" || e.key === "Escape") closeMap();
     return;
